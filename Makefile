@@ -1,0 +1,44 @@
+# Two commands set up a fresh machine (see README): `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit stress generate clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,redis,postgres]'
+	touch $@ $(VENV)/.demo
+
+demo: $(VENV)/.demo
+	$(BIN)/python -m keyshelf.demo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
+	$(BIN)/python tools/async_to_sync.py --check
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+stress: $(VENV)/.dev
+	$(BIN)/pytest -q -m stress -p no:cacheprovider
+
+generate: $(VENV)/.dev
+	$(BIN)/python tools/async_to_sync.py
+	$(BIN)/ruff format src/keyshelf/_store_sync.py src/keyshelf/backends/base.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

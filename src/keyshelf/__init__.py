@@ -1,0 +1,66 @@
+"""keyshelf: a typed key-value store for Python.
+
+Redis-like operations (TTL, atomic counters, set-if-absent, compare-and-swap,
+batches, glob patterns) with exact type preservation, namespaces and per-key
+metadata, behind one sync API (:func:`open`) and one async API
+(:func:`open_async`), over interchangeable backends chosen by URL: an embedded
+SQLite file by default, memory, Redis and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from ._open import open, open_async
+from ._store_async import AsyncStore
+from ._store_sync import Store
+from .codec import Codec, PickleCodec
+from .entry import Entry
+from .errors import (
+    AppendTypeError,
+    BackendError,
+    BackendUnavailableError,
+    IncompatibleStoreError,
+    IncrementOverflowError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidPatternError,
+    InvalidTTLError,
+    InvalidURLError,
+    KeyNotFoundError,
+    KeysNotFoundError,
+    KVError,
+    NotNumericError,
+    SerializationError,
+    StoreClosedError,
+    ValueTooLargeError,
+)
+from .registry import register
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AppendTypeError",
+    "AsyncStore",
+    "BackendError",
+    "BackendUnavailableError",
+    "Codec",
+    "Entry",
+    "IncompatibleStoreError",
+    "IncrementOverflowError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidPatternError",
+    "InvalidTTLError",
+    "InvalidURLError",
+    "KVError",
+    "KeyNotFoundError",
+    "KeysNotFoundError",
+    "NotNumericError",
+    "PickleCodec",
+    "SerializationError",
+    "Store",
+    "StoreClosedError",
+    "ValueTooLargeError",
+    "open",
+    "open_async",
+    "register",
+]

@@ -1,0 +1,173 @@
+"""What the sync and the async store share: state, validation, encoding. No I/O.
+
+:class:`StoreCore` holds every decision that does not touch a backend, so
+that the two generated shells (``AsyncStore`` and ``Store``) contain nothing
+but the calls to their backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+from .codec import Codec, payload_size
+from .errors import AppendTypeError, InvalidArgumentError, ValueTooLargeError
+from .expiry import Clock, ttl_seconds
+from .keys import check_key, check_keys, check_namespace
+from .patterns import Matcher, compile_pattern
+from .records import KEEP, Meta, Value
+
+B = TypeVar("B")
+
+DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
+MISSING: Any = object()
+
+
+class StoreCore(Generic[B]):
+    """State and pure helpers of a store bound to one namespace."""
+
+    _backend: B
+
+    def __init__(
+        self,
+        backend: B,
+        *,
+        namespace: str,
+        separator: str | None,
+        codec: Codec,
+        clock: Clock,
+        max_value_size: int,
+        cleanup_interval: float | None,
+    ) -> None:
+        self._backend = backend
+        self._ns = check_namespace(namespace)
+        self._separator = separator
+        self._codec = codec
+        self._clock = clock
+        self._max_value_size = max_value_size
+        self._cleanup_interval = cleanup_interval
+        self._owner = True
+        self._all = compile_pattern("*")
+
+    # -- public, no I/O -----------------------------------------------------
+
+    @property
+    def namespace_name(self) -> str:
+        """The namespace every method of this store acts on."""
+        return self._ns
+
+    @property
+    def backend(self) -> B:
+        """The backend object (for diagnostics and tests)."""
+        return self._backend
+
+    def namespace(self, name: str) -> Any:
+        """A view of the same store bound to namespace ``name``.
+
+        Cheap: it shares the backend and its connections. Closing a view does
+        nothing; close the store it came from.
+        """
+        view = copy.copy(self)
+        view._ns = check_namespace(name)
+        view._owner = False
+        view._on_view()
+        return view
+
+    def _on_view(self) -> None:
+        """Hook: a view must not own the cleanup sweeper."""
+
+    # -- helpers ------------------------------------------------------------
+
+    def _now(self) -> int:
+        return math.floor(self._clock() * 1000)
+
+    def _times(self, ttl: object) -> tuple[int, int | None]:
+        """(now, absolute expiry or None) from one clock reading."""
+        t = self._clock()
+        if ttl is None:
+            return math.floor(t * 1000), None
+        return math.floor(t * 1000), math.ceil((t + ttl_seconds(ttl)) * 1000)
+
+    def _encode(self, key: str, value: object) -> Value:
+        tag, payload = self._codec.encode(value)
+        size = payload_size(tag, payload)
+        if size > self._max_value_size:
+            raise ValueTooLargeError(
+                f"Value for key {key!r} is {size} bytes encoded, "
+                f"above max_value_size {self._max_value_size}"
+            )
+        return tag, payload
+
+    def _encode_items(self, mapping: object) -> list[tuple[str, Value]]:
+        if not isinstance(mapping, Mapping):
+            raise InvalidArgumentError(
+                f"Expected a mapping of keys to values, got {type(mapping).__name__}"
+            )
+        keys = check_keys(list(mapping))
+        return [(key, self._encode(key, mapping[key])) for key in keys]
+
+    def _matcher(self, pattern: object) -> Matcher:
+        return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]
+
+    def _metadata(self, metadata: object) -> tuple[dict[str, Any], object]:
+        """Split user metadata from a ``ttl`` entry (seed 001); validate it."""
+        if not isinstance(metadata, dict):
+            raise InvalidArgumentError(f"Metadata must be a dict, not {type(metadata).__name__}")
+        for name in metadata:
+            if type(name) is not str:
+                raise InvalidArgumentError(f"Metadata keys must be strings, not {name!r}")
+        user = dict(metadata)
+        ttl = user.pop("ttl", None)
+        if ttl is not None:
+            ttl_seconds(ttl)
+        return user, ttl
+
+    def _prepare_set(
+        self, key: object, value: object, ttl: object, metadata: object, keep_ttl: bool
+    ) -> tuple[str, Value, Meta, int, int | None]:
+        """Validate and encode everything ``set`` needs before any I/O."""
+        checked = check_key(key)
+        encoded = self._encode(checked, value)
+        meta: Meta = KEEP
+        if metadata is not None:
+            user, meta_ttl = self._metadata(metadata)
+            if ttl is None:
+                ttl = meta_ttl
+            meta = self._codec.encode_metadata(user)
+        if keep_ttl and ttl is not None:
+            raise InvalidArgumentError("keep_ttl cannot be combined with a ttl")
+        now, expires = self._times(ttl)
+        return checked, encoded, meta, now, expires
+
+    def _merge_metadata(self, metadata: dict[str, Any], replace: bool) -> Any:
+        codec = self._codec
+
+        def merge(old: bytes | None) -> bytes | None:
+            if replace:
+                return codec.encode_metadata(metadata)
+            return codec.encode_metadata({**codec.decode_metadata(old), **metadata})
+
+        # Encode once now so an unencodable value fails before any I/O.
+        codec.encode_metadata(metadata)
+        return merge
+
+    def _decode(self, value: Value) -> Any:
+        return self._codec.decode(value[0], value[1])
+
+
+def check_delta(delta: object) -> int | float:
+    """Validate an increment amount: an int or float, never a bool."""
+    if type(delta) is not int and type(delta) is not float:
+        raise InvalidArgumentError("Amount must be numeric")
+    return delta  # type: ignore[return-value]
+
+
+def check_append(value: object) -> bytes | str:
+    """Only ``str`` and bytes-like values can be appended."""
+    if type(value) is str or type(value) is bytes:
+        return value  # type: ignore[return-value]
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise AppendTypeError(f"Cannot append a {type(value).__name__}: append takes str or bytes")

@@ -1,0 +1,110 @@
+"""``open()`` and ``open_async()``: URL + options -> a store bound to a namespace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import PurePath
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from ._core import DEFAULT_MAX_VALUE_SIZE
+from ._store_async import AsyncStore
+from ._store_sync import Store
+from .codec import Codec, get_codec
+from .errors import InvalidURLError
+from .expiry import Clock, system_clock
+from .keys import DEFAULT_NAMESPACE
+from .options import as_bool, as_number, as_str
+from .registry import factory_for
+
+DEFAULT_URL = "sqlite:///keyshelf.db"
+
+# Options the store itself consumes; everything else goes to the backend.
+_STORE_OPTIONS = {
+    "namespace",
+    "separator",
+    "codec",
+    "clock",
+    "max_value_size",
+    "auto_cleanup",
+    "cleanup_interval",
+    "cache",
+}
+
+
+def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, Any]]:
+    if url is None:
+        url = os.environ.get("KEYSHELF_URL") or DEFAULT_URL
+    if isinstance(url, PurePath | os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str) or not url:
+        raise InvalidURLError(f"A store URL must be a non-empty string, got {url!r}")
+    if "://" not in url:
+        # A bare path is an SQLite file (spec section 2).
+        return SplitResult("sqlite", "", url, "", ""), {}
+    try:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+    except ValueError as exc:
+        raise InvalidURLError(f"Cannot parse store URL {url!r}: {exc}") from exc
+    if not parts.scheme:
+        raise InvalidURLError(f"Store URL {url!r} has no scheme")
+    return parts, query
+
+
+def _options(
+    url: str | os.PathLike[str] | None, options: dict[str, Any], asynchronous: bool
+) -> tuple[Any, dict[str, Any]]:
+    parts, query = _split(url)
+    merged = {**query, **options}
+    store: dict[str, Any] = {}
+    if merged.pop("cache", None) is not None:
+        raise InvalidURLError("The cache= option is not available in this keyshelf version yet")
+    store["namespace"] = merged.pop("namespace", DEFAULT_NAMESPACE)
+    separator = merged.pop("separator", None)
+    store["separator"] = None if separator in (None, "") else as_str("separator", separator)
+    codec: str | Codec | None = merged.pop("codec", None)
+    store["codec"] = get_codec(codec)
+    clock: Clock = merged.pop("clock", system_clock)
+    if not callable(clock):
+        raise InvalidURLError("Option clock must be a callable returning epoch seconds")
+    store["clock"] = clock
+    store["max_value_size"] = as_number(
+        "max_value_size", merged.pop("max_value_size", DEFAULT_MAX_VALUE_SIZE), integer=True
+    )
+    auto_cleanup = as_bool("auto_cleanup", merged.pop("auto_cleanup", False))
+    interval = as_number("cleanup_interval", merged.pop("cleanup_interval", 60.0))
+    store["cleanup_interval"] = interval if auto_cleanup else None
+    factory = factory_for(parts.scheme)
+    backend = factory(parts, merged, asynchronous)
+    return backend, store
+
+
+def open(url: str | os.PathLike[str] | None = None, **options: Any) -> Store:  # noqa: A001
+    """Open a store (sync API).
+
+    ``url`` picks the backend: ``None`` means ``$KEYSHELF_URL``, else the
+    SQLite file ``./keyshelf.db``; a bare path is an SQLite file;
+    ``memory://``, ``sqlite:///rel.db``, ``redis://...``,
+    ``postgresql://...`` name the others. Options (also as URL query
+    parameters): ``namespace``, ``separator``, ``codec``, ``clock``,
+    ``max_value_size``, ``auto_cleanup``, ``cleanup_interval``, plus the
+    backend's own. An unusable URL or option raises InvalidURLError now.
+    """
+    backend, store = _options(url, options, asynchronous=False)
+    try:
+        return Store(backend, **store)
+    except BaseException:
+        backend.close()
+        raise
+
+
+def open_async(url: str | os.PathLike[str] | None = None, **options: Any) -> AsyncStore:
+    """Open a store for the async API; same URL and options as :func:`open`.
+
+    Use it as ``async with keyshelf.open_async(url) as kv:``, or call
+    ``await kv.aclose()`` when done.
+    """
+    backend, store = _options(url, options, asynchronous=True)
+    return AsyncStore(backend, **store)
+

@@ -1,0 +1,331 @@
+"""AsyncStore: every public method, written once (source of ``_store_sync.py``).
+
+``tools/async_to_sync.py`` generates the sync :class:`Store` from this file by
+renaming; edit this one and run ``make generate``. Each method validates and
+encodes through :class:`StoreCore` (no I/O), makes one backend call, and
+decodes the answer, so both APIs behave identically by construction.
+
+Every method acts on the store's namespace only. Every method is atomic. An
+expired key is invisible to every method. A rejected argument raises before
+the backend is touched, so it never changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from ._acompat import ASweeper, AsyncDunders
+from ._core import StoreCore, check_append, check_delta
+from .backends._base_async import AsyncBackend
+from .entry import Entry
+from .errors import InvalidArgumentError, KeysNotFoundError
+from .expiry import remaining
+from .keys import check_key, check_keys, check_namespace
+
+TTLArg = int | float | timedelta | None
+
+
+class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
+    """A keyshelf store bound to one namespace (``keyshelf.open_async``)."""
+
+    def __init__(self, backend: AsyncBackend, **options: Any) -> None:
+        super().__init__(backend, **options)
+        self._sweeper: ASweeper | None = None
+        if self._cleanup_interval is not None:
+            self._sweeper = ASweeper(self._sweep, self._cleanup_interval)
+            self._sweeper.start()
+
+    def _on_view(self) -> None:
+        self._sweeper = None
+
+    async def _sweep(self) -> int:
+        return await self._backend.purge_expired(None, self._now())
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop the cleanup sweep and release the backend (views: no-op)."""
+        if not self._owner:
+            return
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+            self._sweeper = None
+        await self._backend.close()
+
+    async def __aenter__(self) -> AsyncStore:
+        if self._sweeper is not None:
+            self._sweeper.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.aiter_keys()
+
+    # -- seed 000: the core contract --------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is missing or expired."""
+        value = await self._backend.get(self._ns, check_key(key), self._now())
+        return default if value is None else self._decode(value)
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: TTLArg = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        """Store ``value`` atomically; True if written.
+
+        ``nx``: only if the key is absent; ``xx``: only if present (False when
+        the condition stops it). A plain set replaces the TTL (none if ``ttl``
+        is None) unless ``keep_ttl``. Without ``metadata`` the key keeps its
+        user metadata; ``metadata={...}`` replaces it (a ``ttl`` entry in it
+        sets the expiry when ``ttl`` is not given).
+        """
+        if nx and xx:
+            raise InvalidArgumentError("nx and xx cannot both be set")
+        key, encoded, meta, now, expires = self._prepare_set(key, value, ttl, metadata, keep_ttl)
+        return await self._backend.put(
+            self._ns, key, encoded, expires, meta, now, nx=nx, xx=xx, keep_ttl=keep_ttl
+        )
+
+    async def delete(self, *keys: str) -> int:
+        """Delete keys atomically; returns how many live keys were removed."""
+        return len(await self._backend.delete(self._ns, check_keys(keys), self._now()))
+
+    async def exists(self, key: str) -> bool:
+        """True if ``key`` holds a live value (which may be ``None``)."""
+        return await self._backend.exists(self._ns, check_key(key), self._now())
+
+    async def mset(self, mapping: Mapping[str, Any], ttl: TTLArg = None) -> bool:
+        """Set every pair in one transaction (all or nothing), with one shared TTL."""
+        items = self._encode_items(mapping)
+        now, expires = self._times(ttl)
+        if items:
+            await self._backend.put_many(self._ns, items, expires, now)
+        return True
+
+    async def mget(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of all ``keys``; raises KeysNotFoundError if any is missing."""
+        wanted = check_keys(keys)
+        found = await self._backend.get_many(self._ns, wanted, self._now())
+        missing = [key for key in dict.fromkeys(wanted) if key not in found]
+        if missing:
+            raise KeysNotFoundError(missing)
+        return {key: self._decode(found[key]) for key in wanted}
+
+    async def increment(self, key: str, delta: int | float = 1) -> int | float:
+        """Atomically add ``delta``; a missing key starts at 0 with no TTL.
+
+        Keeps the key's TTL. Raises NotNumericError for non-numbers (``bool``
+        included) and IncrementOverflowError beyond the signed 64-bit range.
+        """
+        check_key(key)
+        return await self._backend.increment(self._ns, key, check_delta(delta), self._now())
+
+    async def decrement(self, key: str, delta: int | float = 1) -> int | float:
+        """Atomically subtract ``delta`` (see :meth:`increment`)."""
+        check_key(key)
+        return await self._backend.increment(self._ns, key, -check_delta(delta), self._now())
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        """Live keys matching ``pattern``, sorted by code point."""
+        rows = await self._backend.scan(
+            self._ns, self._matcher(pattern), self._now(), None, None, False
+        )
+        return [key for key, _ in rows]
+
+    async def aiter_keys(self, pattern: str = "*", *, batch_size: int = 1000) -> AsyncIterator[str]:
+        """Stream matching keys in order, ``batch_size`` per backend call."""
+        matcher = self._matcher(pattern)
+        after: str | None = None
+        while True:
+            rows = await self._backend.scan(
+                self._ns, matcher, self._now(), after, batch_size, False
+            )
+            for key, _ in rows:
+                yield key
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
+    async def aiter_items(
+        self, pattern: str = "*", *, batch_size: int = 1000
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Stream matching (key, value) pairs in key order."""
+        matcher = self._matcher(pattern)
+        after: str | None = None
+        while True:
+            rows = await self._backend.scan(self._ns, matcher, self._now(), after, batch_size, True)
+            for key, value in rows:
+                assert value is not None
+                yield key, self._decode(value)
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
+    async def key_count(self, pattern: str = "*") -> int:
+        """Number of live keys matching ``pattern``."""
+        return await self._backend.count(self._ns, self._matcher(pattern), self._now())
+
+    async def ttl(self, key: str) -> float | None:
+        """Remaining seconds; None for a key without expiry; -1 if missing or expired."""
+        record = await self._backend.get_record(self._ns, check_key(key), self._now())
+        if record is None:
+            return -1
+        return remaining(record.expires_at, self._clock)
+
+    async def expire(self, key: str, ttl: int | float | timedelta) -> bool:
+        """Set the TTL of a live key; True if the key exists."""
+        check_key(key)
+        now, expires = self._times(ttl)
+        if expires is None:
+            raise InvalidArgumentError("expire needs a TTL; use persist() to remove one")
+        return await self._backend.set_expiry(self._ns, key, expires, now)
+
+    async def persist(self, key: str) -> bool:
+        """Remove the TTL of a live key; True if a TTL was removed."""
+        return await self._backend.set_expiry(self._ns, check_key(key), None, self._now())
+
+    async def setnx(self, key: str, value: Any, ttl: TTLArg = None) -> bool:
+        """Set only if absent, atomically; True if it set (a lock primitive)."""
+        return await self.set(key, value, ttl, nx=True)
+
+    async def storage_size(self, *keys: str) -> dict[str, int]:
+        """``{"total": bytes}`` for the namespace, or ``{key: bytes}`` for live keys."""
+        if not keys:
+            return {"total": await self._backend.total_size(self._ns, self._now())}
+        return await self._backend.sizes(self._ns, check_keys(keys), self._now())
+
+    async def delete_expired(self) -> int:
+        """Remove this namespace's expired keys; returns how many."""
+        return await self._backend.purge_expired(self._ns, self._now())
+
+    async def cleanup_expired(self) -> int:
+        """Same as :meth:`delete_expired` (seed 001 name)."""
+        return await self.delete_expired()
+
+    # -- seeds 001 and 004: hierarchy, metadata, atomics ---------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of the live keys among ``keys``; missing ones left out."""
+        wanted = check_keys(keys)
+        found = await self._backend.get_many(self._ns, wanted, self._now())
+        return {key: self._decode(found[key]) for key in wanted if key in found}
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = None) -> dict[str, bool]:
+        """Set every pair atomically; ``{key: True}`` for each."""
+        await self.mset(mapping, ttl)
+        return dict.fromkeys(mapping, True)
+
+    async def delete_many(self, keys: Iterable[str]) -> dict[str, bool]:
+        """Delete keys atomically; True where a live key was removed."""
+        wanted = check_keys(keys)
+        removed = set(await self._backend.delete(self._ns, wanted, self._now()))
+        return {key: key in removed for key in wanted}
+
+    async def get_pattern(self, pattern: str) -> dict[str, Any]:
+        """Live keys matching ``pattern`` with their values, in key order."""
+        rows = await self._backend.scan(
+            self._ns, self._matcher(pattern), self._now(), None, None, True
+        )
+        return {key: self._decode(value) for key, value in rows if value is not None}
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching ``pattern`` atomically; count the live ones."""
+        return await self._backend.delete_matching(self._ns, self._matcher(pattern), self._now())
+
+    async def compare_and_swap(self, key: str, old_value: Any, new_value: Any) -> bool:
+        """Replace the value if it equals ``old_value`` with the same type; keeps the TTL.
+
+        Equality is on the typed encoding: ``1``, ``1.0`` and ``True`` all
+        differ, and dicts must list their keys in the same order. A missing key
+        never matches.
+        """
+        check_key(key)
+        expected = self._codec.encode(old_value)
+        new = self._encode(key, new_value)
+        return await self._backend.compare_and_swap(self._ns, key, expected, new, self._now())
+
+    async def append(self, key: str, value: str | bytes) -> str | bytes:
+        """Append str to str or bytes to bytes atomically; returns the new value."""
+        check_key(key)
+        encoded = self._encode(key, check_append(value))
+        result = await self._backend.append(self._ns, key, encoded, self._now())
+        return self._decode(result)  # type: ignore[no-any-return]
+
+    async def get_metadata(self, key: str) -> dict[str, Any] | None:
+        """The user metadata of ``key`` (``{}`` if none); None if missing."""
+        record = await self._backend.get_record(self._ns, check_key(key), self._now())
+        return None if record is None else self._codec.decode_metadata(record.meta)
+
+    async def set_metadata(
+        self, key: str, metadata: dict[str, Any], *, replace: bool = False
+    ) -> bool:
+        """Merge into (or with ``replace``, replace) the user metadata; False if missing.
+
+        A ``ttl`` entry sets the key's expiry instead of being stored.
+        """
+        check_key(key)
+        user, ttl = self._metadata(metadata)
+        merge = self._merge_metadata(user, replace)
+        now, expires = self._times(ttl)
+        if expires is None:
+            return await self._backend.set_metadata(self._ns, key, merge, now)
+        return await self._backend.set_metadata(self._ns, key, merge, now, expires_at=expires)
+
+    async def get_entry(self, key: str) -> Entry | None:
+        """The value with user and system metadata, or None if missing."""
+        record = await self._backend.get_record(self._ns, check_key(key), self._now())
+        return None if record is None else Entry.from_record(key, record, self._codec)
+
+    # -- seeds 002 and 003: whole-namespace views -----------------------------------
+
+    async def values(self) -> list[Any]:
+        """Every live value, in key order."""
+        return list((await self.get_pattern("*")).values())
+
+    async def size(self) -> int:
+        """Number of live keys in the namespace."""
+        return await self._backend.count(self._ns, self._all, self._now())
+
+    async def is_empty(self) -> bool:
+        """True if the namespace holds no live key."""
+        rows = await self._backend.scan(self._ns, self._all, self._now(), None, 1, False)
+        return not rows
+
+    async def clear(self) -> int:
+        """Delete every key of the namespace; returns how many were live."""
+        return await self._backend.delete_matching(self._ns, self._all, self._now())
+
+    async def dump(self) -> dict[str, Any]:
+        """Every live key with its value."""
+        return await self.get_pattern("*")
+
+    async def stats(self) -> dict[str, Any]:
+        """``total_keys`` (expired but unpurged included), ``active_keys``,
+        ``expired_keys`` and ``keys_with_ttl`` for this namespace."""
+        return await self._backend.stats(self._ns, self._now())
+
+    async def list_namespaces(self) -> list[str]:
+        """Sorted names of every namespace of the store holding a live key."""
+        return await self._backend.namespaces(self._now())
+
+    async def clear_namespace(self, name: str) -> int:
+        """Delete every key of namespace ``name``; returns how many were live."""
+        return await self._backend.delete_matching(check_namespace(name), self._all, self._now())

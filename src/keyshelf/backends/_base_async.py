@@ -1,0 +1,174 @@
+"""The primitives an async backend implements (source of ``base.py``).
+
+``tools/async_to_sync.py`` generates the sync :class:`Backend` in ``base.py``
+from this file; edit this one and run ``make generate``.
+
+A backend stores encoded records (see :mod:`keyshelf.records`) per
+(namespace, key). Every primitive receives ``now`` in milliseconds and must
+treat a record with ``expires_at <= now`` as absent (spec principle 4). Every
+primitive is atomic. Batch primitives have loop defaults; read-modify-write
+primitives default to :meth:`update`, which a backend implements as one
+transaction. Backends override whatever they can do natively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..codec import payload_size
+from ..patterns import Matcher
+from ..records import (
+    KEEP,
+    Decision,
+    Keep,
+    Meta,
+    R,
+    Record,
+    Value,
+    decide_append,
+    decide_compare_and_swap,
+    decide_increment,
+    decide_put,
+    decide_set_metadata,
+)
+
+
+class AsyncBackend:
+    """Base class of async backends; every method may raise BackendError."""
+
+    #: Human-readable location used in error messages (file path, server).
+    location: str = ""
+
+    # -- required primitives ------------------------------------------------
+
+    async def get(self, ns: str, key: str, now: int) -> Value | None:
+        """The live value of ``key``, or None."""
+        raise NotImplementedError
+
+    async def get_record(self, ns: str, key: str, now: int) -> Record | None:
+        """The live record of ``key`` with its metadata, or None."""
+        raise NotImplementedError
+
+    async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
+        """Atomically read the live record, apply ``decide`` and store its write.
+
+        Runs as one transaction: no other writer can change the key between
+        the read and the write. If ``decide`` raises, nothing is written.
+        """
+        raise NotImplementedError
+
+    async def put_many(self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int) -> None:
+        """Set every item (keeping each live key's user metadata), all or nothing."""
+        raise NotImplementedError
+
+    async def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
+        """Delete ``keys`` atomically; return those that were live."""
+        raise NotImplementedError
+
+    async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
+        """Set (or with None, remove) the expiry of a live key.
+
+        Returns True if the key is live, or for ``None`` only if it had an
+        expiry to remove. Does not change ``version`` or ``updated_at``.
+        """
+        raise NotImplementedError
+
+    async def scan(
+        self, ns: str, matcher: Matcher, now: int, after: str | None, limit: int | None, values: bool
+    ) -> list[tuple[str, Value | None]]:
+        """Live keys matching ``matcher`` in code-point order, after ``after``.
+
+        At most ``limit`` rows (all if None); each with its value if
+        ``values`` else None. Serves patterns with a literal prefix by a range
+        scan where the backend has an ordered index.
+        """
+        raise NotImplementedError
+
+    async def count(self, ns: str, matcher: Matcher, now: int) -> int:
+        """Number of live keys matching ``matcher``."""
+        raise NotImplementedError
+
+    async def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
+        """Delete every key matching ``matcher`` atomically; count the live ones."""
+        raise NotImplementedError
+
+    async def namespaces(self, now: int) -> list[str]:
+        """Sorted names of namespaces holding at least one live key."""
+        raise NotImplementedError
+
+    async def purge_expired(self, ns: str | None, now: int) -> int:
+        """Remove expired records of ``ns`` (every namespace if None); count them."""
+        raise NotImplementedError
+
+    async def stats(self, ns: str, now: int) -> dict[str, Any]:
+        """``total_keys``, ``active_keys``, ``expired_keys``, ``keys_with_ttl``."""
+        raise NotImplementedError
+
+    async def total_size(self, ns: str, now: int) -> int:
+        """Sum of :func:`codec.payload_size` over the live keys of ``ns``."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections; further calls raise StoreClosedError."""
+        raise NotImplementedError
+
+    # -- primitives with defaults ---------------------------------------------
+
+    async def exists(self, ns: str, key: str, now: int) -> bool:
+        """True if ``key`` is live."""
+        return await self.get(ns, key, now) is not None
+
+    async def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
+        """The live values among ``keys`` (missing ones left out)."""
+        found: dict[str, Value] = {}
+        for key in keys:
+            value = await self.get(ns, key, now)
+            if value is not None:
+                found[key] = value
+        return found
+
+    async def put(
+        self,
+        ns: str,
+        key: str,
+        value: Value,
+        expires_at: int | None,
+        meta: Meta,
+        now: int,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        """Store ``value``; see :func:`records.decide_put` for the conditions."""
+        decide = decide_put(value, expires_at, meta, nx=nx, xx=xx, keep_ttl=keep_ttl)
+        return await self.update(ns, key, now, decide)
+
+    async def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
+        """Atomically add ``delta`` (see :func:`records.decide_increment`)."""
+        return await self.update(ns, key, now, decide_increment(delta))
+
+    async def append(self, ns: str, key: str, value: Value, now: int) -> Value:
+        """Atomically append; returns the new encoded value."""
+        return await self.update(ns, key, now, decide_append(value))
+
+    async def compare_and_swap(self, ns: str, key: str, expected: Value, new: Value, now: int) -> bool:
+        """Atomically replace the value if it equals ``expected`` (typed)."""
+        return await self.update(ns, key, now, decide_compare_and_swap(expected, new))
+
+    async def set_metadata(
+        self,
+        ns: str,
+        key: str,
+        merge: Callable[[bytes | None], bytes | None],
+        now: int,
+        *,
+        expires_at: int | None | Keep = KEEP,
+    ) -> bool:
+        """Store ``merge(old metadata)`` for a live key (and its expiry, if given)."""
+        return await self.update(ns, key, now, decide_set_metadata(merge, expires_at))
+
+    async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
+        """Encoded size of each live key among ``keys``."""
+        return {key: payload_size(*value) for key, value in (await self.get_many(ns, keys, now)).items()}

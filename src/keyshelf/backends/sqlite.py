@@ -1,0 +1,610 @@
+"""The embedded SQLite backend (the default): ``sqlite:///path.db`` or a bare path.
+
+Layout: one ``WITHOUT ROWID`` table keyed by ``(ns, key)`` (namespace and key
+in separate columns, so no choice of characters can make two namespaces
+collide), a type-tag column, the payload stored natively (integers as SQLite
+integers, so increments run in SQL), expiry and timestamps as integer
+milliseconds, and a partial index on expiry. A second table records the
+schema version. Both live beside an application's own tables, which are never
+touched.
+
+Guarantees:
+
+* every operation is one SQL statement, or one ``BEGIN IMMEDIATE``
+  transaction for read-modify-write operations, so nothing is ever lost
+  between threads or processes sharing the file;
+* every query filters expired rows, so an expired key is invisible before it
+  is purged;
+* patterns with a literal prefix are served by a primary-key range scan, with
+  keyshelf's own matcher applied on top;
+* connections are long-lived, one per thread, in WAL mode with
+  ``synchronous=NORMAL`` (``durable=true`` selects ``FULL``), a busy timeout,
+  and a bounded retry on ``database is locked``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, unquote
+
+from ..codec import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NONE
+from ..errors import (
+    BackendError,
+    BackendUnavailableError,
+    IncompatibleStoreError,
+    InvalidURLError,
+    StoreClosedError,
+)
+from ..options import as_bool, as_number, as_str, refuse_unknown
+from ..patterns import Matcher, prefix_upper_bound
+from ..records import INT64_MAX, INT64_MIN, Decision, R, Record, Value, stats_dict
+from ._bridge import AsyncBridge
+from .base import Backend
+
+SCHEMA_VERSION = 1
+_HEADER = b"SQLite format 3\x00"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_RETRIES = 8
+
+T = TypeVar("T")
+
+# SQL for "the row is live at ?now".
+_LIVE = "(expires_at IS NULL OR expires_at > {now})"
+
+# The documented size of a payload (codec.payload_size), computed in SQL.
+_SIZE = (
+    f"CASE type WHEN '{TAG_NONE}' THEN 0 WHEN '{TAG_BOOL}' THEN 1 "
+    f"WHEN '{TAG_INT}' THEN 8 WHEN '{TAG_FLOAT}' THEN 8 "
+    "ELSE length(CAST(value AS BLOB)) END"
+)
+
+
+class SQLiteBackend(Backend):
+    """Keyshelf's tables in one SQLite file, shared safely by threads and processes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "keyshelf",
+        durable: bool = False,
+        timeout: float = 30.0,
+        journal_mode: str | None = None,
+    ) -> None:
+        if not _IDENTIFIER.fullmatch(table):
+            raise InvalidURLError(f"SQLite table name {table!r} is not a plain identifier")
+        if journal_mode is not None and journal_mode.upper() not in {
+            "WAL",
+            "DELETE",
+            "TRUNCATE",
+            "PERSIST",
+            "MEMORY",
+        }:
+            raise InvalidURLError(f"Unknown SQLite journal_mode {journal_mode!r}")
+        if timeout <= 0:
+            raise InvalidURLError("SQLite timeout must be positive")
+        self.path = Path(path)
+        self.location = str(self.path)
+        self._table = table
+        self._meta_table = f"{table}_meta"
+        self._durable = durable
+        self._timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._closed = False
+        self._prepare_file(journal_mode)
+        self._sql = _Statements(table)
+
+    # -- opening ------------------------------------------------------------
+
+    def _prepare_file(self, journal_mode: str | None) -> None:
+        path = self.path
+        if path.is_dir():
+            raise IncompatibleStoreError(f"{path} is a directory, not an SQLite database file")
+        fresh = not path.exists() or path.stat().st_size == 0
+        if not fresh:
+            try:
+                with path.open("rb") as handle:
+                    header = handle.read(len(_HEADER))
+            except OSError as exc:
+                raise BackendUnavailableError(f"Cannot read {path}: {exc.strerror}") from exc
+            if header != _HEADER:
+                raise IncompatibleStoreError(f"{path} is not an SQLite database")
+        elif not path.parent.exists():
+            raise BackendUnavailableError(f"Cannot create {path}: directory {path.parent} does not exist")
+        conn = self._connection()
+        try:
+            version = self._schema_version(conn)
+            if version is not None and version > SCHEMA_VERSION:
+                raise IncompatibleStoreError(
+                    f"{path} holds keyshelf schema version {version}; "
+                    f"this keyshelf reads up to version {SCHEMA_VERSION}: upgrade keyshelf"
+                )
+            if journal_mode is not None:
+                conn.execute(f"PRAGMA journal_mode={journal_mode}")
+            elif fresh:
+                conn.execute("PRAGMA journal_mode=WAL")
+            if version is None:
+                self._create_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise self._error(exc, "open") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        row = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self._meta_table,)
+        ).fetchone()
+        if row is None:
+            return None
+        found = conn.execute(
+            f"SELECT value FROM {self._meta_table} WHERE name='schema_version'"
+        ).fetchone()
+        if found is None:
+            raise IncompatibleStoreError(
+                f"{self.path}: table {self._meta_table} exists but is not keyshelf's"
+            )
+        return int(found[0])
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        t, m = self._table, self._meta_table
+        with self._transaction(conn):
+            # Another process may have created it since we looked.
+            if self._schema_version(conn) is not None:
+                return
+            conn.execute(f"CREATE TABLE {m} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(
+                f"INSERT INTO {m} (name, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {t} (
+                    ns TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    value BLOB,
+                    expires_at INTEGER,
+                    meta BLOB,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    version INTEGER NOT NULL,
+                    PRIMARY KEY (ns, key)
+                ) WITHOUT ROWID"""
+            )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {t}_expiry ON {t} (expires_at) "
+                "WHERE expires_at IS NOT NULL"
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StoreClosedError(f"The store {self.path} is closed")
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "open") from exc
+        with self._guard:
+            self._connections.append(conn)
+        self._local.conn = conn
+        return conn
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _error(self, exc: sqlite3.Error, action: str) -> BackendError:
+        message = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "malformed" in message or "not a database" in message
+        ):
+            return IncompatibleStoreError(f"{self.path} is corrupt or not a database: {message}")
+        if "readonly" in message or "unable to open" in message:
+            return BackendUnavailableError(f"Cannot write {self.path}: {message}")
+        return BackendError(f"SQLite error on {self.path} during {action}: {message}")
+
+    def _run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` with this thread's connection, retrying busy errors."""
+        delay = 0.005
+        for attempt in range(_RETRIES):
+            conn = self._connection()
+            try:
+                return work(conn)
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or attempt == _RETRIES - 1:
+                    raise self._error(exc, action) from exc
+            except sqlite3.Error as exc:
+                raise self._error(exc, action) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front: two read-modify-write
+        # transactions can then never deadlock on a lock upgrade.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _query(self, action: str, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._run(action, lambda conn: conn.execute(sql, params).fetchall())
+
+    def _one(self, action: str, sql: str, params: Sequence[Any]) -> Any:
+        return self._run(action, lambda conn: conn.execute(sql, params).fetchone())
+
+    def _change(self, action: str, sql: str, params: Sequence[Any]) -> int:
+        return self._run(action, lambda conn: conn.execute(sql, params).rowcount)
+
+    # -- primitives ---------------------------------------------------------
+
+    def get(self, ns: str, key: str, now: int) -> Value | None:
+        row = self._one("get", self._sql.get, (ns, key, now))
+        return None if row is None else (row[0], row[1])
+
+    def get_record(self, ns: str, key: str, now: int) -> Record | None:
+        row = self._one("get", self._sql.get_record, (ns, key, now))
+        return None if row is None else Record(*row)
+
+    def exists(self, ns: str, key: str, now: int) -> bool:
+        return self._one("exists", self._sql.exists, (ns, key, now)) is not None
+
+    def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
+        found: dict[str, Value] = {}
+        unique = list(dict.fromkeys(keys))
+        # Chunks stay under SQLite's bound-parameter limit.
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            sql = self._sql.get_many(len(chunk))
+            for key, tag, payload in self._query("get_many", sql, (ns, now, *chunk)):
+                found[key] = (tag, payload)
+        return found
+
+    def put(
+        self,
+        ns: str,
+        key: str,
+        value: Value,
+        expires_at: int | None,
+        meta: Any,
+        now: int,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        keep_meta = not isinstance(meta, (bytes, type(None)))
+        stored_meta = None if keep_meta else meta
+        if xx:
+            params: tuple[Any, ...] = (
+                ns, key, value[0], value[1], expires_at, stored_meta, now, keep_ttl, keep_meta
+            )  # fmt: skip
+            return self._change("set", self._sql.put_xx, params) > 0
+        params = (ns, key, value[0], value[1], expires_at, stored_meta, now, keep_ttl, keep_meta, nx)
+        return self._change("set", self._sql.put, params) > 0
+
+    def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
+        def work(conn: sqlite3.Connection) -> R:
+            with self._transaction(conn):
+                row = conn.execute(self._sql.get_record, (ns, key, now)).fetchone()
+                old = None if row is None else Record(*row)
+                write, result = decide(old)
+                if write is not None:
+                    if old is None:
+                        created, version = now, 1
+                    else:
+                        created, version = old.created_at, old.version + 1
+                    conn.execute(
+                        self._sql.replace,
+                        (ns, key, write.tag, write.payload, write.expires_at, write.meta)
+                        + (created, now, version),
+                    )
+                return result
+
+        return self._run("update", work)
+
+    def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
+        # Fast path: one UPDATE for a live int/float that stays in range; any
+        # other case (missing key, wrong type, overflow, special floats) runs
+        # the shared decision in one transaction.
+        if type(delta) is int or delta == delta:
+            row = self._one("increment", self._sql.increment, (ns, key, delta, now))
+            if row is not None:
+                return row[0]  # type: ignore[no-any-return]
+        return super().increment(ns, key, delta, now)
+
+    def put_many(
+        self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
+    ) -> None:
+        rows = [(ns, key, tag, payload, expires_at, now) for key, (tag, payload) in items]
+
+        def work(conn: sqlite3.Connection) -> None:
+            with self._transaction(conn):
+                conn.executemany(self._sql.put_many, rows)
+
+        self._run("mset", work)
+
+    def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == 1:
+            rows = self._query("delete", self._sql.delete_one, (ns, unique[0]))
+            return [key for key, expires in rows if expires is None or expires > now]
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            removed: list[str] = []
+            with self._transaction(conn):
+                for start in range(0, len(unique), 500):
+                    chunk = unique[start : start + 500]
+                    cursor = conn.execute(self._sql.delete_many(len(chunk)), (ns, *chunk))
+                    removed.extend(k for k, exp in cursor.fetchall() if exp is None or exp > now)
+            return removed
+
+        return self._run("delete", work)
+
+    def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
+        if expires_at is None:
+            return self._change("persist", self._sql.persist, (ns, key, now)) > 0
+        return self._change("expire", self._sql.expire, (ns, key, now, expires_at)) > 0
+
+    def _range(self, matcher: Matcher) -> tuple[str, list[Any]]:
+        """SQL condition and parameters bounding keys by the literal prefix."""
+        if matcher.literal:
+            return "key = ?", [matcher.prefix]
+        upper = prefix_upper_bound(matcher.prefix)
+        if matcher.prefix and upper is not None:
+            return "key >= ? AND key < ?", [matcher.prefix, upper]
+        if matcher.prefix:
+            return "key >= ?", [matcher.prefix]
+        return "1", []
+
+    def scan(
+        self,
+        ns: str,
+        matcher: Matcher,
+        now: int,
+        after: str | None,
+        limit: int | None,
+        values: bool,
+    ) -> list[tuple[str, Value | None]]:
+        bound, params = self._range(matcher)
+        columns = "key, type, value" if values else "key"
+        sql = (
+            f"SELECT {columns} FROM {self._table} WHERE ns = ? AND {bound} "
+            f"AND {_LIVE.format(now='?')}"
+        )
+        args: list[Any] = [ns, *params, now]
+        if after is not None:
+            sql += " AND key > ?"
+            args.append(after)
+        sql += " ORDER BY key"
+        match = None if matcher.match_all or matcher.literal else matcher.match
+        if match is None and limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+
+        def work(conn: sqlite3.Connection) -> list[tuple[str, Value | None]]:
+            out: list[tuple[str, Value | None]] = []
+            for row in conn.execute(sql, args):
+                if match is not None and not match(row[0]):
+                    continue
+                out.append((row[0], (row[1], row[2]) if values else None))
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+
+        return self._run("scan", work)
+
+    def count(self, ns: str, matcher: Matcher, now: int) -> int:
+        bound, params = self._range(matcher)
+        where = f"ns = ? AND {bound} AND {_LIVE.format(now='?')}"
+        if matcher.match_all or matcher.literal:
+            row = self._one("count", f"SELECT count(*) FROM {self._table} WHERE {where}", (ns, *params, now))
+            return int(row[0])
+        rows = self._query("count", f"SELECT key FROM {self._table} WHERE {where}", (ns, *params, now))
+        return sum(1 for (key,) in rows if matcher.match(key))
+
+    def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
+        bound, params = self._range(matcher)
+        t = self._table
+
+        def work(conn: sqlite3.Connection) -> int:
+            with self._transaction(conn):
+                if matcher.match_all or matcher.literal:
+                    rows = conn.execute(
+                        f"DELETE FROM {t} WHERE ns = ? AND {bound} RETURNING expires_at",
+                        (ns, *params),
+                    ).fetchall()
+                    return sum(1 for (exp,) in rows if exp is None or exp > now)
+                keys = [
+                    key
+                    for (key,) in conn.execute(
+                        f"SELECT key FROM {t} WHERE ns = ? AND {bound} AND {_LIVE.format(now='?')}",
+                        (ns, *params, now),
+                    )
+                    if matcher.match(key)
+                ]
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    conn.execute(self._sql.delete_many(len(chunk)), (ns, *chunk))
+                return len(keys)
+
+        return self._run("delete_pattern", work)
+
+    def namespaces(self, now: int) -> list[str]:
+        # A skip-scan over the primary key: one probe per namespace.
+        sql = (
+            f"SELECT DISTINCT ns FROM {self._table} WHERE {_LIVE.format(now='?')} ORDER BY ns"
+        )
+        return [ns for (ns,) in self._query("namespaces", sql, (now,))]
+
+    def purge_expired(self, ns: str | None, now: int) -> int:
+        if ns is None:
+            sql = f"DELETE FROM {self._table} WHERE expires_at <= ?"
+            return self._change("delete_expired", sql, (now,))
+        sql = f"DELETE FROM {self._table} WHERE expires_at <= ? AND ns = ?"
+        return self._change("delete_expired", sql, (now, ns))
+
+    def stats(self, ns: str, now: int) -> dict[str, Any]:
+        sql = (
+            f"SELECT count(*), count(*) FILTER (WHERE {_LIVE.format(now='?1')}), "
+            f"count(*) FILTER (WHERE expires_at > ?1) FROM {self._table} WHERE ns = ?2"
+        )
+        total, active, with_ttl = self._one("stats", sql, (now, ns))
+        return stats_dict(total, active, with_ttl)
+
+    def total_size(self, ns: str, now: int) -> int:
+        sql = (
+            f"SELECT coalesce(sum({_SIZE}), 0) FROM {self._table} "
+            f"WHERE ns = ? AND {_LIVE.format(now='?')}"
+        )
+        return int(self._one("storage_size", sql, (ns, now))[0])
+
+    def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
+        unique = list(dict.fromkeys(keys))
+        marks = ", ".join("?" * len(unique))
+        sql = (
+            f"SELECT key, {_SIZE} FROM {self._table} WHERE ns = ? AND key IN ({marks}) "
+            f"AND {_LIVE.format(now='?')}"
+        )
+        found = dict(self._query("storage_size", sql, (ns, *unique, now)))
+        return {key: found[key] for key in unique if key in found}
+
+    def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+
+class _Statements:
+    """The SQL text of every statement, built once per table name."""
+
+    def __init__(self, t: str) -> None:
+        live = _LIVE.format(now="?3")
+        self.get = f"SELECT type, value FROM {t} WHERE ns = ?1 AND key = ?2 AND {live}"
+        self.exists = f"SELECT 1 FROM {t} WHERE ns = ?1 AND key = ?2 AND {live}"
+        self.get_record = (
+            "SELECT type, value, expires_at, meta, created_at, updated_at, version "
+            f"FROM {t} WHERE ns = ?1 AND key = ?2 AND {live}"
+        )
+        old_live = _LIVE.format(now="?7")
+        # ?1 ns ?2 key ?3 type ?4 value ?5 expires ?6 meta ?7 now ?8 keep_ttl ?9 keep_meta ?10 nx
+        self.put = f"""
+            INSERT INTO {t} (ns, key, type, value, expires_at, meta, created_at, updated_at, version)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
+            ON CONFLICT (ns, key) DO UPDATE SET
+                type = excluded.type,
+                value = excluded.value,
+                expires_at = CASE WHEN ?8 AND {old_live} THEN expires_at ELSE excluded.expires_at END,
+                meta = CASE WHEN ?9 AND {old_live} THEN meta ELSE excluded.meta END,
+                created_at = CASE WHEN {old_live} THEN created_at ELSE excluded.created_at END,
+                updated_at = excluded.updated_at,
+                version = CASE WHEN {old_live} THEN version + 1 ELSE 1 END
+            WHERE NOT ?10 OR NOT {old_live}"""
+        self.put_xx = f"""
+            UPDATE {t} SET type = ?3, value = ?4,
+                expires_at = CASE WHEN ?8 THEN expires_at ELSE ?5 END,
+                meta = CASE WHEN ?9 THEN meta ELSE ?6 END,
+                updated_at = ?7, version = version + 1
+            WHERE ns = ?1 AND key = ?2 AND {old_live}"""
+        # ?1 ns ?2 key ?3 type ?4 value ?5 expires ?6 now  (mset keeps live user metadata)
+        live6 = _LIVE.format(now="?6")
+        self.put_many = f"""
+            INSERT INTO {t} (ns, key, type, value, expires_at, meta, created_at, updated_at, version)
+            VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, 1)
+            ON CONFLICT (ns, key) DO UPDATE SET
+                type = excluded.type,
+                value = excluded.value,
+                expires_at = excluded.expires_at,
+                meta = CASE WHEN {live6} THEN meta ELSE NULL END,
+                created_at = CASE WHEN {live6} THEN created_at ELSE excluded.created_at END,
+                updated_at = excluded.updated_at,
+                version = CASE WHEN {live6} THEN version + 1 ELSE 1 END"""
+        self.replace = (
+            f"INSERT OR REPLACE INTO {t} "
+            "(ns, key, type, value, expires_at, meta, created_at, updated_at, version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        # ?1 ns ?2 key ?3 delta ?4 now. Only a live int/float whose result stays
+        # a finite float or a 64-bit int; everything else takes the slow path.
+        live4 = _LIVE.format(now="?4")
+        self.increment = f"""
+            UPDATE {t} SET value = value + ?3, updated_at = ?4, version = version + 1,
+                type = CASE WHEN type = '{TAG_INT}' AND typeof(?3) = 'integer'
+                            THEN '{TAG_INT}' ELSE '{TAG_FLOAT}' END
+            WHERE ns = ?1 AND key = ?2 AND {live4} AND (
+                (type = '{TAG_INT}' AND typeof(?3) = 'integer' AND (
+                    (?3 >= 0 AND value <= {INT64_MAX} - ?3) OR (?3 < 0 AND value >= {INT64_MIN} - ?3)))
+                OR ((type = '{TAG_FLOAT}' OR (type = '{TAG_INT}' AND typeof(?3) = 'real'))
+                    AND abs(value + ?3) <= 1.7976931348623157e308
+                    AND value + ?3 IS NOT NULL))
+            RETURNING value"""
+        self.delete_one = f"DELETE FROM {t} WHERE ns = ? AND key = ? RETURNING key, expires_at"
+        self.persist = (
+            f"UPDATE {t} SET expires_at = NULL WHERE ns = ?1 AND key = ?2 "
+            f"AND expires_at IS NOT NULL AND expires_at > ?3"
+        )
+        self.expire = f"UPDATE {t} SET expires_at = ?4 WHERE ns = ?1 AND key = ?2 AND {live}"
+        self._t = t
+
+    def get_many(self, n: int) -> str:
+        return (
+            f"SELECT key, type, value FROM {self._t} WHERE ns = ?1 AND "
+            f"key IN ({', '.join(f'?{i + 3}' for i in range(n))}) AND {_LIVE.format(now='?2')}"
+        )
+
+    def delete_many(self, n: int) -> str:
+        marks = ", ".join("?" * n)
+        return f"DELETE FROM {self._t} WHERE ns = ? AND key IN ({marks}) RETURNING key, expires_at"
+
+
+def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
+    """Factory for ``sqlite:///relative.db``, ``sqlite:////abs.db`` and bare paths."""
+    if url.netloc:
+        raise InvalidURLError(
+            f"sqlite:// URLs take no host: use sqlite:///relative.db or sqlite:////abs.db, "
+            f"got {url.geturl()!r}"
+        )
+    path = unquote(url.path[1:] if url.path.startswith("/") else url.path)
+    if not path or path == ":memory:":
+        raise InvalidURLError(
+            "An SQLite store needs a file path (sqlite:///app.db); use memory:// for a "
+            "store in memory"
+        )
+    table = as_str("table", options.pop("table", "keyshelf"))
+    durable = as_bool("durable", options.pop("durable", False))
+    timeout = as_number("timeout", options.pop("timeout", 30.0))
+    journal_mode = options.pop("journal_mode", None)
+    refuse_unknown("sqlite", options)
+    backend = SQLiteBackend(
+        path, table=table, durable=durable, timeout=timeout, journal_mode=journal_mode
+    )
+    # Blocking file I/O runs in worker threads, each with its own connection.
+    return AsyncBridge(backend, threads=4) if asynchronous else backend

@@ -1,0 +1,129 @@
+"""The keyshelf error tree, shared by the sync and the async API.
+
+Every exception keyshelf raises on purpose derives from :class:`KVError`.
+Usage errors also derive from the builtin that callers of the seed APIs
+already catch, so ``except ValueError`` keeps working::
+
+    KVError
+    ├── InvalidKeyError            (also ValueError)   bad key or namespace
+    ├── InvalidPatternError        (also ValueError)   bad pattern
+    ├── InvalidTTLError            (also ValueError)   zero, negative, nan, bool ...
+    ├── InvalidURLError            (also ValueError)   unusable URL or option
+    ├── KeysNotFoundError          (also ValueError)   mget with missing keys
+    ├── ValueTooLargeError         (also ValueError)   above max_value_size
+    ├── NotNumericError            (also ValueError)   increment on a non-number
+    ├── AppendTypeError            (also ValueError)   append of mismatched types
+    ├── InvalidArgumentError       (also ValueError)   bad delta, metadata, option ...
+    ├── IncrementOverflowError     (also OverflowError) int result beyond 64 bits
+    ├── SerializationError         (also TypeError and ValueError)
+    ├── KeyNotFoundError           (also KeyError)     kv[key] on a missing key
+    └── BackendError                                   the storage failed
+        ├── BackendUnavailableError                    cannot connect / timed out
+        ├── StoreClosedError                           the store was closed
+        └── IncompatibleStoreError                     not a keyshelf store, or a newer schema
+
+A rejected call never changes the store. Backend failures carry the driver's
+exception as ``__cause__``; no driver exception escapes the public API.
+"""
+
+from __future__ import annotations
+
+
+class KVError(Exception):
+    """Root of every error keyshelf raises."""
+
+
+class InvalidKeyError(KVError, ValueError):
+    """A key or namespace breaks the key rules (spec section 3)."""
+
+
+class InvalidPatternError(KVError, ValueError):
+    """A pattern is not a string or cannot be used."""
+
+
+class InvalidTTLError(KVError, ValueError):
+    """A TTL is not a positive, finite number of seconds or timedelta."""
+
+
+class InvalidURLError(KVError, ValueError):
+    """A store URL or open() option cannot work; raised at open time."""
+
+
+class KeysNotFoundError(KVError, ValueError):
+    """``mget`` was asked for keys that are missing or expired.
+
+    The message is ``Keys not found: [...]`` and ``missing`` lists them.
+    """
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"Keys not found: {missing!r}")
+        self.missing = missing
+
+
+class ValueTooLargeError(KVError, ValueError):
+    """An encoded value is larger than ``max_value_size``."""
+
+
+class NotNumericError(KVError, ValueError):
+    """``increment``/``decrement`` on a value that is not an int or float."""
+
+
+class AppendTypeError(KVError, ValueError):
+    """``append`` of a value whose type does not match the stored one."""
+
+
+class InvalidArgumentError(KVError, ValueError):
+    """An argument other than a key, TTL or value is unusable (delta, metadata...)."""
+
+
+class IncrementOverflowError(KVError, OverflowError):
+    """An integer increment would leave the signed 64-bit range."""
+
+
+class SerializationError(KVError, TypeError, ValueError):
+    """A value cannot be encoded by the store's codec (nothing was written)."""
+
+
+class KeyNotFoundError(KVError, KeyError):
+    """``kv[key]`` or ``del kv[key]`` on a missing or expired key."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; keep the message readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendError(KVError):
+    """The storage backend failed; the driver's exception is chained."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend cannot be reached or did not answer in time."""
+
+
+class StoreClosedError(BackendError):
+    """An operation was attempted on a closed store."""
+
+
+class IncompatibleStoreError(BackendError):
+    """The target is not a keyshelf store or holds a newer schema version."""
+
+
+__all__ = [
+    "AppendTypeError",
+    "BackendError",
+    "BackendUnavailableError",
+    "IncompatibleStoreError",
+    "IncrementOverflowError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidPatternError",
+    "InvalidTTLError",
+    "InvalidURLError",
+    "KVError",
+    "KeyNotFoundError",
+    "KeysNotFoundError",
+    "NotNumericError",
+    "SerializationError",
+    "StoreClosedError",
+    "ValueTooLargeError",
+]

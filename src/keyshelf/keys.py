@@ -1,0 +1,102 @@
+"""Key and namespace rules (spec section 3), checked identically everywhere.
+
+A key (and a namespace name) is a non-empty ``str`` of at most 255
+characters, printable characters only (spaces, punctuation and emoji are
+fine), and must not start with ``__``. Every operation that takes a key,
+reads included, calls :func:`check_key` before touching a backend, so a
+rejected key never changes anything.
+
+Backends never concatenate namespace and key into one string without an
+unambiguous encoding: SQL backends keep them in two columns, and
+:func:`joined` gives the length-prefixed form used where one string is needed
+(namespace ``"a:b"`` + key ``"c"`` can never collide with ``"a"`` + ``"b:c"``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+from .errors import InvalidKeyError
+
+MAX_KEY_LENGTH = 255
+DEFAULT_NAMESPACE = "default"
+
+_FORBIDDEN_WHITESPACE = frozenset("\n\r\t\0")
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+# Keys seen valid recently: checking is pure, so a small set of known-good keys
+# lets hot keys skip the character scan. Bounded so it cannot grow without limit.
+_valid_cache: set[str] = set()
+_VALID_CACHE_LIMIT = 4096
+
+
+def _problem(key: object, what: str) -> str | None:
+    """Return the spec's message for an invalid key, or None if it is valid."""
+    if type(key) is not str or not key:
+        return f"{what} must be a non-empty string"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"{what} length cannot exceed {MAX_KEY_LENGTH} characters"
+    if key.startswith("__"):
+        return f"{what}s cannot start with '__'"
+    if not key.isprintable():
+        if any(ch in _FORBIDDEN_WHITESPACE for ch in key):
+            return f"{what} cannot contain newlines, tabs, or null bytes"
+        # str.isprintable() also refuses spaces other than " ", format
+        # characters such as the zero-width joiner inside emoji sequences, and
+        # unassigned code points; users see those as printable, so only
+        # control characters, lone surrogates and line/paragraph separators
+        # are refused.
+        if any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in key):
+            return f"{what} must contain only printable characters"
+    return None
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it follows the key rules, else raise InvalidKeyError."""
+    if key in _valid_cache:  # type: ignore[comparison-overlap]
+        return key  # type: ignore[return-value]
+    message = _problem(key, "Key")
+    if message is not None:
+        raise InvalidKeyError(message)
+    assert isinstance(key, str)
+    if len(_valid_cache) >= _VALID_CACHE_LIMIT:
+        _valid_cache.clear()
+    _valid_cache.add(key)
+    return key
+
+
+def check_keys(keys: Iterable[object]) -> list[str]:
+    """Validate a batch of keys; the message starts ``Invalid key`` and names it."""
+    if isinstance(keys, (str, bytes)):
+        raise InvalidKeyError(
+            f"Invalid key batch: expected a list of keys, got a {type(keys).__name__}"
+        )
+    out: list[str] = []
+    for key in keys:
+        if key in _valid_cache:  # type: ignore[comparison-overlap]
+            out.append(key)  # type: ignore[arg-type]
+            continue
+        message = _problem(key, "Key")
+        if message is not None:
+            raise InvalidKeyError(f"Invalid key {key!r}: {message}")
+        out.append(check_key(key))
+    return out
+
+
+def check_namespace(name: object) -> str:
+    """Return ``name`` if it is a valid namespace name (the key rules apply)."""
+    message = _problem(name, "Namespace")
+    if message is not None:
+        raise InvalidKeyError(f"Invalid namespace {name!r}: {message}")
+    assert isinstance(name, str)
+    return name
+
+
+def joined(namespace: str, key: str) -> str:
+    """An unambiguous single-string form of (namespace, key).
+
+    The namespace is length-prefixed, so no choice of separators in either part
+    can make two different pairs produce the same string.
+    """
+    return f"{len(namespace)}:{namespace}:{key}"

@@ -1,0 +1,52 @@
+"""Typed reading of open() options, which may arrive as URL query strings.
+
+Every converter names the option in its error, so a bad URL is refused at
+open time with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import InvalidURLError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def as_bool(name: str, value: Any) -> bool:
+    """A bool option: a bool, or one of 1/0, true/false, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise InvalidURLError(f"Option {name} must be true or false, got {value!r}")
+
+
+def as_number(name: str, value: Any, *, integer: bool = False, minimum: float = 0) -> Any:
+    """A positive (or >= ``minimum``) finite number option."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        kind = "an integer" if integer else "a number"
+        raise InvalidURLError(f"Option {name} must be {kind}, got {value!r}") from None
+    if not math.isfinite(number) or number <= minimum:
+        raise InvalidURLError(f"Option {name} must be greater than {minimum:g}, got {value!r}")
+    return number
+
+
+def as_str(name: str, value: Any) -> str:
+    """A non-empty string option."""
+    if not isinstance(value, str) or not value:
+        raise InvalidURLError(f"Option {name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def refuse_unknown(scheme: str, options: dict[str, Any]) -> None:
+    """Raise for options no one consumed."""
+    if options:
+        names = ", ".join(sorted(options))
+        raise InvalidURLError(f"Unknown option(s) for {scheme}:// stores: {names}")

@@ -1,0 +1,218 @@
+"""What backends store and exchange: encoded records and pure write decisions.
+
+Backends never see Python values, only ``(tag, payload)`` pairs from the
+codec, instants in integer milliseconds and encoded user metadata. The
+functions here decide, from the live record (or ``None``), what a
+read-modify-write operation writes and returns. Backends without a native form
+of an operation run these decisions inside one transaction
+(:meth:`Backend.update`), so the decision logic exists exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+from .codec import (
+    TAG_BIGINT,
+    TAG_BOOL,
+    TAG_BYTES,
+    TAG_FLOAT,
+    TAG_INT,
+    TAG_SPECIAL_FLOAT,
+    TAG_STR,
+    Payload,
+    values_equal,
+)
+from .errors import AppendTypeError, IncrementOverflowError, NotNumericError
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+Value = tuple[str, Payload]
+"""An encoded value: (type tag, payload)."""
+
+
+class Record(NamedTuple):
+    """One live stored key, as a backend returns it."""
+
+    tag: str
+    payload: Payload
+    expires_at: int | None  # ms since the epoch, None = never
+    meta: bytes | None  # encoded user metadata, None = {}
+    created_at: int  # ms
+    updated_at: int  # ms
+    version: int
+
+
+class Write(NamedTuple):
+    """The new state a decision asks the backend to store for one key.
+
+    ``created_at`` and ``version`` are not part of it: the backend keeps
+    ``created_at`` and adds 1 to ``version`` when a live record is replaced,
+    and starts both afresh (now, 1) otherwise.
+    """
+
+    tag: str
+    payload: Payload
+    expires_at: int | None
+    meta: bytes | None
+
+
+R = TypeVar("R")
+Decision = Callable[[Record | None], tuple[Write | None, R]]
+"""A pure function from the live record (or None) to (what to write, result)."""
+
+
+def is_live(expires_at: int | None, now: int) -> bool:
+    """True if a record with this expiry is visible at ``now`` (ms)."""
+    return expires_at is None or expires_at > now
+
+
+def new_record(write: Write, old: Record | None, now: int) -> Record:
+    """The record to store for ``write`` replacing the live ``old`` (or none)."""
+    if old is None:
+        return Record(write.tag, write.payload, write.expires_at, write.meta, now, now, 1)
+    return Record(
+        write.tag, write.payload, write.expires_at, write.meta, old.created_at, now, old.version + 1
+    )
+
+
+class Keep:
+    """Marker: keep the existing user metadata of a live key."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
+Meta = bytes | None | Keep
+
+
+def decide_put(
+    value: Value,
+    expires_at: int | None,
+    meta: Meta,
+    *,
+    nx: bool = False,
+    xx: bool = False,
+    keep_ttl: bool = False,
+) -> Decision[bool]:
+    """``set`` with its conditions: returns whether it wrote."""
+
+    def decide(old: Record | None) -> tuple[Write | None, bool]:
+        if (nx and old is not None) or (xx and old is None):
+            return None, False
+        expiry = old.expires_at if keep_ttl and old is not None else expires_at
+        if isinstance(meta, Keep):
+            stored_meta = old.meta if old is not None else None
+        else:
+            stored_meta = meta
+        return Write(value[0], value[1], expiry, stored_meta), True
+
+    return decide
+
+
+def numeric(tag: str, payload: Payload) -> int | float | None:
+    """The number a stored value holds, or None if it is not a number."""
+    if tag == TAG_INT or tag == TAG_FLOAT:
+        return payload  # type: ignore[return-value]
+    if tag == TAG_BIGINT:
+        return int(payload)  # type: ignore[arg-type]
+    if tag == TAG_SPECIAL_FLOAT:
+        return float(payload)  # type: ignore[arg-type]
+    return None
+
+
+def encode_number(number: int | float) -> Value:
+    """Encode an increment result with the codec's numeric tags."""
+    if type(number) is int:
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise IncrementOverflowError(
+                f"Increment result {number} is outside the signed 64-bit range"
+            )
+        return TAG_INT, number
+    assert type(number) is float
+    if number != number or number in (float("inf"), float("-inf")):
+        return TAG_SPECIAL_FLOAT, repr(number)
+    if number == 0.0 and str(number).startswith("-"):
+        return TAG_SPECIAL_FLOAT, "-0.0"
+    return TAG_FLOAT, number
+
+
+def decide_increment(delta: int | float) -> Decision[int | float]:
+    """Add ``delta``; a missing key starts from 0 with no TTL; keeps the TTL."""
+
+    def decide(old: Record | None) -> tuple[Write | None, int | float]:
+        if old is None:
+            tag, payload = encode_number(delta)
+            return Write(tag, payload, None, None), delta
+        current = numeric(old.tag, old.payload)
+        if current is None:
+            raise NotNumericError("Cannot increment non-numeric value")
+        result = current + delta
+        tag, payload = encode_number(result)
+        return Write(tag, payload, old.expires_at, old.meta), result
+
+    return decide
+
+
+def decide_append(value: Value) -> Decision[Value]:
+    """Append str to str or bytes to bytes; a missing key is created; keeps the TTL."""
+
+    def decide(old: Record | None) -> tuple[Write | None, Value]:
+        if old is None:
+            return Write(value[0], value[1], None, None), value
+        if old.tag != value[0] or old.tag not in (TAG_STR, TAG_BYTES):
+            raise AppendTypeError(
+                f"Cannot append {_type_name(value[0])} to a stored {_type_name(old.tag)} value"
+            )
+        joined: Payload = old.payload + value[1]  # type: ignore[operator]
+        return Write(old.tag, joined, old.expires_at, old.meta), (old.tag, joined)
+
+    return decide
+
+
+def decide_compare_and_swap(expected: Value, new: Value) -> Decision[bool]:
+    """Swap if the live value has the same typed encoding as ``expected``."""
+
+    def decide(old: Record | None) -> tuple[Write | None, bool]:
+        if old is None or not values_equal(old.tag, old.payload, expected[0], expected[1]):
+            return None, False
+        return Write(new[0], new[1], old.expires_at, old.meta), True
+
+    return decide
+
+
+def decide_set_metadata(
+    merge: Callable[[bytes | None], bytes | None], expires_at: int | None | Keep
+) -> Decision[bool]:
+    """Replace the user metadata with ``merge(old meta)``; False if missing."""
+
+    def decide(old: Record | None) -> tuple[Write | None, bool]:
+        if old is None:
+            return None, False
+        expiry = old.expires_at if isinstance(expires_at, Keep) else expires_at
+        return Write(old.tag, old.payload, expiry, merge(old.meta)), True
+
+    return decide
+
+
+_TYPE_NAMES = {TAG_STR: "str", TAG_BYTES: "bytes", TAG_INT: "int", TAG_FLOAT: "float"}
+_TYPE_NAMES.update({TAG_BOOL: "bool", TAG_BIGINT: "int", TAG_SPECIAL_FLOAT: "float"})
+
+
+def _type_name(tag: str) -> str:
+    return _TYPE_NAMES.get(tag, "non-string")
+
+
+def stats_dict(total: int, active: int, with_ttl: int) -> dict[str, Any]:
+    """The ``stats()`` mapping from three counts (spec section 5)."""
+    return {
+        "total_keys": total,
+        "active_keys": active,
+        "expired_keys": total - active,
+        "keys_with_ttl": with_ttl,
+    }
