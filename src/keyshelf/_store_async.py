@@ -266,7 +266,9 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         """Append str to str or bytes to bytes atomically; returns the new value."""
         check_key(key)
         encoded = self._encode(key, check_append(value))
-        result = await self._backend.append(self._ns, key, encoded, self._now())
+        result = await self._backend.append(
+            self._ns, key, encoded, self._now(), self._max_value_size
+        )
         return self._decode(result)  # type: ignore[no-any-return]
 
     async def get_metadata(self, key: str) -> dict[str, Any] | None:

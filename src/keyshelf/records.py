@@ -22,9 +22,10 @@ from .codec import (
     TAG_SPECIAL_FLOAT,
     TAG_STR,
     Payload,
+    payload_size,
     values_equal,
 )
-from .errors import AppendTypeError, IncrementOverflowError, NotNumericError
+from .errors import AppendTypeError, IncrementOverflowError, NotNumericError, ValueTooLargeError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -159,7 +160,7 @@ def decide_increment(delta: int | float) -> Decision[int | float]:
     return decide
 
 
-def decide_append(value: Value) -> Decision[Value]:
+def decide_append(value: Value, max_size: int) -> Decision[Value]:
     """Append str to str or bytes to bytes; a missing key is created; keeps the TTL."""
 
     def decide(old: Record | None) -> tuple[Write | None, Value]:
@@ -170,6 +171,11 @@ def decide_append(value: Value) -> Decision[Value]:
                 f"Cannot append {_type_name(value[0])} to a stored {_type_name(old.tag)} value"
             )
         joined: Payload = old.payload + value[1]  # type: ignore[operator]
+        size = payload_size(old.tag, joined)
+        if size > max_size:
+            raise ValueTooLargeError(
+                f"Appending would make the value {size} bytes, above max_value_size {max_size}"
+            )
         return Write(old.tag, joined, old.expires_at, old.meta), (old.tag, joined)
 
     return decide

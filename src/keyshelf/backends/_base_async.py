@@ -149,9 +149,13 @@ class AsyncBackend:
         """Atomically add ``delta`` (see :func:`records.decide_increment`)."""
         return await self.update(ns, key, now, decide_increment(delta))
 
-    async def append(self, ns: str, key: str, value: Value, now: int) -> Value:
-        """Atomically append; returns the new encoded value."""
-        return await self.update(ns, key, now, decide_append(value))
+    async def append(self, ns: str, key: str, value: Value, now: int, max_size: int) -> Value:
+        """Atomically append; returns the new encoded value.
+
+        Raises ValueTooLargeError, writing nothing, if the result would be
+        larger than ``max_size`` bytes.
+        """
+        return await self.update(ns, key, now, decide_append(value, max_size))
 
     async def compare_and_swap(self, ns: str, key: str, expected: Value, new: Value, now: int) -> bool:
         """Atomically replace the value if it equals ``expected`` (typed)."""

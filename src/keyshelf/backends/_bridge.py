@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..errors import StoreClosedError
 from ._base_async import AsyncBackend
 from .base import Backend
 
@@ -49,6 +50,7 @@ class AsyncBridge(AsyncBackend):
     def __init__(self, backend: Backend, *, threads: int = 0) -> None:
         self.backend = backend
         self.location = backend.location
+        self._closed = False
         self._executor = (
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keyshelf")
             if threads
@@ -56,15 +58,20 @@ class AsyncBridge(AsyncBackend):
         )
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
         if self._executor is None:
             return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def close(self) -> None:
+        if self._closed:
+            return
         try:
             await self._call(self.backend.close)
         finally:
+            self._closed = True
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
 
