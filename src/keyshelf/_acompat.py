@@ -118,4 +118,3 @@ class SyncDunders:
 
     def __len__(self) -> int:
         return int(self.size())  # type: ignore[attr-defined]
-

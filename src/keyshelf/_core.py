@@ -161,13 +161,13 @@ def check_delta(delta: object) -> int | float:
     """Validate an increment amount: an int or float, never a bool."""
     if type(delta) is not int and type(delta) is not float:
         raise InvalidArgumentError("Amount must be numeric")
-    return delta  # type: ignore[return-value]
+    return delta
 
 
 def check_append(value: object) -> bytes | str:
     """Only ``str`` and bytes-like values can be appended."""
     if type(value) is str or type(value) is bytes:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise AppendTypeError(f"Cannot append a {type(value).__name__}: append takes str or bytes")

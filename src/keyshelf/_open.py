@@ -44,7 +44,9 @@ def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, A
         return SplitResult("sqlite", "", url, "", ""), {}
     try:
         parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        query = dict(
+            parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        )
     except ValueError as exc:
         raise InvalidURLError(f"Cannot parse store URL {url!r}: {exc}") from exc
     if not parts.scheme:
@@ -80,7 +82,7 @@ def _options(
     return backend, store
 
 
-def open(url: str | os.PathLike[str] | None = None, **options: Any) -> Store:  # noqa: A001
+def open(url: str | os.PathLike[str] | None = None, **options: Any) -> Store:
     """Open a store (sync API).
 
     ``url`` picks the backend: ``None`` means ``$KEYSHELF_URL``, else the
@@ -107,4 +109,3 @@ def open_async(url: str | os.PathLike[str] | None = None, **options: Any) -> Asy
     """
     backend, store = _options(url, options, asynchronous=True)
     return AsyncStore(backend, **store)
-

@@ -54,8 +54,8 @@ def _problem(key: object, what: str) -> str | None:
 
 def check_key(key: object) -> str:
     """Return ``key`` if it follows the key rules, else raise InvalidKeyError."""
-    if key in _valid_cache:  # type: ignore[comparison-overlap]
-        return key  # type: ignore[return-value]
+    if key in _valid_cache:
+        return key
     message = _problem(key, "Key")
     if message is not None:
         raise InvalidKeyError(message)
@@ -74,8 +74,8 @@ def check_keys(keys: Iterable[object]) -> list[str]:
         )
     out: list[str] = []
     for key in keys:
-        if key in _valid_cache:  # type: ignore[comparison-overlap]
-            out.append(key)  # type: ignore[arg-type]
+        if key in _valid_cache:
+            out.append(key)
             continue
         message = _problem(key, "Key")
         if message is not None:

@@ -10,6 +10,7 @@ of an operation run these decisions inside one transaction
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -108,7 +109,7 @@ def decide_put(
             return None, False
         expiry = old.expires_at if keep_ttl and old is not None else expires_at
         if isinstance(meta, Keep):
-            stored_meta = old.meta if old is not None else None
+            stored_meta = None if old is None else old.meta
         else:
             stored_meta = meta
         return Write(value[0], value[1], expiry, stored_meta), True
@@ -118,7 +119,7 @@ def decide_put(
 
 def numeric(tag: str, payload: Payload) -> int | float | None:
     """The number a stored value holds, or None if it is not a number."""
-    if tag == TAG_INT or tag == TAG_FLOAT:
+    if tag in (TAG_INT, TAG_FLOAT):
         return payload  # type: ignore[return-value]
     if tag == TAG_BIGINT:
         return int(payload)  # type: ignore[arg-type]
@@ -136,9 +137,9 @@ def encode_number(number: int | float) -> Value:
             )
         return TAG_INT, number
     assert type(number) is float
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         return TAG_SPECIAL_FLOAT, repr(number)
-    if number == 0.0 and str(number).startswith("-"):
+    if number == 0.0 and math.copysign(1.0, number) < 0:
         return TAG_SPECIAL_FLOAT, "-0.0"
     return TAG_FLOAT, number
 
@@ -193,7 +194,7 @@ def decide_compare_and_swap(expected: Value, new: Value) -> Decision[bool]:
 
 
 def decide_set_metadata(
-    merge: Callable[[bytes | None], bytes | None], expires_at: int | None | Keep
+    merge: Callable[[bytes | None], bytes | None], expires_at: int | Keep | None
 ) -> Decision[bool]:
     """Replace the user metadata with ``merge(old meta)``; False if missing."""
 

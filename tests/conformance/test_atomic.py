@@ -61,7 +61,7 @@ def test_increment_keeps_ttl_and_metadata(kv: Any) -> None:
 @pytest.mark.parametrize("value", ["hello", "10", True, False, None, [1], {"a": 1}, b"1"])
 def test_increment_non_numeric(kv: Any, value: Any) -> None:
     kv.set("k", value)
-    with pytest.raises(ValueError, match="^Cannot increment non-numeric value$"):
+    with pytest.raises(ValueError, match=r"^Cannot increment non-numeric value$"):
         kv.increment("k")
     assert kv.get("k") == value and type(kv.get("k")) is type(value)
 
@@ -69,11 +69,11 @@ def test_increment_non_numeric(kv: Any, value: Any) -> None:
 @pytest.mark.parametrize("delta", ["1", None, True, [1], 1j])
 def test_increment_bad_delta(kv: Any, delta: Any) -> None:
     kv.set("k", 1)
-    with pytest.raises(ValueError, match="^Amount must be numeric$"):
+    with pytest.raises(ValueError, match=r"^Amount must be numeric$"):
         kv.increment("k", delta)
-    with pytest.raises(ValueError, match="^Amount must be numeric$"):
+    with pytest.raises(ValueError, match=r"^Amount must be numeric$"):
         kv.decrement("k", delta)
-    with pytest.raises(ValueError, match="^Amount must be numeric$"):
+    with pytest.raises(ValueError, match=r"^Amount must be numeric$"):
         kv.increment("new", delta)
     assert kv.get("k") == 1
     assert kv.exists("new") is False

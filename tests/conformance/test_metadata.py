@@ -29,7 +29,11 @@ def test_metadata_round_trip_and_ttl_entry(kv: Any) -> None:
     }
     assert 86399 < kv.ttl("document.report.pdf") <= 86400.001
     assert kv.set_metadata("document.report.pdf", {"reviewed": True, "reviewer": "Jane Smith"})
-    assert kv.get_metadata("document.report.pdf") == {**metadata, "reviewed": True, "reviewer": "Jane Smith"}
+    assert kv.get_metadata("document.report.pdf") == {
+        **metadata,
+        "reviewed": True,
+        "reviewer": "Jane Smith",
+    }
     assert kv.get_entry("document.report.pdf").content_type == "application/pdf"
 
 

@@ -215,7 +215,10 @@ def test_seed001_batch_and_atomic(opener: Any) -> None:
         "config.port": 8080,
         "config.ssl": True,
     }
-    assert store.delete_many(["temp.file1", "config.ssl"]) == {"temp.file1": False, "config.ssl": True}
+    assert store.delete_many(["temp.file1", "config.ssl"]) == {
+        "temp.file1": False,
+        "config.ssl": True,
+    }
     assert store.increment("stats.page_views") == 1
     assert store.increment("inventory.item_123", delta=-1) == -1
     store.set("counter", 5)

@@ -58,7 +58,9 @@ class AsyncBackend:
         """
         raise NotImplementedError
 
-    async def put_many(self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int) -> None:
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
+    ) -> None:
         """Set every item (keeping each live key's user metadata), all or nothing."""
         raise NotImplementedError
 
@@ -75,7 +77,13 @@ class AsyncBackend:
         raise NotImplementedError
 
     async def scan(
-        self, ns: str, matcher: Matcher, now: int, after: str | None, limit: int | None, values: bool
+        self,
+        ns: str,
+        matcher: Matcher,
+        now: int,
+        after: str | None,
+        limit: int | None,
+        values: bool,
     ) -> list[tuple[str, Value | None]]:
         """Live keys matching ``matcher`` in code-point order, after ``after``.
 
@@ -157,7 +165,9 @@ class AsyncBackend:
         """
         return await self.update(ns, key, now, decide_append(value, max_size))
 
-    async def compare_and_swap(self, ns: str, key: str, expected: Value, new: Value, now: int) -> bool:
+    async def compare_and_swap(
+        self, ns: str, key: str, expected: Value, new: Value, now: int
+    ) -> bool:
         """Atomically replace the value if it equals ``expected`` (typed)."""
         return await self.update(ns, key, now, decide_compare_and_swap(expected, new))
 
@@ -168,11 +178,13 @@ class AsyncBackend:
         merge: Callable[[bytes | None], bytes | None],
         now: int,
         *,
-        expires_at: int | None | Keep = KEEP,
+        expires_at: int | Keep | None = KEEP,
     ) -> bool:
         """Store ``merge(old metadata)`` for a live key (and its expiry, if given)."""
         return await self.update(ns, key, now, decide_set_metadata(merge, expires_at))
 
     async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
         """Encoded size of each live key among ``keys``."""
-        return {key: payload_size(*value) for key, value in (await self.get_many(ns, keys, now)).items()}
+        return {
+            key: payload_size(*value) for key, value in (await self.get_many(ns, keys, now)).items()
+        }

@@ -177,7 +177,7 @@ class Backend:
         merge: Callable[[bytes | None], bytes | None],
         now: int,
         *,
-        expires_at: int | None | Keep = KEEP,
+        expires_at: int | Keep | None = KEEP,
     ) -> bool:
         """Store ``merge(old metadata)`` for a live key (and its expiry, if given)."""
         return self.update(ns, key, now, decide_set_metadata(merge, expires_at))

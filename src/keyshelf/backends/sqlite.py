@@ -25,6 +25,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sqlite3
@@ -120,7 +121,9 @@ class SQLiteBackend(Backend):
             if header != _HEADER:
                 raise IncompatibleStoreError(f"{path} is not an SQLite database")
         elif not path.parent.exists():
-            raise BackendUnavailableError(f"Cannot create {path}: directory {path.parent} does not exist")
+            raise BackendUnavailableError(
+                f"Cannot create {path}: directory {path.parent} does not exist"
+            )
         conn = self._connection()
         try:
             version = self._schema_version(conn)
@@ -304,7 +307,18 @@ class SQLiteBackend(Backend):
                 ns, key, value[0], value[1], expires_at, stored_meta, now, keep_ttl, keep_meta
             )  # fmt: skip
             return self._change("set", self._sql.put_xx, params) > 0
-        params = (ns, key, value[0], value[1], expires_at, stored_meta, now, keep_ttl, keep_meta, nx)
+        params = (
+            ns,
+            key,
+            value[0],
+            value[1],
+            expires_at,
+            stored_meta,
+            now,
+            keep_ttl,
+            keep_meta,
+            nx,
+        )
         return self._change("set", self._sql.put, params) > 0
 
     def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
@@ -318,11 +332,8 @@ class SQLiteBackend(Backend):
                         created, version = now, 1
                     else:
                         created, version = old.created_at, old.version + 1
-                    conn.execute(
-                        self._sql.replace,
-                        (ns, key, write.tag, write.payload, write.expires_at, write.meta)
-                        + (created, now, version),
-                    )
+                    row = (ns, key, write.tag, write.payload, write.expires_at, write.meta)
+                    conn.execute(self._sql.replace, (*row, created, now, version))
                 return result
 
         return self._run("update", work)
@@ -331,7 +342,7 @@ class SQLiteBackend(Backend):
         # Fast path: one UPDATE for a live int/float that stays in range; any
         # other case (missing key, wrong type, overflow, special floats) runs
         # the shared decision in one transaction.
-        if type(delta) is int or delta == delta:
+        if (INT64_MIN <= delta <= INT64_MAX) if type(delta) is int else not math.isnan(delta):
             row = self._one("increment", self._sql.increment, (ns, key, delta, now))
             if row is not None:
                 return row[0]  # type: ignore[no-any-return]
@@ -422,9 +433,13 @@ class SQLiteBackend(Backend):
         bound, params = self._range(matcher)
         where = f"ns = ? AND {bound} AND {_LIVE.format(now='?')}"
         if matcher.match_all or matcher.literal:
-            row = self._one("count", f"SELECT count(*) FROM {self._table} WHERE {where}", (ns, *params, now))
+            row = self._one(
+                "count", f"SELECT count(*) FROM {self._table} WHERE {where}", (ns, *params, now)
+            )
             return int(row[0])
-        rows = self._query("count", f"SELECT key FROM {self._table} WHERE {where}", (ns, *params, now))
+        rows = self._query(
+            "count", f"SELECT key FROM {self._table} WHERE {where}", (ns, *params, now)
+        )
         return sum(1 for (key,) in rows if matcher.match(key))
 
     def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
@@ -456,9 +471,7 @@ class SQLiteBackend(Backend):
 
     def namespaces(self, now: int) -> list[str]:
         # A skip-scan over the primary key: one probe per namespace.
-        sql = (
-            f"SELECT DISTINCT ns FROM {self._table} WHERE {_LIVE.format(now='?')} ORDER BY ns"
-        )
+        sql = f"SELECT DISTINCT ns FROM {self._table} WHERE {_LIVE.format(now='?')} ORDER BY ns"
         return [ns for (ns,) in self._query("namespaces", sql, (now,))]
 
     def purge_expired(self, ns: str | None, now: int) -> int:
@@ -516,15 +529,18 @@ class _Statements:
         )
         old_live = _LIVE.format(now="?7")
         # ?1 ns ?2 key ?3 type ?4 value ?5 expires ?6 meta ?7 now ?8 keep_ttl ?9 keep_meta ?10 nx
+        columns = "(ns, key, type, value, expires_at, meta, created_at, updated_at, version)"
         self.put = f"""
-            INSERT INTO {t} (ns, key, type, value, expires_at, meta, created_at, updated_at, version)
+            INSERT INTO {t} {columns}
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
             ON CONFLICT (ns, key) DO UPDATE SET
                 type = excluded.type,
                 value = excluded.value,
-                expires_at = CASE WHEN ?8 AND {old_live} THEN expires_at ELSE excluded.expires_at END,
+                expires_at = CASE WHEN ?8 AND {old_live}
+                             THEN expires_at ELSE excluded.expires_at END,
                 meta = CASE WHEN ?9 AND {old_live} THEN meta ELSE excluded.meta END,
-                created_at = CASE WHEN {old_live} THEN created_at ELSE excluded.created_at END,
+                created_at = CASE WHEN {old_live}
+                             THEN created_at ELSE excluded.created_at END,
                 updated_at = excluded.updated_at,
                 version = CASE WHEN {old_live} THEN version + 1 ELSE 1 END
             WHERE NOT ?10 OR NOT {old_live}"""
@@ -537,7 +553,7 @@ class _Statements:
         # ?1 ns ?2 key ?3 type ?4 value ?5 expires ?6 now  (mset keeps live user metadata)
         live6 = _LIVE.format(now="?6")
         self.put_many = f"""
-            INSERT INTO {t} (ns, key, type, value, expires_at, meta, created_at, updated_at, version)
+            INSERT INTO {t} {columns}
             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, 1)
             ON CONFLICT (ns, key) DO UPDATE SET
                 type = excluded.type,
@@ -547,11 +563,7 @@ class _Statements:
                 created_at = CASE WHEN {live6} THEN created_at ELSE excluded.created_at END,
                 updated_at = excluded.updated_at,
                 version = CASE WHEN {live6} THEN version + 1 ELSE 1 END"""
-        self.replace = (
-            f"INSERT OR REPLACE INTO {t} "
-            "(ns, key, type, value, expires_at, meta, created_at, updated_at, version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
+        self.replace = f"INSERT OR REPLACE INTO {t} {columns} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         # ?1 ns ?2 key ?3 delta ?4 now. Only a live int/float whose result stays
         # a finite float or a 64-bit int; everything else takes the slow path.
         live4 = _LIVE.format(now="?4")
@@ -561,7 +573,8 @@ class _Statements:
                             THEN '{TAG_INT}' ELSE '{TAG_FLOAT}' END
             WHERE ns = ?1 AND key = ?2 AND {live4} AND (
                 (type = '{TAG_INT}' AND typeof(?3) = 'integer' AND (
-                    (?3 >= 0 AND value <= {INT64_MAX} - ?3) OR (?3 < 0 AND value >= {INT64_MIN} - ?3)))
+                    (?3 >= 0 AND value <= {INT64_MAX} - ?3)
+                    OR (?3 < 0 AND value >= {INT64_MIN} - ?3)))
                 OR ((type = '{TAG_FLOAT}' OR (type = '{TAG_INT}' AND typeof(?3) = 'real'))
                     AND abs(value + ?3) <= 1.7976931348623157e308
                     AND value + ?3 IS NOT NULL))
