@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import PurePath
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 from ._core import DEFAULT_MAX_VALUE_SIZE
 from ._store_async import AsyncStore
@@ -40,8 +40,9 @@ def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, A
     if not isinstance(url, str) or not url:
         raise InvalidURLError(f"A store URL must be a non-empty string, got {url!r}")
     if "://" not in url:
-        # A bare path is an SQLite file (spec section 2).
-        return SplitResult("sqlite", "", url, "", ""), {}
+        # A bare path is an SQLite file (spec section 2): the same as
+        # sqlite:///<path>, quoted so that no character of it is special.
+        return SplitResult("sqlite", "", "/" + quote(url), "", ""), {}
     try:
         parts = urlsplit(url)
         query = dict(
