@@ -88,11 +88,10 @@ def corrupt_files(tmp_path: Path) -> dict[str, Path]:
 def test_foreign_and_corrupt_files_refused_unchanged(tmp_path: Path, kind: str) -> None:
     path = corrupt_files(tmp_path)[kind]
     before = path.read_bytes()
-    with pytest.raises(keyshelf.BackendError) as info:
-        with keyshelf.open(path) as kv:
-            # A truncated file may only fail once a damaged page is read.
-            kv.keys()
-            kv.size()
+    with pytest.raises(keyshelf.BackendError) as info, keyshelf.open(path) as kv:
+        # A truncated file may only fail once a damaged page is read.
+        kv.keys()
+        kv.size()
     assert str(path) in str(info.value)
     assert path.read_bytes() == before
     assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0

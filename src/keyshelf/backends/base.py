@@ -99,7 +99,10 @@ class Backend:
         raise NotImplementedError
 
     def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
-        """Delete every key matching ``matcher`` atomically; count the live ones."""
+        """Delete every record matching ``matcher`` atomically, expired ones too.
+
+        Returns how many of them were live.
+        """
         raise NotImplementedError
 
     def namespaces(self, now: int) -> list[str]:

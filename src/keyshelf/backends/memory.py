@@ -175,13 +175,17 @@ class MemoryBackend(Backend):
 
     def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
         with self._lock:
-            keys = self._matching(ns, matcher, now)
             table = self._table(ns)
-            for key in keys:
-                del table[key]
             if matcher.match_all:
-                table.clear()  # expired leftovers go too
-            return len(keys)
+                live = sum(1 for r in table.values() if r.expires_at is None or r.expires_at > now)
+                table.clear()
+                return live
+            doomed = [key for key in list(table) if matcher.match(key)]
+            live = 0
+            for key in doomed:
+                record = table.pop(key)
+                live += record.expires_at is None or record.expires_at > now
+            return live
 
     def namespaces(self, now: int) -> list[str]:
         with self._lock:

@@ -454,18 +454,17 @@ class SQLiteBackend(Backend):
                         (ns, *params),
                     ).fetchall()
                     return sum(1 for (exp,) in rows if exp is None or exp > now)
-                keys = [
-                    key
-                    for (key,) in conn.execute(
-                        f"SELECT key FROM {t} WHERE ns = ? AND {bound} AND {_LIVE.format(now='?')}",
-                        (ns, *params, now),
+                doomed = [
+                    (key, exp)
+                    for key, exp in conn.execute(
+                        f"SELECT key, expires_at FROM {t} WHERE ns = ? AND {bound}", (ns, *params)
                     )
                     if matcher.match(key)
                 ]
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start : start + 500]
+                for start in range(0, len(doomed), 500):
+                    chunk = [key for key, _ in doomed[start : start + 500]]
                     conn.execute(self._sql.delete_many(len(chunk)), (ns, *chunk))
-                return len(keys)
+                return sum(1 for _, exp in doomed if exp is None or exp > now)
 
         return self._run("delete_pattern", work)
 
