@@ -98,10 +98,22 @@ def sqlite_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     yield f"sqlite:///{tmp_path / 'store.db'}", {}
 
 
+@contextlib.contextmanager
+def postgres_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # A real server (tests/backends/test_postgres_server.py finds or starts one), own schema.
+    from importlib import import_module
+
+    name = "backends.test_postgres_server"
+    helpers = import_module(f".{name}" if __package__ else name, __package__ or None)
+    with helpers.postgres_backend(tmp_path) as found:
+        yield found
+
+
 # name -> (context manager yielding (url, options), uses server-side expiry)
 BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     "memory": (memory_backend, False),
     "sqlite": (sqlite_backend, False),
+    "postgres": (postgres_backend, True),
 }
 
 

@@ -21,6 +21,7 @@ PACKAGE = ROOT / "src" / "keyshelf"
 PAIRS = [
     (PACKAGE / "backends" / "_base_async.py", PACKAGE / "backends" / "base.py"),
     (PACKAGE / "_store_async.py", PACKAGE / "_store_sync.py"),
+    (PACKAGE / "backends" / "_postgres_async.py", PACKAGE / "backends" / "_postgres_sync.py"),
 ]
 
 # Whole-word renames, applied in order.
@@ -38,6 +39,11 @@ NAMES = {
     "_base_async": "base",
     "aiter_keys": "iter_keys",
     "aiter_items": "iter_items",
+    "AsyncPostgresBackend": "PostgresBackend",
+    "AsyncConnectionPool": "ConnectionPool",
+    "AsyncConnection": "Connection",
+    "asynccontextmanager": "contextmanager",
+    "_postgres_async": "_postgres_sync",
 }
 
 PATTERNS = [

@@ -1,0 +1,679 @@
+"""The PostgreSQL backend over psycopg 3 (async; source of ``_postgres_sync.py``).
+
+``tools/async_to_sync.py`` generates the sync :class:`PostgresBackend` from
+this file by renaming (``AsyncConnectionPool`` -> ``ConnectionPool`` ...);
+edit this one and run ``make generate``. The SQL lives in
+:mod:`._postgres_sql`; the URL and its options are parsed in
+:mod:`.postgres`.
+
+Guarantees:
+
+* **Atomic.** Every primitive is one SQL statement, or one transaction that
+  first locks the row (``SELECT ... FOR UPDATE``) for the rare
+  read-modify-write cases SQL does not cover (merging metadata, increments of
+  big or special numbers, appends past a text/bytes layout). Nothing is read
+  in Python and written back without a row lock, so no update is lost between
+  threads, tasks or processes. Multi-row statements lock rows in key order, so
+  two batches never deadlock each other.
+* **One clock: the server's.** "Now" is ``statement_timestamp()`` of the
+  server, in every statement. The store's ``now`` is used only to turn its
+  absolute expiry back into a duration, stored as ``server_now + duration``.
+  A key expires when the *server's* clock reaches it, whatever the clients'
+  clocks say; the instants reported back (``expires_at``, ``created_at``,
+  ``updated_at``) are server-clock instants, so ``ttl()`` (computed by the
+  client) is off by the client's clock skew, if any.
+* **Expired means gone.** Every statement filters expired rows with the
+  server's now; ``purge_expired`` deletes them through the expiry index.
+* **Fast.** Connections are pooled and long-lived (autocommit), every
+  statement is a server-side prepared statement with binary results, batches
+  are one statement (``= ANY(array)``, ``INSERT ... SELECT FROM unnest``), and
+  patterns with a literal prefix are primary-key range scans (``COLLATE "C"``).
+* **Failures are keyshelf errors.** Connection refused, a lost connection, a
+  server restart or a statement timeout raise :class:`BackendUnavailableError`
+  naming ``host:port/db``; other server errors raise :class:`BackendError`;
+  the driver's exception is chained and never escapes. A connection found
+  dead when taken from the pool is replaced before use, and the pool connects
+  again on demand once the server is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from math import copysign
+from typing import Any, Self
+
+import psycopg
+from psycopg import AsyncConnection, errors
+from psycopg.adapt import AdaptersMap
+from psycopg.pq import ConnStatus
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from ..codec import TAG_BYTES, TAG_INT, TAG_STR
+from ..errors import (
+    BackendError,
+    BackendUnavailableError,
+    IncompatibleStoreError,
+    SerializationError,
+    StoreClosedError,
+)
+from ..patterns import Matcher
+from ..records import INT64_MAX, INT64_MIN, Decision, Keep, Meta, R, Record, Value, stats_dict
+from . import _base_async
+from ._postgres_sql import (
+    FLOAT_FAST_LIMIT,
+    SCHEMA_VERSION,
+    Config,
+    Statements,
+    columns,
+    key_range,
+    pure_prefix,
+    unreachable_prefix,
+    value_of,
+)
+
+# Every int goes to the server as int8, so one prepared statement serves
+# every value (psycopg would otherwise pick int2/int4/int8/numeric by size).
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_dumper(int, Int8Dumper)
+ADAPTERS.register_dumper(int, Int8BinaryDumper)
+
+# Rows fetched per round trip when a pattern is filtered in Python.
+_FETCH = 2000
+# A read-modify-write whose key is inserted concurrently is retried this often.
+_ATTEMPTS = 50
+# Seconds the pool keeps retrying a failed connection in the background
+# before leaving it to the next request (which connects on demand).
+_RECONNECT = 0.5
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message of a driver exception."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def connect_error(exc: psycopg.Error, location: str) -> BackendError:
+    """The keyshelf error for a failure to connect at open time."""
+    return BackendUnavailableError(f"Cannot connect to PostgreSQL at {location}: {describe(exc)}")
+
+
+async def prepare_database(config: Config) -> None:
+    """Check the server and create keyshelf's schema if needed, race-free.
+
+    Two processes preparing a fresh database at once both succeed: creation
+    runs under a transaction-scoped advisory lock and every statement is
+    ``IF NOT EXISTS``. Raises IncompatibleStoreError for a database that is
+    not UTF-8, a table that is not keyshelf's, or a newer schema version.
+    """
+    sql = Statements(config.schema, config.table)
+    try:
+        conn = await AsyncConnection.connect(
+            config.conninfo, autocommit=True, context=ADAPTERS, **config.connect_kwargs()
+        )
+    except psycopg.Error as exc:
+        raise connect_error(exc, config.location) from exc
+    try:
+        async with conn:
+            encoding = conn.info.parameter_status("server_encoding")
+            if encoding not in (b"UTF8", "UTF8"):
+                raise IncompatibleStoreError(
+                    f"PostgreSQL database {config.location} uses encoding {encoding!r}; "
+                    "keyshelf needs a UTF8 database"
+                )
+            version = await _schema_version(conn, sql, config)
+            if version is None:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (sql.lock_name,)
+                    )
+                    version = await _schema_version(conn, sql, config)
+                    if version is None:
+                        cur = await conn.execute(sql.find_schema, (config.schema,))
+                        if await cur.fetchone() is None:
+                            await conn.execute(sql.create_schema)
+                        for statement in sql.create_tables:
+                            await conn.execute(statement)
+                        await conn.execute(sql.write_version, (str(SCHEMA_VERSION),))
+                        version = SCHEMA_VERSION
+            if version > SCHEMA_VERSION:
+                raise IncompatibleStoreError(
+                    f"{config.location} table {config.schema}.{config.table} holds keyshelf "
+                    f"schema version {version}; this keyshelf reads up to version "
+                    f"{SCHEMA_VERSION}: upgrade keyshelf"
+                )
+    except psycopg.OperationalError as exc:
+        raise BackendUnavailableError(
+            f"PostgreSQL at {config.location} failed while opening the store: {describe(exc)}"
+        ) from exc
+    except psycopg.Error as exc:
+        raise BackendError(
+            f"PostgreSQL at {config.location} refused to set up keyshelf's tables "
+            f"{config.schema}.{config.table}: {describe(exc)}"
+        ) from exc
+
+
+async def _schema_version(
+    conn: AsyncConnection[Any], sql: Statements, config: Config
+) -> int | None:
+    """The recorded schema version, None if keyshelf's tables do not exist yet."""
+    cur = await conn.execute(sql.find_tables, (config.schema, sql.table, sql.meta_table))
+    found = {name for (name,) in await cur.fetchall()}
+    if sql.meta_table not in found:
+        if sql.table in found:
+            raise IncompatibleStoreError(
+                f"{config.location}: table {config.schema}.{config.table} exists but is not "
+                "a keyshelf table (no schema version recorded)"
+            )
+        return None
+    cur = await conn.execute(sql.read_version)
+    row = await cur.fetchone()
+    if row is None or not str(row[0]).isdigit():
+        raise IncompatibleStoreError(
+            f"{config.location}: table {config.schema}.{sql.meta_table} exists but is not "
+            "keyshelf's"
+        )
+    return int(row[0])
+
+
+class AsyncPostgresBackend(_base_async.AsyncBackend):
+    """keyshelf's table in a PostgreSQL database, through a psycopg connection pool."""
+
+    def __init__(self, config: Config) -> None:
+        self.location = config.location
+        self._config = config
+        self._sql = Statements(config.schema, config.table)
+        self._closed = False
+        self._opened = False
+        self._last_connect_error = ""
+        kwargs = {"autocommit": True, "prepare_threshold": None, "context": ADAPTERS}
+        kwargs.update(config.connect_kwargs())
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            config.conninfo,
+            connection_class=self._connection_class(),
+            kwargs=kwargs,
+            min_size=config.min_size,
+            max_size=config.max_size,
+            timeout=config.connect_timeout,
+            reconnect_timeout=_RECONNECT,
+            name=f"keyshelf {config.location}",
+            open=False,
+        )
+
+    def _connection_class(self) -> type[AsyncConnection[Any]]:
+        """Connections that remember why connecting failed, for error messages."""
+        backend = self
+
+        class RecordingConnection(AsyncConnection[Any]):
+            @classmethod
+            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+                try:
+                    return await super().connect(conninfo, **kwargs)
+                except psycopg.Error as exc:
+                    backend._last_connect_error = describe(exc)
+                    raise
+
+        return RecordingConnection
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _error(self, exc: psycopg.Error, action: str) -> BackendError:
+        where = self.location
+        if isinstance(exc, PoolClosed) or self._closed:
+            return StoreClosedError(f"The store {where} is closed")
+        if isinstance(exc, PoolTimeout):
+            cause = self._last_connect_error or "all connections busy"
+            return BackendUnavailableError(
+                f"PostgreSQL at {where} is unavailable during {action}: no connection within "
+                f"{self._config.connect_timeout:g} s ({cause})"
+            )
+        if isinstance(exc, errors.QueryCanceled):
+            return BackendUnavailableError(
+                f"PostgreSQL at {where} cancelled {action} (statement timeout): {describe(exc)}"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            return BackendUnavailableError(
+                f"Lost the connection to PostgreSQL at {where} during {action}: {describe(exc)}"
+            )
+        if isinstance(exc, errors.UndefinedTable | errors.InvalidSchemaName):
+            return IncompatibleStoreError(
+                f"PostgreSQL at {where}: keyshelf's table {self._config.schema}."
+                f"{self._config.table} is gone (dropped while the store was open?): "
+                f"{describe(exc)}"
+            )
+        return BackendError(f"PostgreSQL error at {where} during {action}: {describe(exc)}")
+
+    @staticmethod
+    def _healthy(conn: AsyncConnection[Any]) -> bool:
+        """Whether an idle pooled connection still has a live server (no round trip).
+
+        Reads whatever the socket holds without blocking: a server that shut
+        down or restarted has closed it, which libpq sees as end of input.
+        """
+        pgconn = conn.pgconn
+        if pgconn.status != ConnStatus.OK:
+            return False
+        try:
+            pgconn.consume_input()
+        except psycopg.Error:
+            return False
+        return pgconn.status == ConnStatus.OK
+
+    async def _checkout(self) -> AsyncConnection[Any]:
+        if not self._opened:
+            await self._pool.open()
+            self._opened = True
+        for _ in range(self._config.max_size + 1):
+            conn = await self._pool.getconn()
+            if self._healthy(conn):
+                return conn
+            # A connection the server closed while it sat in the pool: drop it
+            # and take another (the pool replaces it in the background).
+            await conn.close()
+            await self._pool.putconn(conn)
+        return await self._pool.getconn()
+
+    @asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection; driver errors become keyshelf errors naming the server."""
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        try:
+            conn = await self._checkout()
+        except psycopg.Error as exc:
+            raise self._error(exc, action) from exc
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise self._error(exc, action) from exc
+        finally:
+            try:
+                await self._pool.putconn(conn)
+            except psycopg.Error:
+                await conn.close()
+
+    # -- reads ----------------------------------------------------------------
+
+    async def get(self, ns: str, key: str, now: int) -> Value | None:
+        async with self._connection("get") as conn:
+            cur = await conn.execute(self._sql.get, (ns, key), prepare=True, binary=True)
+            row = await cur.fetchone()
+        return None if row is None else value_of(*row)
+
+    async def get_record(self, ns: str, key: str, now: int) -> Record | None:
+        async with self._connection("get") as conn:
+            cur = await conn.execute(self._sql.get_record, (ns, key), prepare=True, binary=True)
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        tag, payload = value_of(*row[:5])
+        return Record(tag, payload, row[5], row[6], row[7], row[8], row[9])
+
+    async def exists(self, ns: str, key: str, now: int) -> bool:
+        async with self._connection("exists") as conn:
+            cur = await conn.execute(self._sql.exists, (ns, key), prepare=True, binary=True)
+            row = await cur.fetchone()
+        return row is not None
+
+    async def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
+        async with self._connection("get_many") as conn:
+            cur = await conn.execute(
+                self._sql.get_many, (ns, list(keys)), prepare=True, binary=True
+            )
+            rows = await cur.fetchall()
+        return {row[0]: value_of(*row[1:]) for row in rows}
+
+    async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
+        async with self._connection("storage_size") as conn:
+            cur = await conn.execute(self._sql.sizes, (ns, list(keys)), prepare=True, binary=True)
+            found = dict(await cur.fetchall())
+        return {key: found[key] for key in dict.fromkeys(keys) if key in found}
+
+    async def total_size(self, ns: str, now: int) -> int:
+        async with self._connection("storage_size") as conn:
+            cur = await conn.execute(self._sql.total_size, (ns,), prepare=True, binary=True)
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def stats(self, ns: str, now: int) -> dict[str, Any]:
+        async with self._connection("stats") as conn:
+            cur = await conn.execute(self._sql.stats, (ns,), prepare=True, binary=True)
+            row = await cur.fetchone()
+        assert row is not None
+        return stats_dict(int(row[0]), int(row[1]), int(row[2]))
+
+    async def namespaces(self, now: int) -> list[str]:
+        async with self._connection("list_namespaces") as conn:
+            cur = await conn.execute(self._sql.namespaces, prepare=True, binary=True)
+            rows = await cur.fetchall()
+        return [ns for (ns,) in rows]
+
+    # -- writes ---------------------------------------------------------------
+
+    async def put(
+        self,
+        ns: str,
+        key: str,
+        value: Value,
+        expires_at: int | None,
+        meta: Meta,
+        now: int,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        keep_meta = isinstance(meta, Keep)
+        stored_meta = None if isinstance(meta, Keep) else meta
+        tag = value[0]
+        ival, fval, tval, bval = columns(tag, value[1])
+        ttl = None if expires_at is None else expires_at - now
+        params: tuple[Any, ...]
+        if xx:
+            sql = self._sql.put_xx(keep_ttl, keep_meta)
+            params = (tag, ival, fval, tval, bval)
+            if not keep_ttl:
+                params += (ttl,)
+            if not keep_meta:
+                params += (stored_meta,)
+            params += (ns, key)
+        else:
+            sql = self._sql.put(nx, keep_ttl, keep_meta)
+            params = (ns, key, tag, ival, fval, tval, bval, stored_meta, ttl)
+        async with self._connection("set") as conn:
+            cur = await conn.execute(sql, params, prepare=True)
+            return cur.rowcount > 0
+
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
+    ) -> None:
+        # Last value wins for a repeated key; sorted, so batches lock in key order.
+        latest = dict(items)
+        keys = sorted(latest)
+        tags: list[str] = []
+        ivals: list[int | None] = []
+        fvals: list[float | None] = []
+        tvals: list[str | None] = []
+        bvals: list[bytes | None] = []
+        for key in keys:
+            tag, payload = latest[key]
+            ival, fval, tval, bval = columns(tag, payload)
+            tags.append(tag)
+            ivals.append(ival)
+            fvals.append(fval)
+            tvals.append(tval)
+            bvals.append(bval)
+        ttl = None if expires_at is None else expires_at - now
+        params = (ns, ttl, keys, tags, ivals, fvals, tvals, bvals)
+        async with self._connection("mset") as conn:
+            await conn.execute(self._sql.put_many, params, prepare=True)
+
+    async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
+        """Lock the row (live or expired) and apply ``decide`` in one transaction.
+
+        The decision sees instants in the caller's frame (the server's now
+        maps to ``now``) and its expiry is mapped back exactly, so a kept TTL
+        is kept to the millisecond. A missing key is inserted with
+        ``ON CONFLICT DO NOTHING``; if another writer inserted it first, the
+        transaction is retried, now locking that row.
+        """
+        sql = self._sql
+        async with self._connection("update") as conn:
+            for _ in range(_ATTEMPTS):
+                async with conn.transaction():
+                    cur = await conn.execute(sql.lock, (ns, key), prepare=True, binary=True)
+                    row = await cur.fetchone()
+                    if row is not None:
+                        server_now = row[10]
+                        shift = server_now - now
+                        expires = row[5]
+                        old = None
+                        if expires is None or expires > server_now:
+                            tag, payload = value_of(*row[:5])
+                            old = Record(
+                                tag,
+                                payload,
+                                None if expires is None else expires - shift,
+                                row[6],
+                                row[7],
+                                row[8],
+                                row[9],
+                            )
+                        write, result = decide(old)
+                        if write is not None:
+                            stored = None if write.expires_at is None else write.expires_at + shift
+                            if old is None:
+                                created, version = None, 1
+                            else:
+                                created, version = old.created_at, old.version + 1
+                            await conn.execute(
+                                sql.rewrite,
+                                (
+                                    write.tag,
+                                    *columns(write.tag, write.payload),
+                                    stored,
+                                    write.meta,
+                                    created,
+                                    version,
+                                    ns,
+                                    key,
+                                ),
+                                prepare=True,
+                            )
+                        return result
+                    write, result = decide(None)
+                    if write is None:
+                        return result
+                    ttl = None if write.expires_at is None else write.expires_at - now
+                    cur = await conn.execute(
+                        sql.insert_new,
+                        (ns, key, write.tag, *columns(write.tag, write.payload), write.meta, ttl),
+                        prepare=True,
+                    )
+                    if cur.rowcount == 1:
+                        return result
+                # Another writer created the key between our read and insert.
+        raise BackendError(
+            f"PostgreSQL at {self.location}: gave up updating {key!r} in namespace {ns!r} "
+            f"after {_ATTEMPTS} conflicting attempts"
+        )
+
+    async def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
+        # One statement for the common cases (see Statements.increment_int);
+        # everything else (big or special numbers, non-numbers, overflow) runs
+        # the shared decision under a row lock, which also raises the errors.
+        sql: str | None = None
+        if type(delta) is int:
+            if INT64_MIN <= delta <= INT64_MAX:
+                sql = self._sql.increment_int
+        elif abs(delta) < FLOAT_FAST_LIMIT and (delta != 0.0 or copysign(1.0, delta) > 0):
+            sql = self._sql.increment_float
+        if sql is not None:
+            async with self._connection("increment") as conn:
+                cur = await conn.execute(sql, (ns, key, delta), prepare=True, binary=True)
+                row = await cur.fetchone()
+            if row is not None:
+                result: int | float = row[1] if row[0] == TAG_INT else row[2]
+                return result
+        return await super().increment(ns, key, delta, now)
+
+    async def append(self, ns: str, key: str, value: Value, now: int, max_size: int) -> Value:
+        tag, payload = value
+        fast = (tag == TAG_STR and type(payload) is str and "\x00" not in payload) or (
+            tag == TAG_BYTES and type(payload) is bytes
+        )
+        if fast:
+            tval = payload if tag == TAG_STR else None
+            bval = payload if tag == TAG_BYTES else None
+            async with self._connection("append") as conn:
+                cur = await conn.execute(
+                    self._sql.append,
+                    (ns, key, tag, tval, bval, max_size, max_size),
+                    prepare=True,
+                    binary=True,
+                )
+                row = await cur.fetchone()
+            if row is not None:
+                return row[0], (row[1] if row[1] is not None else row[2])
+        return await super().append(ns, key, value, now, max_size)
+
+    async def compare_and_swap(
+        self, ns: str, key: str, expected: Value, new: Value, now: int
+    ) -> bool:
+        try:
+            want = columns(*expected)
+        except SerializationError:
+            return False  # a value no row can hold matches no row
+        params = (new[0], *columns(*new), ns, key, expected[0], *want)
+        async with self._connection("compare_and_swap") as conn:
+            cur = await conn.execute(self._sql.compare_and_swap, params, prepare=True)
+            return cur.rowcount > 0
+
+    async def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return []
+        async with self._connection("delete") as conn:
+            if len(unique) == 1:
+                cur = await conn.execute(
+                    self._sql.delete_one, (ns, unique[0]), prepare=True, binary=True
+                )
+                row = await cur.fetchone()
+                return unique if row is not None and row[0] else []
+            cur = await conn.execute(
+                self._sql.delete_many, {"ns": ns, "keys": unique}, prepare=True, binary=True
+            )
+            rows = await cur.fetchall()
+        removed = {key for key, was_live in rows if was_live}
+        return [key for key in unique if key in removed]
+
+    async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
+        async with self._connection("expire" if expires_at is not None else "persist") as conn:
+            if expires_at is None:
+                cur = await conn.execute(self._sql.persist, (ns, key), prepare=True)
+            else:
+                cur = await conn.execute(
+                    self._sql.expire, (expires_at - now, ns, key), prepare=True
+                )
+            return cur.rowcount > 0
+
+    async def purge_expired(self, ns: str | None, now: int) -> int:
+        async with self._connection("delete_expired") as conn:
+            if ns is None:
+                cur = await conn.execute(self._sql.purge_all, prepare=True)
+            else:
+                cur = await conn.execute(self._sql.purge_ns, (ns,), prepare=True)
+            return max(cur.rowcount, 0)
+
+    # -- patterns -------------------------------------------------------------
+
+    async def scan(
+        self,
+        ns: str,
+        matcher: Matcher,
+        now: int,
+        after: str | None,
+        limit: int | None,
+        values: bool,
+    ) -> list[tuple[str, Value | None]]:
+        if unreachable_prefix(matcher.prefix) or (limit is not None and limit <= 0):
+            return []
+        bound, params = key_range(matcher)
+        exact = pure_prefix(matcher)
+        args: list[Any] = [ns, *params]
+        if after is not None:
+            args.append(after)
+        if exact and limit is not None:
+            args.append(limit)
+        sql = self._sql.select(bound, values, after is not None, exact and limit is not None)
+        out: list[tuple[str, Value | None]] = []
+        async with self._connection("scan") as conn:
+            if exact or limit is None:
+                cur = await conn.execute(sql, args, prepare=True, binary=True)
+                rows = await cur.fetchall()
+                match = None if exact else matcher.match
+                for row in rows:
+                    if match is None or match(row[0]):
+                        out.append((row[0], value_of(*row[1:]) if values else None))
+                return out
+            # Filtered in Python with a limit: stream the range through a
+            # server-side cursor and stop as soon as enough keys matched.
+            async with conn.transaction():
+                cursor = conn.cursor(name="keyshelf_scan", binary=True)
+                try:
+                    await cursor.execute(sql, args)
+                    while len(out) < limit:
+                        batch = await cursor.fetchmany(_FETCH)
+                        for row in batch:
+                            if matcher.match(row[0]):
+                                out.append((row[0], value_of(*row[1:]) if values else None))
+                                if len(out) >= limit:
+                                    break
+                        if len(batch) < _FETCH:
+                            break
+                finally:
+                    await cursor.close()
+        return out
+
+    async def count(self, ns: str, matcher: Matcher, now: int) -> int:
+        if unreachable_prefix(matcher.prefix):
+            return 0
+        bound, params = key_range(matcher)
+        async with self._connection("key_count") as conn:
+            if pure_prefix(matcher):
+                cur = await conn.execute(
+                    self._sql.count(bound), (ns, *params), prepare=True, binary=True
+                )
+                row = await cur.fetchone()
+                return 0 if row is None else int(row[0])
+            # Only the keys cross the wire, a batch at a time.
+            total = 0
+            sql = self._sql.select(bound, False, False, False)
+            async with conn.transaction():
+                cursor = conn.cursor(name="keyshelf_count", binary=True)
+                try:
+                    await cursor.execute(sql, (ns, *params))
+                    while True:
+                        batch = await cursor.fetchmany(_FETCH)
+                        total += sum(1 for (key,) in batch if matcher.match(key))
+                        if len(batch) < _FETCH:
+                            break
+                finally:
+                    await cursor.close()
+            return total
+
+    async def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
+        if unreachable_prefix(matcher.prefix):
+            return 0
+        bound, params = key_range(matcher)
+        async with self._connection("delete_pattern") as conn:
+            if pure_prefix(matcher):
+                cur = await conn.execute(
+                    self._sql.delete_range(bound), (ns, *params, ns), prepare=True, binary=True
+                )
+                return sum(1 for (was_live,) in await cur.fetchall() if was_live)
+            async with conn.transaction():
+                # Lock the whole range in key order, delete the matching rows.
+                cur = await conn.execute(
+                    self._sql.lock_range(bound), (ns, *params), prepare=True, binary=True
+                )
+                matching = [
+                    (key, was_live) for key, was_live in await cur.fetchall() if matcher.match(key)
+                ]
+                doomed = [key for key, _ in matching]
+                live_count = sum(1 for _, was_live in matching if was_live)
+                if doomed:
+                    await conn.execute(
+                        self._sql.delete_many, {"ns": ns, "keys": doomed}, prepare=True
+                    )
+            return live_count
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with suppress(psycopg.Error):  # best effort: the server may be gone
+            await self._pool.close()

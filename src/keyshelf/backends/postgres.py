@@ -1,0 +1,116 @@
+"""The PostgreSQL backend: ``postgresql://user@host:5432/db`` (also ``postgres://``).
+
+Needs the ``postgres`` extra (``pip install 'keyshelf[postgres]'``: psycopg 3
+with its connection pool); psycopg is imported only when such a URL is
+opened, so ``import keyshelf`` never needs it.
+
+URL options (query parameters or keyword arguments of ``open``):
+
+================== =========== ===================================================
+option             default     meaning
+================== =========== ===================================================
+schema             keyshelf    PostgreSQL schema holding keyshelf's tables
+table              kv          table name (plus ``<table>_meta`` for the version)
+min_size           1           connections the pool keeps open
+max_size           10          most connections the pool opens
+connect_timeout    10          seconds to connect, and to wait for a free connection
+statement_timeout  (server's)  seconds a statement may run before it is cancelled
+================== =========== ===================================================
+
+Any libpq connection parameter (``sslmode``, ``application_name``, ``options``,
+``target_session_attrs`` ...) is passed through; anything else is refused.
+
+Opening connects once: an unreachable server, a database that is not UTF-8,
+a table that is not keyshelf's or a newer schema version is refused right
+there (BackendUnavailableError / IncompatibleStoreError, naming
+``host:port/db``), never at the first operation. The first open of a
+database creates the schema and tables, race-free. ``open_async`` does this
+check with a short blocking connection too; its pool then opens on the first
+operation inside the event loop.
+
+See :mod:`keyshelf.backends._postgres_async` for the guarantees (atomicity,
+the server clock, errors) and ``docs/postgres.md`` for the table layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import SplitResult, urlunsplit
+
+from ..errors import InvalidURLError
+from ..options import as_number, as_str, refuse_unknown
+from ._postgres_sql import IDENTIFIER, Config, location_of
+
+# Connection parameters keyshelf sets itself.
+_MANAGED = {"connect_timeout"}
+
+
+def parse(url: SplitResult, options: dict[str, Any]) -> Config:
+    """Check the URL and options; raise InvalidURLError for anything unusable."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    if url.fragment:
+        raise InvalidURLError("PostgreSQL URLs take no #fragment")
+    schema = as_str("schema", options.pop("schema", "keyshelf"))
+    table = as_str("table", options.pop("table", "kv"))
+    for name, value in (("schema", schema), ("table", table)):
+        if not IDENTIFIER.fullmatch(value):
+            raise InvalidURLError(
+                f"PostgreSQL {name} name {value!r} must be a plain identifier "
+                "(letters, digits, underscores; at most 58 characters)"
+            )
+    min_size = as_number("min_size", options.pop("min_size", 1), integer=True, minimum=-1)
+    max_size = as_number("max_size", options.pop("max_size", 10), integer=True)
+    if max_size < max(min_size, 1):
+        raise InvalidURLError(
+            f"Option max_size ({max_size}) must be at least min_size ({min_size})"
+        )
+    connect_timeout = as_number("connect_timeout", options.pop("connect_timeout", 10.0))
+    statement_timeout = options.pop("statement_timeout", None)
+    if statement_timeout is not None:
+        statement_timeout = as_number("statement_timeout", statement_timeout)
+
+    known = {opt.keyword.decode() for opt in psycopg.pq.Conninfo.get_defaults()} - _MANAGED
+    libpq = {name: str(options.pop(name)) for name in list(options) if name in known}
+    refuse_unknown(url.scheme, options)
+
+    conninfo = urlunsplit((url.scheme, url.netloc, url.path, "", ""))
+    try:
+        parts = conninfo_to_dict(conninfo, **libpq)
+    except psycopg.Error as exc:
+        raise InvalidURLError(f"Cannot use PostgreSQL URL: {exc}") from None
+    return Config(
+        conninfo=conninfo,
+        libpq=libpq,
+        schema=schema,
+        table=table,
+        min_size=min_size,
+        max_size=max_size,
+        connect_timeout=connect_timeout,
+        statement_timeout=statement_timeout,
+        location=location_of(parts),
+    )
+
+
+def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
+    """Factory for ``postgresql://`` and ``postgres://`` URLs."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"The {url.scheme}:// backend needs an optional dependency ({exc.name}): "
+            "pip install 'keyshelf[postgres]'"
+        ) from exc
+    config = parse(url, options)
+    from ._postgres_sync import prepare_database
+
+    prepare_database(config)
+    if asynchronous:
+        from ._postgres_async import AsyncPostgresBackend
+
+        return AsyncPostgresBackend(config)
+    from ._postgres_sync import PostgresBackend
+
+    return PostgresBackend(config)
