@@ -99,6 +99,16 @@ def sqlite_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
+def redis_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # A real server (tests/backends/__init__.py finds or starts one), own key prefix.
+    from importlib import import_module
+
+    helpers = import_module(".backends" if __package__ else "backends", __package__ or None)
+    with helpers.redis_store() as found:
+        yield found
+
+
+@contextlib.contextmanager
 def postgres_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     # A real server (tests/backends/test_postgres_server.py finds or starts one), own schema.
     from importlib import import_module
@@ -113,6 +123,7 @@ def postgres_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     "memory": (memory_backend, False),
     "sqlite": (sqlite_backend, False),
+    "redis": (redis_backend, True),
     "postgres": (postgres_backend, True),
 }
 

@@ -21,6 +21,7 @@ PACKAGE = ROOT / "src" / "keyshelf"
 PAIRS = [
     (PACKAGE / "backends" / "_base_async.py", PACKAGE / "backends" / "base.py"),
     (PACKAGE / "_store_async.py", PACKAGE / "_store_sync.py"),
+    (PACKAGE / "backends" / "_redis_async.py", PACKAGE / "backends" / "_redis_sync.py"),
     (PACKAGE / "backends" / "_postgres_async.py", PACKAGE / "backends" / "_postgres_sync.py"),
 ]
 
@@ -39,6 +40,9 @@ NAMES = {
     "_base_async": "base",
     "aiter_keys": "iter_keys",
     "aiter_items": "iter_items",
+    "AsyncRedisBackend": "RedisBackend",
+    "redis.asyncio": "redis",
+    "_redis_async": "_redis_sync",
     "AsyncPostgresBackend": "PostgresBackend",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",

@@ -1,0 +1,621 @@
+"""The Redis backend, written once for asyncio (source of ``_redis_sync.py``).
+
+``tools/async_to_sync.py`` generates the sync twin from this file by renaming
+the asyncio client to redis-py's sync client and dropping ``async``/``await``;
+edit this one and run ``make generate``.
+The key layout, the value encoding and the Lua scripts live in
+:mod:`keyshelf.backends._redis_common`, shared by both.
+
+Guarantees:
+
+* **One round trip** for ``get`` (``HMGET``), ``set`` (one script),
+  ``get_many``/``mget`` (one script) and every atomic operation.
+* **Atomic on the server.** ``set`` with ``nx``/``xx``/``keep_ttl``,
+  ``increment``, ``append``, ``compare_and_swap``, ``mset``/``set_many``,
+  ``delete``/``delete_many`` and ``clear`` are single Lua scripts, which
+  Redis runs without interleaving any other command. ``set_metadata``,
+  increments of integers beyond 64 bits and ``delete_pattern`` with a pattern
+  that is more than a literal prefix read, decide in Python, and write under
+  ``WATCH``/``MULTI``/``EXEC``: if anything changed in between, the
+  transaction is dropped and retried, so nothing is ever lost.
+* **Expiry is native** and judged by one clock, the Redis server's: an
+  absolute expiry computed by the store becomes a relative ``PEXPIRE`` of
+  ``expires_at - now`` ms, and a remaining ``PTTL`` is reported as
+  ``now + PTTL``. An expired key is gone for every command the moment Redis
+  says so.
+* **Failures** (refused connection, timeout, server error) raise
+  :class:`BackendUnavailableError` or :class:`BackendError` naming the
+  server; the redis-py exception is chained and never escapes. Commands are
+  not retried (a retried increment could count twice); a dead pooled
+  connection is replaced on the next call, so the first operation after the
+  server comes back works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+from redis import exceptions as redis_errors
+from redis.asyncio import retry as redis_retry
+from redis.backoff import NoBackoff
+
+from ..codec import TAG_SPECIAL_FLOAT
+from ..errors import (
+    BackendError,
+    BackendUnavailableError,
+    NotNumericError,
+    StoreClosedError,
+    ValueTooLargeError,
+)
+from ..patterns import Matcher, prefix_upper_bound
+from ..records import (
+    INT64_MAX,
+    INT64_MIN,
+    Decision,
+    Keep,
+    R,
+    Record,
+    Value,
+    Write,
+    decide_append,
+    decide_increment,
+    encode_number,
+    numeric,
+    stats_dict,
+)
+from . import _redis_common as rc
+from ._base_async import AsyncBackend
+
+_DRIVER_ERRORS = (redis_errors.RedisError, OSError)
+_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+class AsyncRedisBackend(AsyncBackend):
+    """Keyshelf records in one Redis database, under one key prefix."""
+
+    def __init__(self, settings: rc.RedisSettings) -> None:
+        self.location = settings.location
+        self.prefix = settings.prefix
+        self._layout = rc.Layout(settings.prefix)
+        connection_class = {
+            "tcp": redis.asyncio.Connection,
+            "ssl": redis.asyncio.SSLConnection,
+            "unix": redis.asyncio.UnixDomainSocketConnection,
+        }[settings.transport]
+        # A blocking pool: callers beyond max_connections wait for a free
+        # connection (up to pool_timeout) instead of failing at once.
+        pool_class: Any = redis.asyncio.BlockingConnectionPool  # untyped in the sync client
+        self._pool = pool_class(
+            max_connections=settings.max_connections,
+            timeout=settings.pool_timeout,
+            connection_class=connection_class,
+            retry=redis_retry.Retry(NoBackoff(), 0),
+            **settings.connection_kwargs,
+        )
+        # redis-py's command methods are untyped; replies are checked here.
+        self._client: Any = redis.asyncio.Redis(connection_pool=self._pool)
+        self._closed = False
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (for diagnostics; keyshelf's keys are its own)."""
+        return self._client
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _fail(self, exc: BaseException, action: str) -> BackendError:
+        if isinstance(exc, _UNAVAILABLE):
+            return BackendUnavailableError(
+                f"Redis server {self.location} is unavailable ({action}): {exc}"
+            )
+        return BackendError(f"Redis error on {self.location} ({action}): {exc}")
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"The store {self.location} is closed")
+
+    async def _eval(
+        self, script: rc.Script, keys: Sequence[str], args: Sequence[Any], client: Any = None
+    ) -> Any:
+        """Run ``script`` by its SHA; if the server lost it, by its source."""
+        target = self._client if client is None else client
+        try:
+            return await target.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            return await target.execute_command("EVAL", script.source, len(keys), *keys, *args)
+
+    async def ping(self) -> None:
+        """Check that the server answers (used at open time)."""
+        try:
+            await self._client.execute_command("PING")
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "connect") from exc
+
+    async def _tidy(self, space: rc.Space, low: str = "", high: str = "") -> tuple[int, list[int]]:
+        """Forget every due leftover of expired keys; (keys found gone, last TIDY reply)."""
+        gone = 0
+        while True:
+            reply = await self._eval(
+                rc.TIDY, (space.catalog, space.expiring), (space.base, rc.CHUNK, low, high)
+            )
+            gone += reply[1]
+            if reply[0] < rc.CHUNK or reply[1] + reply[5] == 0:
+                return gone, reply
+
+    # -- reads --------------------------------------------------------------
+
+    async def get(self, ns: str, key: str, now: int) -> Value | None:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            t, v = await self._client.execute_command(
+                "HMGET", self._layout.space(ns).base + key, "t", "v"
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "get") from exc
+        return None if t is None else rc.from_redis(t, v)
+
+    async def get_record(self, ns: str, key: str, now: int) -> Record | None:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            reply = await self._eval(rc.GET_RECORD, (self._layout.space(ns).base + key,), ())
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "get") from exc
+        return rc.record_from_reply(reply, now) if reply else None
+
+    async def exists(self, ns: str, key: str, now: int) -> bool:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            found = await self._client.execute_command("EXISTS", self._layout.space(ns).base + key)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "exists") from exc
+        return bool(found)
+
+    async def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            return await self._get_many(self._layout.space(ns), list(dict.fromkeys(keys)))
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "get_many") from exc
+
+    async def _get_many(self, space: rc.Space, unique: list[str]) -> dict[str, Value]:
+        if not unique:
+            return {}
+        base = space.base
+        reply = await self._eval(rc.GET_MANY, [base + key for key in unique], ())
+        found: dict[str, Value] = {}
+        for i, key in enumerate(unique):
+            t = reply[2 * i]
+            if t is not None:
+                found[key] = rc.from_redis(t, reply[2 * i + 1])
+        return found
+
+    async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
+        if self._closed:
+            raise self._closed_error()
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        base = self._layout.space(ns).base
+        try:
+            reply = await self._eval(rc.SIZES, [base + key for key in unique], ())
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "storage_size") from exc
+        return {key: size for key, size in zip(unique, reply, strict=True) if size >= 0}
+
+    # -- writes -------------------------------------------------------------
+
+    async def put(
+        self,
+        ns: str,
+        key: str,
+        value: Value,
+        expires_at: int | None,
+        meta: Any,
+        now: int,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        if self._closed:
+            raise self._closed_error()
+        t, v = rc.to_redis(value)
+        space = self._layout.space(ns)
+        if isinstance(meta, Keep):
+            mode, stored_meta = "k", b""
+        else:
+            mode, stored_meta = "s", meta or b""
+        px = "keep" if keep_ttl else rc.px_for(expires_at, now)
+        cond = "nx" if nx else "xx" if xx else ""
+        try:
+            done = await self._eval(
+                rc.PUT,
+                (space.base + key, space.catalog, space.expiring),
+                (key, t, v, now, px, mode, stored_meta, cond, space.base),
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "set") from exc
+        return bool(done == 1)
+
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
+    ) -> None:
+        if self._closed:
+            raise self._closed_error()
+        space = self._layout.space(ns)
+        base = space.base
+        keys = [space.catalog, space.expiring]
+        args: list[Any] = [now, rc.px_for(expires_at, now), base]
+        for key, value in items:
+            t, v = rc.to_redis(value)
+            keys.append(base + key)
+            args += (key, t, v)
+        try:
+            await self._eval(rc.PUT_MANY, keys, args)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "mset") from exc
+
+    async def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
+        if self._closed:
+            raise self._closed_error()
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return []
+        space = self._layout.space(ns)
+        try:
+            reply = await self._eval(rc.DELETE, self._delete_keys(space, unique), unique)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "delete") from exc
+        return [key for key, live in zip(unique, reply, strict=True) if live]
+
+    def _delete_keys(self, space: rc.Space, keys: list[str]) -> list[str]:
+        return [space.catalog, space.expiring, *(space.base + key for key in keys)]
+
+    async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
+        if self._closed:
+            raise self._closed_error()
+        space = self._layout.space(ns)
+        try:
+            done = await self._eval(
+                rc.SET_EXPIRY, (space.base + key, space.expiring), (key, rc.px_for(expires_at, now))
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "expire" if expires_at is not None else "persist") from exc
+        return bool(done == 1)
+
+    async def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
+        if self._closed:
+            raise self._closed_error()
+        if type(delta) is int:
+            if not INT64_MIN <= delta <= INT64_MAX:
+                return await self.update(ns, key, now, decide_increment(delta))
+            kind, text = "ii", str(delta)
+        else:
+            tag, _payload = encode_number(delta)
+            kind = "sF" if tag == TAG_SPECIAL_FLOAT else "ff"
+            text = repr(delta)
+        space = self._layout.space(ns)
+        try:
+            reply = await self._eval(
+                rc.INCREMENT, (space.base + key, space.catalog), (key, text, kind, now)
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "increment") from exc
+        code = reply[0]
+        if code == 0:
+            result = numeric(*rc.from_redis(reply[1], reply[2]))
+            assert result is not None
+            return result
+        if code == 1:
+            raise NotNumericError("Cannot increment non-numeric value")
+        if code == 2:
+            encode_number(int(reply[1]) + delta)  # raises IncrementOverflowError
+        # A stored integer beyond 64 bits: Lua cannot add it exactly.
+        return await self.update(ns, key, now, decide_increment(delta))
+
+    async def append(self, ns: str, key: str, value: Value, now: int, max_size: int) -> Value:
+        if self._closed:
+            raise self._closed_error()
+        t, v = rc.to_redis(value)
+        space = self._layout.space(ns)
+        try:
+            reply = await self._eval(
+                rc.APPEND, (space.base + key, space.catalog), (key, t, v, now, max_size)
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "append") from exc
+        code = reply[0]
+        if code == 0:
+            return rc.from_redis(reply[1], reply[2])
+        if code == 1:
+            stored = rc.from_redis(reply[1], None)[0]
+            # The shared decision raises the type error, worded like everywhere else.
+            decide_append(value, max_size)(Record(stored, None, None, None, now, now, 1))
+        raise ValueTooLargeError(
+            f"Appending would make the value {reply[1]} bytes, above max_value_size {max_size}"
+        )
+
+    async def compare_and_swap(
+        self, ns: str, key: str, expected: Value, new: Value, now: int
+    ) -> bool:
+        if self._closed:
+            raise self._closed_error()
+        et, ev = rc.to_redis(expected)
+        nt, nv = rc.to_redis(new)
+        try:
+            done = await self._eval(
+                rc.COMPARE_AND_SWAP,
+                (self._layout.space(ns).base + key,),
+                (et, ev, nt, nv, now),
+            )
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "compare_and_swap") from exc
+        return bool(done == 1)
+
+    async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
+        """Read, decide in Python, write under WATCH; retried if the key changed."""
+        if self._closed:
+            raise self._closed_error()
+        space = self._layout.space(ns)
+        data = space.base + key
+        try:
+            for _attempt in range(rc.WATCH_ATTEMPTS):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(data)
+                        reply = await self._eval(rc.GET_RECORD, (data,), (), client=pipe)
+                        old = rc.record_from_reply(reply, now) if reply else None
+                        write, result = decide(old)
+                        if write is None:
+                            return result
+                        pipe.multi()
+                        pipe.execute_command(
+                            "EVAL",
+                            rc.WRITE.source,
+                            3,
+                            data,
+                            space.catalog,
+                            space.expiring,
+                            *_write_args(key, write, old, now),
+                        )
+                        await pipe.execute()
+                        return result
+                    except redis_errors.WatchError:
+                        continue
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "update") from exc
+        raise BackendError(
+            f"Redis server {self.location}: key {key!r} in namespace {ns!r} kept changing; "
+            f"gave up after {rc.WATCH_ATTEMPTS} attempts"
+        )
+
+    # -- listings -------------------------------------------------------------
+
+    async def scan(
+        self,
+        ns: str,
+        matcher: Matcher,
+        now: int,
+        after: str | None,
+        limit: int | None,
+        values: bool,
+    ) -> list[tuple[str, Value | None]]:
+        if self._closed:
+            raise self._closed_error()
+        if matcher.literal:
+            key = matcher.prefix
+            if after is not None and key <= after:
+                return []
+            if values:
+                value = await self.get(ns, key, now)
+                return [] if value is None else [(key, value)]
+            return [(key, None)] if await self.exists(ns, key, now) else []
+        space = self._layout.space(ns)
+        low, high = rc.lex_range(matcher.prefix, after, prefix_upper_bound(matcher.prefix))
+        test = None if matcher.match_all else matcher.match
+        inline = values and test is None
+        step = 3 if inline else 1
+        rows: list[tuple[str, Value | None]] = []
+        try:
+            while True:
+                want = rc.CHUNK
+                if limit is not None and test is None:
+                    want = min(want, limit - len(rows))
+                reply = await self._eval(
+                    rc.SCAN,
+                    (space.catalog, space.expiring),
+                    (space.base, low, high, want, "1" if inline else "0"),
+                )
+                batch: list[tuple[str, Value | None]] = []
+                for i in range(2, len(reply), step):
+                    key = reply[i].decode()
+                    if test is not None and not test(key):
+                        continue
+                    batch.append(
+                        (key, rc.from_redis(reply[i + 1], reply[i + 2]) if inline else None)
+                    )
+                if values and not inline and batch:
+                    found = await self._get_many(space, [key for key, _ in batch])
+                    batch = [(key, found[key]) for key, _ in batch if key in found]
+                rows += batch
+                if limit is not None and len(rows) >= limit:
+                    return rows[:limit]
+                if reply[0] < want:
+                    return rows
+                low = "(" + reply[1].decode()
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "scan") from exc
+
+    async def count(self, ns: str, matcher: Matcher, now: int) -> int:
+        if self._closed:
+            raise self._closed_error()
+        if matcher.literal:
+            return int(await self.exists(ns, matcher.prefix, now))
+        space = self._layout.space(ns)
+        try:
+            if matcher.match_all:
+                return int((await self._tidy(space))[1][2])
+            low, high = rc.lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
+            if rc.prefix_only(matcher):
+                return int((await self._tidy(space, low, high))[1][4])
+            total = 0
+            while True:
+                reply = await self._eval(
+                    rc.SCAN, (space.catalog, space.expiring), (space.base, low, high, rc.CHUNK, "0")
+                )
+                total += sum(1 for key in reply[2:] if matcher.match(key.decode()))
+                if reply[0] < rc.CHUNK:
+                    return total
+                low = "(" + reply[1].decode()
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "count") from exc
+
+    async def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
+        if self._closed:
+            raise self._closed_error()
+        if matcher.literal:
+            return len(await self.delete(ns, [matcher.prefix], now))
+        space = self._layout.space(ns)
+        try:
+            if matcher.match_all:
+                low, high = "-", "+"
+            else:
+                low, high = rc.lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
+            if matcher.match_all or rc.prefix_only(matcher):
+                removed = await self._eval(
+                    rc.CLEAR_RANGE, (space.catalog, space.expiring), (space.base, low, high)
+                )
+                return int(removed)
+            return await self._delete_filtered(space, matcher, low, high)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "delete_pattern") from exc
+
+    async def _delete_filtered(self, space: rc.Space, matcher: Matcher, low: str, high: str) -> int:
+        """Collect the matching keys under WATCH of the index, delete them in MULTI.
+
+        Any key created or deleted in the namespace meanwhile changes the index
+        and aborts the transaction, which is then retried: the keys deleted are
+        exactly the matching keys at the moment of the delete.
+        """
+        for _attempt in range(rc.WATCH_ATTEMPTS):
+            async with self._client.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(space.catalog)
+                    doomed: list[str] = []
+                    cursor = low
+                    while True:
+                        members = await pipe.execute_command(
+                            "ZRANGEBYLEX", space.catalog, cursor, high, "LIMIT", 0, rc.CHUNK
+                        )
+                        doomed += (k for k in (m.decode() for m in members) if matcher.match(k))
+                        if len(members) < rc.CHUNK:
+                            break
+                        cursor = "(" + members[-1].decode()
+                    if not doomed:
+                        return 0
+                    pipe.multi()
+                    keys = self._delete_keys(space, doomed)
+                    pipe.execute_command("EVAL", rc.DELETE.source, len(keys), *keys, *doomed)
+                    (reply,) = await pipe.execute()
+                    return sum(reply)
+                except redis_errors.WatchError:
+                    continue
+        raise BackendError(
+            f"Redis server {self.location}: the keys matching {matcher.pattern!r} kept "
+            f"changing; gave up after {rc.WATCH_ATTEMPTS} attempts"
+        )
+
+    async def _spaces(self, suffix: str) -> list[str]:
+        """Namespaces that have a bookkeeping key (SCAN over the whole database)."""
+        match = self._layout.index_match if suffix == "#keys" else self._layout.ttl_match
+        names: set[str] = set()
+        async for name in self._client.scan_iter(match=match, count=rc.CHUNK, _type="zset"):
+            ns = self._layout.namespace_of(name, suffix)
+            if ns is not None:
+                names.add(ns)
+        return sorted(names)
+
+    async def namespaces(self, now: int) -> list[str]:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            found = []
+            for ns in await self._spaces("#keys"):
+                _gone, reply = await self._tidy(self._layout.space(ns))
+                if reply[2] > 0:
+                    found.append(ns)
+            return found
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "list_namespaces") from exc
+
+    async def purge_expired(self, ns: str | None, now: int) -> int:
+        """Redis deletes expired keys itself; this forgets their index entries.
+
+        Returns how many expired keys still had index entries.
+        """
+        if self._closed:
+            raise self._closed_error()
+        try:
+            names = [ns] if ns is not None else await self._spaces("#ttl")
+            removed = 0
+            for name in names:
+                gone, _reply = await self._tidy(self._layout.space(name))
+                removed += gone
+            return removed
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "delete_expired") from exc
+
+    async def stats(self, ns: str, now: int) -> dict[str, Any]:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            _gone, reply = await self._tidy(self._layout.space(ns))
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "stats") from exc
+        # Redis purges by itself: no expired key is ever counted.
+        return stats_dict(int(reply[2]), int(reply[2]), int(reply[3]))
+
+    async def total_size(self, ns: str, now: int) -> int:
+        if self._closed:
+            raise self._closed_error()
+        space = self._layout.space(ns)
+        total, low = 0, "-"
+        try:
+            while True:
+                reply = await self._eval(
+                    rc.SIZE_CHUNK, (space.catalog, space.expiring), (space.base, low, "+", rc.CHUNK)
+                )
+                total += int(reply[2])
+                if reply[0] < rc.CHUNK:
+                    return total
+                low = "(" + reply[1].decode()
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "storage_size") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._client.aclose()
+            await self._pool.disconnect()
+        except _DRIVER_ERRORS:
+            pass
+
+
+def _write_args(key: str, write: Write, old: Record | None, now: int) -> list[Any]:
+    """WRITE script arguments for a decision's write replacing ``old``."""
+    t, v = rc.to_redis((write.tag, write.payload))
+    if old is None:
+        created, version = now, 1
+        px = rc.px_for(write.expires_at, now)
+    else:
+        created, version = old.created_at, old.version + 1
+        same = write.expires_at == old.expires_at
+        px = "keep" if same else rc.px_for(write.expires_at, now)
+    return [key, t, v, write.meta or b"", created, now, version, px]

@@ -1,0 +1,871 @@
+"""What the async and the sync Redis backends share: no I/O, no redis import.
+
+* :class:`RedisSettings` turns a ``redis://``, ``rediss://`` or ``unix://``
+  URL plus options into client keyword arguments, refusing what cannot work.
+* :class:`Layout` names the Redis keys of a namespace (see below).
+* :func:`to_redis` / :func:`from_redis` convert encoded values to and from
+  the two hash fields that hold them.
+* The Lua scripts, each one atomic on the server.
+
+Key layout
+----------
+
+With the default prefix ``keyshelf``, namespace ``default`` and key
+``user:1``::
+
+    keyshelf:{default}:user:1    HASH  the record (fields below)
+    keyshelf:{default}#keys      ZSET  every key of the namespace, score 0 (lex index)
+    keyshelf:{default}#ttl       ZSET  keys with an expiry, scored by expiry (server ms)
+
+The namespace sits between braces, percent-encoded so that it never holds a
+brace (``%`` -> ``%25``, ``{`` -> ``%7B``, ``}`` -> ``%7D``); the prefix may not
+hold braces either. The first ``}`` therefore ends the namespace, a data key
+continues with ``:`` and bookkeeping keys with ``#``: no (namespace, key) pair
+can produce the name of another pair, of a bookkeeping key, or of a key of
+another prefix. The braces are also a Redis Cluster hash tag: every key of one
+namespace lives in one slot, so every script below touches one slot only.
+
+Record hash fields:
+
+====  ===============================================================
+``t``  payload kind + value tag: ``n`` None, ``i`` int, ``f`` float,
+       ``s`` str, ``b`` bytes, then the codec tag (``"ii"``, ``"sF"``...)
+``v``  the payload: ints as Redis integers (so ``HINCRBY`` works), floats
+       as shortest round-trip text, str as UTF-8, bytes raw
+``m``  encoded user metadata (absent when there is none)
+``c``  created_at (ms, the store's clock)
+``u``  updated_at (ms)
+``n``  version
+====  ===============================================================
+
+Expiry is native: the hash carries a Redis TTL, so Redis alone decides when a
+key is gone (one clock: the server's). The ``#ttl`` index exists only to find
+the leftover ``#keys`` entries of expired keys, which scripts remove lazily
+("tidying"); it is never used to decide liveness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, NamedTuple
+from urllib.parse import SplitResult, unquote
+
+from ..codec import (
+    TAG_BIGINT,
+    TAG_BOOL,
+    TAG_BYTES,
+    TAG_EXT,
+    TAG_FLOAT,
+    TAG_INT,
+    TAG_JSON,
+    TAG_NONE,
+    TAG_PICKLE,
+    TAG_SPECIAL_FLOAT,
+    TAG_STR,
+    Payload,
+)
+from ..errors import InvalidURLError, SerializationError
+from ..options import as_number, as_str, refuse_unknown
+from ..patterns import Matcher, compile_pattern
+from ..records import Record, Value
+
+DEFAULT_PREFIX = "keyshelf"
+DEFAULT_SOCKET_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 64
+
+#: Keys fetched per server round trip when listing, counting or sizing.
+CHUNK = 1000
+#: Attempts of an optimistic (WATCH) transaction before giving up.
+WATCH_ATTEMPTS = 100
+
+_SSL_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_CERT_REQS = ("none", "optional", "required")
+
+
+# --------------------------------------------------------------------------
+# URL and options
+# --------------------------------------------------------------------------
+
+
+class RedisSettings(NamedTuple):
+    """Everything ``create()`` needs, validated."""
+
+    prefix: str
+    location: str  # redis://host:port/db, never the password
+    transport: str  # "tcp", "ssl" or "unix": picks the connection class
+    connection_kwargs: dict[str, Any]  # for redis-py's connection class
+    max_connections: int  # pool size; callers beyond it wait for a free connection
+    pool_timeout: float  # how long they wait before BackendUnavailableError
+
+
+def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
+    """Validate the URL and the backend options; raise InvalidURLError if unusable.
+
+    Consumes the options it knows from ``options`` and refuses any other.
+    """
+    scheme = url.scheme.lower()
+    kwargs: dict[str, Any] = {}
+    try:
+        username = unquote(url.username) if url.username else None
+        password = unquote(url.password) if url.password else None
+        port = url.port
+    except ValueError as exc:
+        raise InvalidURLError(f"Bad Redis URL {_redact(url)!r}: {exc}") from None
+    if scheme == "unix":
+        path = unquote(url.path)
+        if not path or path == "/":
+            raise InvalidURLError(
+                f"A unix:// Redis URL needs the socket path (unix:///run/redis.sock), "
+                f"got {_redact(url)!r}"
+            )
+        if url.hostname:
+            raise InvalidURLError(
+                f"A unix:// Redis URL takes no host: use unix:///path/to/redis.sock, "
+                f"got {_redact(url)!r}"
+            )
+        kwargs["path"] = path
+        db = 0
+    else:
+        kwargs["host"] = url.hostname or "localhost"
+        kwargs["port"] = 6379 if port is None else port
+        db = _db_from_path(url)
+    if "db" in options:
+        db = as_number("db", options.pop("db"), integer=True, minimum=-1)
+    kwargs["db"] = db
+    if "username" in options:
+        username = as_str("username", options.pop("username"))
+    if "password" in options:
+        password = as_str("password", options.pop("password"))
+    if username is not None:
+        kwargs["username"] = username
+    if password is not None:
+        kwargs["password"] = password
+    kwargs["socket_timeout"] = as_number(
+        "socket_timeout", options.pop("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    )
+    kwargs["socket_connect_timeout"] = as_number(
+        "socket_connect_timeout", options.pop("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    )
+    max_connections = as_number(
+        "max_connections", options.pop("max_connections", DEFAULT_MAX_CONNECTIONS), integer=True
+    )
+    pool_timeout = as_number("pool_timeout", options.pop("pool_timeout", kwargs["socket_timeout"]))
+    if "health_check_interval" in options:
+        kwargs["health_check_interval"] = as_number(
+            "health_check_interval", options.pop("health_check_interval"), minimum=-1
+        )
+    if "client_name" in options:
+        kwargs["client_name"] = as_str("client_name", options.pop("client_name"))
+    if scheme == "rediss":
+        for name in _SSL_OPTIONS:
+            if name in options:
+                kwargs[name] = as_str(name, options.pop(name))
+        reqs = kwargs.get("ssl_cert_reqs", "required")
+        if reqs not in _CERT_REQS:
+            raise InvalidURLError(
+                f"Option ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, got {reqs!r}"
+            )
+    else:
+        for name in _SSL_OPTIONS:
+            if name in options:
+                raise InvalidURLError(f"Option {name} needs a rediss:// (TLS) URL")
+    prefix = check_prefix(options.pop("prefix", DEFAULT_PREFIX))
+    refuse_unknown(scheme, options)
+    if scheme == "unix":
+        location = f"unix://{kwargs['path']}?db={db}"
+    else:
+        host = kwargs["host"]
+        shown = f"[{host}]" if ":" in host else host
+        location = f"{scheme}://{shown}:{kwargs['port']}/{db}"
+    transport = {"unix": "unix", "rediss": "ssl"}.get(scheme, "tcp")
+    return RedisSettings(prefix, location, transport, kwargs, max_connections, pool_timeout)
+
+
+def _db_from_path(url: SplitResult) -> int:
+    path = url.path.strip("/")
+    if not path:
+        return 0
+    if not path.isdigit() or not path.isascii():
+        raise InvalidURLError(
+            f"The path of a Redis URL is the database number (redis://host:6379/0), "
+            f"got {_redact(url)!r}"
+        )
+    return int(path)
+
+
+def _redact(url: SplitResult) -> str:
+    if url.password is None:
+        return url.geturl()
+    netloc = url.netloc.rpartition("@")[2]
+    user = url.username or ""
+    return url._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def check_prefix(prefix: object) -> str:
+    """The ``prefix`` option: a non-empty printable string without braces."""
+    text = as_str("prefix", prefix)
+    if "{" in text or "}" in text:
+        raise InvalidURLError(
+            f"Option prefix must not contain braces (they delimit the namespace), got {text!r}"
+        )
+    if not text.isprintable():
+        raise InvalidURLError(f"Option prefix must be printable text, got {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------
+# Key layout
+# --------------------------------------------------------------------------
+
+
+class Space(NamedTuple):
+    """The Redis names of one namespace."""
+
+    base: str  # data key = base + key
+    catalog: str  # ZSET of every key (the lex index), "#keys"
+    expiring: str  # ZSET of the keys with an expiry, "#ttl"
+
+
+def glob_escape(text: str) -> str:
+    """Escape ``text`` for Redis's MATCH glob (every character literal)."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+class Layout:
+    """Names every Redis key of one prefix; see the module docstring."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._spaces: dict[str, Space] = {}
+        head = glob_escape(prefix) + ":{*}"
+        #: SCAN MATCH patterns for every namespace's index / ttl set.
+        self.index_match = head + "#keys"
+        self.ttl_match = head + "#ttl"
+        self.any_match = glob_escape(prefix) + ":{*"
+
+    def space(self, ns: str) -> Space:
+        found = self._spaces.get(ns)
+        if found is None:
+            if len(self._spaces) > 4096:
+                self._spaces.clear()
+            head = f"{self.prefix}:{{{_brace_safe(ns)}}}"
+            found = Space(head + ":", head + "#keys", head + "#ttl")
+            self._spaces[ns] = found
+        return found
+
+    def namespace_of(self, name: bytes | str, suffix: str) -> str | None:
+        """The namespace whose bookkeeping key is ``name`` (``suffix`` "#keys"/"#ttl")."""
+        text = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+        head = self.prefix + ":{"
+        if not text.startswith(head) or not text.endswith("}" + suffix):
+            return None
+        inner = text[len(head) : -len(suffix) - 1]
+        if "}" in inner or "{" in inner or not inner:
+            return None
+        return unquote(inner)
+
+
+def _brace_safe(ns: str) -> str:
+    return ns.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def prefix_only(matcher: Matcher) -> bool:
+    """True if the pattern means exactly "starts with ``matcher.prefix``"."""
+    if matcher.separator is not None or matcher.literal or matcher.match_all:
+        return False
+    pattern = matcher.pattern
+    if not pattern.endswith("*") or pattern.endswith("**"):
+        return False
+    head = compile_pattern(pattern[:-1])
+    return head.literal and head.prefix == matcher.prefix
+
+
+def lex_range(prefix: str, after: str | None, upper: str | None) -> tuple[str, str]:
+    """ZRANGEBYLEX bounds for keys starting with ``prefix``, strictly after ``after``.
+
+    Code-point order equals UTF-8 byte order, which is how Redis compares
+    members, so the range holds exactly the keys in that order.
+    """
+    low = "[" + prefix if prefix else "-"
+    if after is not None and after >= prefix:
+        low = "(" + after
+    high = "(" + upper if upper is not None else "+"
+    return low, high
+
+
+# --------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------
+
+_KINDS: dict[type, str] = {str: "s", int: "i", float: "f", bytes: "b", type(None): "n"}
+
+
+def to_redis(value: Value) -> tuple[str, Any]:
+    """``(tag, payload)`` -> the ``t`` and ``v`` hash fields."""
+    tag, payload = value
+    kind = _KINDS.get(type(payload))
+    if kind is None:
+        if isinstance(payload, bool):
+            return "i" + tag, int(payload)
+        if isinstance(payload, bytearray | memoryview):
+            return "b" + tag, bytes(payload)
+        raise SerializationError(
+            f"Value is not JSON serializable: codec payload of type "
+            f"{type(payload).__name__} for tag {tag!r} cannot be stored"
+        )
+    if kind == "n":
+        return "n" + tag, b""
+    if kind == "f" and not math.isfinite(payload):  # type: ignore[arg-type]
+        return "f" + tag, repr(payload)
+    return kind + tag, payload
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8")
+
+
+def _raw(data: bytes) -> bytes:
+    return data
+
+
+def _none(data: bytes) -> None:
+    return None
+
+
+_DECODERS: dict[bytes, tuple[str, Any]] = {
+    b"s" + TAG_STR.encode(): (TAG_STR, _text),
+    b"i" + TAG_INT.encode(): (TAG_INT, int),
+    b"b" + TAG_JSON.encode(): (TAG_JSON, _raw),
+    b"f" + TAG_FLOAT.encode(): (TAG_FLOAT, float),
+    b"i" + TAG_BOOL.encode(): (TAG_BOOL, int),
+    b"b" + TAG_BYTES.encode(): (TAG_BYTES, _raw),
+    b"b" + TAG_EXT.encode(): (TAG_EXT, _raw),
+    b"n" + TAG_NONE.encode(): (TAG_NONE, _none),
+    b"s" + TAG_SPECIAL_FLOAT.encode(): (TAG_SPECIAL_FLOAT, _text),
+    b"s" + TAG_BIGINT.encode(): (TAG_BIGINT, _text),
+    b"b" + TAG_PICKLE.encode(): (TAG_PICKLE, _raw),
+}
+_KIND_DECODERS: dict[int, Any] = {
+    ord("s"): _text,
+    ord("i"): int,
+    ord("f"): float,
+    ord("b"): _raw,
+    ord("n"): _none,
+}
+
+
+def from_redis(t: bytes, v: bytes | None) -> Value:
+    """The ``t`` and ``v`` hash fields -> ``(tag, payload)``."""
+    known = _DECODERS.get(t)
+    data = b"" if v is None else v
+    if known is not None:
+        return known[0], known[1](data)
+    decode = _KIND_DECODERS.get(t[0]) if t else None
+    if decode is None:
+        raise SerializationError(f"Corrupt stored value: unknown Redis type field {t!r:.40}")
+    payload: Payload = decode(data)
+    return t[1:].decode("utf-8"), payload
+
+
+def record_from_reply(reply: list[Any], now: int) -> Record | None:
+    """A :data:`GET_RECORD` reply (t, v, m, c, u, n, expires_at) -> Record or None."""
+    if not reply or reply[0] is None:
+        return None
+    t, v, meta, created, updated, version, expires_at = reply
+    tag, payload = from_redis(t, v)
+    expires = None if expires_at < 0 else int(expires_at)
+    return Record(
+        tag,
+        payload,
+        expires,
+        None if meta is None else bytes(meta),
+        int(created),
+        int(updated),
+        int(version),
+    )
+
+
+def px_for(expires_at: int | None, now: int) -> str:
+    """Relative PX (ms) for an absolute expiry taken on the store's clock; "" = none."""
+    if expires_at is None:
+        return ""
+    return str(max(expires_at - now, 1))
+
+
+# --------------------------------------------------------------------------
+# Lua scripts
+# --------------------------------------------------------------------------
+
+
+class Script(NamedTuple):
+    """A Lua script, run by EVALSHA (EVAL if the server lost it)."""
+
+    name: str
+    source: str
+    sha: str
+
+
+def _script(name: str, body: str) -> Script:
+    source = _PRELUDE + body
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+# Helpers shared by every script. Time for the #ttl index comes from the
+# server (TIME), the same clock Redis expires keys with.
+_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function zadd_all(key, score, members)
+  local args = {}
+  for _, m in ipairs(members) do
+    args[#args + 1] = score
+    args[#args + 1] = m
+    if #args >= 1000 then
+      redis.call('ZADD', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+end
+local function zrem_all(key, members)
+  local args = {}
+  for _, m in ipairs(members) do
+    args[#args + 1] = m
+    if #args >= 1000 then
+      redis.call('ZREM', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('ZREM', key, unpack(args)) end
+end
+-- Forget index entries of keys whose expiry is due and that are gone.
+-- Returns (entries examined, keys found gone, entries of keys without TTL).
+local function tidy(index, ttl, base, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', ttl, '-inf', now + 1, 'LIMIT', 0, limit)
+  local gone, fixed = 0, 0
+  for _, m in ipairs(due) do
+    local p = redis.call('PTTL', base .. m)
+    if p == -2 then
+      redis.call('ZREM', index, m)
+      redis.call('ZREM', ttl, m)
+      gone = gone + 1
+    elseif p == -1 then
+      redis.call('ZREM', ttl, m)
+      fixed = fixed + 1
+    end
+  end
+  return #due, gone, fixed
+end
+"""
+
+#: KEYS data. -> {t, v, m, c, u, n, expires_at} or nil; expires_at is the
+#: server's own absolute expiry in ms (PEXPIRETIME; TIME + PTTL before Redis
+#: 7), -1 for none: the same instant however often it is read.
+GET_RECORD = _script(
+    "get_record",
+    """
+local r = redis.call('HMGET', KEYS[1], 't', 'v', 'm', 'c', 'u', 'n')
+if not r[1] then return false end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  r[7] = -1
+else
+  local at = redis.pcall('PEXPIRETIME', KEYS[1])
+  if type(at) ~= 'number' then at = now_ms() + left end
+  r[7] = at
+end
+return r
+""",
+)
+
+#: KEYS data keys. -> flat {t1, v1, t2, v2, ...}, nil for missing keys.
+GET_MANY = _script(
+    "get_many",
+    """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local r = redis.call('HMGET', key, 't', 'v')
+  out[2 * i - 1] = r[1]
+  out[2 * i] = r[2]
+end
+return out
+""",
+)
+
+#: KEYS data, index, ttl. ARGV key, t, v, now, px ("" none, "keep"),
+#: meta mode ("k" keep, "s" set), meta ("" = none), condition ("", "nx", "xx"),
+#: base. -> 1 written, 0 stopped by the condition.
+PUT = _script(
+    "put",
+    """
+local data, index, ttl = KEYS[1], KEYS[2], KEYS[3]
+local member, t, v, now, px = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local mmode, meta, cond = ARGV[6], ARGV[7], ARGV[8]
+if cond ~= '' then
+  local e = redis.call('EXISTS', data)
+  if (cond == 'nx' and e == 1) or (cond == 'xx' and e == 0) then return 0 end
+end
+local version = redis.call('HINCRBY', data, 'n', 1)
+if version == 1 then
+  if mmode == 's' and meta ~= '' then
+    redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now, 'm', meta)
+  else
+    redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now)
+  end
+  redis.call('ZADD', index, 0, member)
+else
+  redis.call('HSET', data, 't', t, 'v', v, 'u', now)
+  if mmode == 's' then
+    if meta == '' then redis.call('HDEL', data, 'm') else redis.call('HSET', data, 'm', meta) end
+  end
+  if px == '' then
+    if redis.call('PERSIST', data) == 1 then redis.call('ZREM', ttl, member) end
+  end
+end
+if px ~= '' and px ~= 'keep' then
+  redis.call('PEXPIRE', data, px)
+  local clock = now_ms()
+  redis.call('ZADD', ttl, clock + tonumber(px), member)
+  if version == 1 then tidy(index, ttl, ARGV[9], clock, 4) end
+end
+return 1
+""",
+)
+
+#: KEYS index, ttl, data keys. ARGV now, px ("" none), base, then key, t, v
+#: per item. Keeps each live key's user metadata.
+PUT_MANY = _script(
+    "put_many",
+    """
+local index, ttl = KEYS[1], KEYS[2]
+local now, px = ARGV[1], ARGV[2]
+local fresh, persisted, all = {}, {}, {}
+for i = 3, #KEYS do
+  local data = KEYS[i]
+  local a = 3 * (i - 2) + 1
+  local member = ARGV[a]
+  if redis.call('HINCRBY', data, 'n', 1) == 1 then
+    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'c', now, 'u', now)
+    fresh[#fresh + 1] = member
+  else
+    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'u', now)
+    if px == '' and redis.call('PERSIST', data) == 1 then persisted[#persisted + 1] = member end
+  end
+  if px ~= '' then
+    redis.call('PEXPIRE', data, px)
+    all[#all + 1] = member
+  end
+end
+zadd_all(index, 0, fresh)
+zrem_all(ttl, persisted)
+if px ~= '' then
+  local clock = now_ms()
+  zadd_all(ttl, clock + tonumber(px), all)
+  if #fresh > 0 then tidy(index, ttl, ARGV[3], clock, #fresh + 4) end
+end
+return 1
+""",
+)
+
+#: KEYS index, ttl, data keys. ARGV keys. -> {1|0 per key} (1 = was live).
+DELETE = _script(
+    "delete",
+    """
+local out, members = {}, {}
+for i = 3, #KEYS do
+  out[i - 2] = redis.call('UNLINK', KEYS[i])
+  members[i - 2] = ARGV[i - 2]
+end
+zrem_all(KEYS[1], members)
+zrem_all(KEYS[2], members)
+return out
+""",
+)
+
+#: KEYS data, ttl. ARGV key, px ("" = persist). -> 1 if done.
+SET_EXPIRY = _script(
+    "set_expiry",
+    """
+if ARGV[2] == '' then
+  if redis.call('PERSIST', KEYS[1]) == 1 then
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    return 1
+  end
+  return 0
+end
+if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
+  return 1
+end
+return 0
+""",
+)
+
+# Float arithmetic for increments: Lua numbers are IEEE doubles, as Python's
+# floats are, so a + b is the same double; the result is written as the
+# shortest of %.15g/%.16g/%.17g that reads back as the same double (%.17g
+# always does), and the special values as the codec writes them.
+_FLOAT_LUA = """
+local function num(kind, s)
+  if kind == 'sF' then
+    if s == 'nan' then return 0 / 0 end
+    if s == 'inf' then return math.huge end
+    if s == '-inf' then return -math.huge end
+    if s == '-0.0' then return -1 / math.huge end
+  end
+  return tonumber(s)
+end
+local function float_fields(r)
+  if r ~= r then return 'sF', 'nan' end
+  if r == math.huge then return 'sF', 'inf' end
+  if r == -math.huge then return 'sF', '-inf' end
+  if r == 0 and 1 / r < 0 then return 'sF', '-0.0' end
+  for p = 15, 16 do
+    local s = string.format('%.' .. p .. 'g', r)
+    if tonumber(s) == r then return 'ff', s end
+  end
+  return 'ff', string.format('%.17g', r)
+end
+"""
+
+#: KEYS data, index. ARGV key, delta, delta kind ("ii" int, "ff" float,
+#: "sF" special float), now.
+#: -> {0, t, v} done; {1} not numeric; {2, v} int overflow; {3} use the slow path.
+INCREMENT = _script(
+    "increment",
+    _FLOAT_LUA
+    + """
+local data = KEYS[1]
+local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
+local cur = redis.call('HMGET', data, 't', 'v')
+local t = cur[1]
+if not t then
+  local nt, nv = dkind, delta
+  if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
+  redis.call('HSET', data, 't', nt, 'v', nv, 'c', now, 'u', now, 'n', 1)
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  return {0, nt, nv}
+end
+if t == 'sI' then return {3} end
+if t ~= 'ii' and t ~= 'ff' and t ~= 'sF' then return {1} end
+local nt, nv
+if t == 'ii' and dkind == 'ii' then
+  local r = redis.pcall('HINCRBY', data, 'v', delta)
+  if type(r) == 'table' and r.err then return {2, cur[2]} end
+  nt, nv = 'ii', redis.call('HGET', data, 'v')
+  redis.call('HSET', data, 'u', now)
+else
+  nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
+  redis.call('HSET', data, 't', nt, 'v', nv, 'u', now)
+end
+redis.call('HINCRBY', data, 'n', 1)
+return {0, nt, nv}
+""",
+)
+
+#: KEYS data, index. ARGV key, t, v, now, max size.
+#: -> {0, t, v} done; {1, stored t} type mismatch; {2, size} too large.
+APPEND = _script(
+    "append",
+    """
+local data = KEYS[1]
+local t, v, now = ARGV[2], ARGV[3], ARGV[4]
+local cur = redis.call('HMGET', data, 't', 'v')
+if not cur[1] then
+  redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now, 'n', 1)
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  return {0, t, v}
+end
+if cur[1] ~= t or (t ~= 'ss' and t ~= 'by') then return {1, cur[1]} end
+local size = #cur[2] + #v
+if size > tonumber(ARGV[5]) then return {2, size} end
+local joined = cur[2] .. v
+redis.call('HSET', data, 'v', joined, 'u', now)
+redis.call('HINCRBY', data, 'n', 1)
+return {0, t, joined}
+""",
+)
+
+#: KEYS data. ARGV expected t, expected v, new t, new v, now. -> 1 swapped, 0 not.
+COMPARE_AND_SWAP = _script(
+    "compare_and_swap",
+    """
+local data = KEYS[1]
+local cur = redis.call('HMGET', data, 't', 'v')
+if not cur[1] then return 0 end
+local t1, v1, t2, v2 = cur[1], cur[2], ARGV[1], ARGV[2]
+if string.sub(t1, 2) ~= string.sub(t2, 2) then return 0 end
+local k1, k2 = string.sub(t1, 1, 1), string.sub(t2, 1, 1)
+local same
+if v1 == v2 and (k1 == k2 or (k1 ~= 'f' and k2 ~= 'f')) then
+  same = true
+elseif k1 == 'f' and k2 == 'f' then
+  local a, b = tonumber(v1), tonumber(v2)
+  same = a == b and (a ~= 0 or 1 / a == 1 / b)
+else
+  same = false
+end
+if not same then return 0 end
+redis.call('HSET', data, 't', ARGV[3], 'v', ARGV[4], 'u', ARGV[5])
+redis.call('HINCRBY', data, 'n', 1)
+return 1
+""",
+)
+
+#: KEYS data, index, ttl. ARGV key, t, v, meta ("" none), created, updated,
+#: version, px ("" none, "keep"). Stores a whole record (the slow path's write).
+WRITE = _script(
+    "write",
+    """
+local data, index, ttl = KEYS[1], KEYS[2], KEYS[3]
+local member, px = ARGV[1], ARGV[8]
+redis.call('HSET', data, 't', ARGV[2], 'v', ARGV[3], 'c', ARGV[5], 'u', ARGV[6], 'n', ARGV[7])
+if ARGV[4] == '' then redis.call('HDEL', data, 'm') else redis.call('HSET', data, 'm', ARGV[4]) end
+redis.call('ZADD', index, 0, member)
+if px == '' then
+  redis.call('PERSIST', data)
+  redis.call('ZREM', ttl, member)
+elseif px ~= 'keep' then
+  redis.call('PEXPIRE', data, px)
+  redis.call('ZADD', ttl, now_ms() + tonumber(px), member)
+end
+return 1
+""",
+)
+
+#: KEYS index, ttl. ARGV base, low, high, count, with values ("1"/"0").
+#: -> {examined, last examined, key1, [t1, v1,] key2, ...}: live keys of one
+#: lex range chunk; leftovers of vanished keys are dropped from the indexes.
+SCAN = _script(
+    "scan",
+    """
+local index, ttl, base = KEYS[1], KEYS[2], ARGV[1]
+local members = redis.call('ZRANGEBYLEX', index, ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])
+local out = {#members, members[#members] or ''}
+local values = ARGV[5] == '1'
+for _, m in ipairs(members) do
+  local live
+  if values then
+    local r = redis.call('HMGET', base .. m, 't', 'v')
+    live = r[1]
+    if live then
+      out[#out + 1] = m
+      out[#out + 1] = r[1]
+      out[#out + 1] = r[2]
+    end
+  else
+    live = redis.call('EXISTS', base .. m) == 1
+    if live then out[#out + 1] = m end
+  end
+  if not live then
+    redis.call('ZREM', index, m)
+    redis.call('ZREM', ttl, m)
+  end
+end
+return out
+""",
+)
+
+#: KEYS index, ttl. ARGV base, limit, low, high ("" = no lex count).
+#: Tidies up to ``limit`` due entries, then
+#: -> {examined, gone, keys, keys with ttl, keys in [low, high], fixed}.
+TIDY = _script(
+    "tidy",
+    """
+local index, ttl = KEYS[1], KEYS[2]
+local examined, gone, fixed = tidy(index, ttl, ARGV[1], now_ms(), tonumber(ARGV[2]))
+local ranged = 0
+if ARGV[3] ~= '' then ranged = redis.call('ZLEXCOUNT', index, ARGV[3], ARGV[4]) end
+return {examined, gone, redis.call('ZCARD', index), redis.call('ZCARD', ttl), ranged, fixed}
+""",
+)
+
+# The documented size of a payload (codec.payload_size), from the t field.
+_SIZE_LUA = """
+local function size_of(data)
+  local t = redis.call('HGET', data, 't')
+  if not t then return -1 end
+  local kind = string.sub(t, 1, 1)
+  if kind == 'n' then return 0 end
+  if kind == 'i' or kind == 'f' then
+    if string.sub(t, 2) == 'b' then return 1 end
+    return 8
+  end
+  return redis.call('HSTRLEN', data, 'v')
+end
+"""
+
+#: KEYS data keys. -> {size or -1 per key}.
+SIZES = _script(
+    "sizes",
+    _SIZE_LUA
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = size_of(key) end
+return out
+""",
+)
+
+#: KEYS index, ttl. ARGV base, low, high, count. -> {examined, last, total size}.
+SIZE_CHUNK = _script(
+    "size_chunk",
+    _SIZE_LUA
+    + """
+local index, ttl, base = KEYS[1], KEYS[2], ARGV[1]
+local members = redis.call('ZRANGEBYLEX', index, ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])
+local total = 0
+for _, m in ipairs(members) do
+  local s = size_of(base .. m)
+  if s < 0 then
+    redis.call('ZREM', index, m)
+    redis.call('ZREM', ttl, m)
+  else
+    total = total + s
+  end
+end
+return {#members, members[#members] or '', total}
+""",
+)
+
+#: KEYS index, ttl. ARGV base, low, high. Deletes every key of the lex range
+#: (the whole namespace for "-" "+") in one atomic step. -> live keys removed.
+CLEAR_RANGE = _script(
+    "clear_range",
+    """
+local index, ttl, base, low, high = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
+local removed = 0
+while true do
+  local members = redis.call('ZRANGEBYLEX', index, low, high, 'LIMIT', 0, 500)
+  if #members == 0 then break end
+  for _, m in ipairs(members) do
+    removed = removed + redis.call('UNLINK', base .. m)
+  end
+  zrem_all(index, members)
+  zrem_all(ttl, members)
+end
+if low == '-' and high == '+' then redis.call('UNLINK', ttl) end
+return removed
+""",
+)
+
+SCRIPTS = (
+    GET_RECORD,
+    GET_MANY,
+    PUT,
+    PUT_MANY,
+    DELETE,
+    SET_EXPIRY,
+    INCREMENT,
+    APPEND,
+    COMPARE_AND_SWAP,
+    WRITE,
+    SCAN,
+    TIDY,
+    SIZES,
+    SIZE_CHUNK,
+    CLEAR_RANGE,
+)
