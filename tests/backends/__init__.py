@@ -53,6 +53,7 @@ class RedisServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra_args: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -60,7 +61,7 @@ class RedisServer:
             raise RuntimeError(f"{REDIS_SERVER} is not installed")
         options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), *options],
+            [REDIS_SERVER, "--port", str(self.port), *options, *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

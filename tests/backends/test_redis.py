@@ -1,0 +1,578 @@
+"""Redis-specific guarantees: processes, outages, URLs, layout, errors, expiry bookkeeping.
+
+Everything runs against a real server: the shared one (see
+``tests/backends/__init__.py``) with a unique key prefix per test, or a
+throwaway ``redis-server`` started on a free port where a test needs to stop,
+hang, restart or reconfigure it. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import keyshelf
+from keyshelf.backends import _redis_common as rc
+
+from . import REDIS_SERVER, RedisServer, free_port, redis_store
+
+redis = pytest.importorskip("redis")
+
+
+@pytest.fixture
+def where() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(url, {"prefix": unique}) on the session's server; keys deleted afterwards."""
+    with redis_store() as found:
+        yield found
+
+
+@pytest.fixture
+def kv(where: tuple[str, dict[str, Any]]) -> Iterator[keyshelf.Store]:
+    url, options = where
+    with keyshelf.open(url, **options) as store:
+        yield store
+
+
+@pytest.fixture
+def raw(where: tuple[str, dict[str, Any]]) -> Iterator[Any]:
+    client = redis.Redis.from_url(where[0])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A throwaway redis-server of our own (stopped, hung and restarted at will)."""
+    if not os.path.exists(REDIS_SERVER):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{REDIS_SERVER} is needed on CI")
+        pytest.skip(f"{REDIS_SERVER} is not installed")
+    instance = RedisServer()
+    instance.start()
+    yield instance
+    if instance.process is not None:
+        instance.process.send_signal(signal.SIGCONT)
+    instance.stop()
+
+
+def keys_under(raw: Any, prefix: str) -> list[str]:
+    return sorted(k.decode() for k in raw.scan_iter(match=rc.glob_escape(prefix) + ":*"))
+
+
+# -- processes ----------------------------------------------------------------
+
+
+def _increment_many(url: str, prefix: str, count: int, api: str) -> None:
+    if api == "sync":
+        with keyshelf.open(url, prefix=prefix) as kv:
+            for _ in range(count):
+                kv.increment("counter")
+        return
+
+    async def run() -> None:
+        async with keyshelf.open_async(url, prefix=prefix) as akv:
+            for _ in range(count):
+                await akv.increment("counter")
+
+    asyncio.run(run())
+
+
+def _race_setnx(url: str, prefix: str, who: int, rounds: int, barrier: Any, results: Any) -> None:
+    with keyshelf.open(url, prefix=prefix) as kv:
+        for number in range(rounds):
+            barrier.wait()
+            results.put((number, who, kv.setnx(f"lock{number}", who, ttl=30)))
+
+
+def test_processes_incrementing_lose_nothing(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    ctx = multiprocessing.get_context("spawn")
+    apis = ["sync", "sync", "async", "async"]
+    workers = [
+        ctx.Process(target=_increment_many, args=(url, options["prefix"], 2000, api))
+        for api in apis
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+        assert worker.exitcode == 0
+    with keyshelf.open(url, **options) as kv:
+        assert kv.get("counter") == 8000
+        assert kv.get_entry("counter").version == 8000
+
+
+def test_processes_racing_setnx_have_one_winner(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    rounds = 5
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    workers = [
+        ctx.Process(
+            target=_race_setnx, args=(url, options["prefix"], who, rounds, barrier, results)
+        )
+        for who in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in range(4 * rounds)]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    with keyshelf.open(url, **options) as kv:
+        for number in range(rounds):
+            winners = [who for n, who, won in outcomes if n == number and won]
+            assert len(winners) == 1
+            assert kv.get(f"lock{number}") == winners[0]
+
+
+# -- outages ------------------------------------------------------------------
+
+
+def _opener(api: str) -> Any:
+    """open() for the sync API; for async, a sync-looking wrapper over one loop."""
+    if api == "sync":
+        return keyshelf.open
+
+    def open_async(url: str, **options: Any) -> Any:
+        loop = asyncio.new_event_loop()
+        store = keyshelf.open_async(url, **options)
+
+        class Driver:
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(store, name)
+                return lambda *a, **k: loop.run_until_complete(method(*a, **k))
+
+            def close(self) -> None:
+                loop.run_until_complete(store.aclose())
+                loop.close()
+
+        return Driver()
+
+    return open_async
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_server_stopped_then_restarted(server: RedisServer, api: str) -> None:
+    kv = _opener(api)(server.url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        for i in range(20):  # several pooled connections
+            kv.set(f"k{i}", i)
+        assert kv.get("k1") == 1
+        server.stop()
+        for call in (
+            lambda: kv.get("k1"),
+            lambda: kv.set("k1", 2),
+            lambda: kv.increment("n"),
+            lambda: kv.keys("*"),
+            lambda: kv.mget(["k1"]),
+        ):
+            started = time.monotonic()
+            with pytest.raises(keyshelf.BackendUnavailableError) as info:
+                call()
+            assert time.monotonic() - started < 5
+            assert f"127.0.0.1:{server.port}" in str(info.value)
+            assert isinstance(info.value.__cause__, redis.RedisError | OSError)
+        server.start()  # same port, empty (no persistence)
+        assert kv.get("k1") is None
+        assert kv.set("k1", "back") is True
+        assert kv.get("k1") == "back"
+        assert kv.increment("n") == 1
+    finally:
+        kv.close()
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_hung_server_times_out_then_recovers(server: RedisServer, api: str) -> None:
+    kv = _opener(api)(server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        kv.set("k", 1)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(keyshelf.BackendUnavailableError) as info:
+            kv.get("k")
+        assert time.monotonic() - started < 3
+        assert "Timeout" in type(info.value.__cause__).__name__
+        server.process.send_signal(signal.SIGCONT)
+        assert kv.get("k") == 1
+    finally:
+        kv.close()
+
+
+def test_unreachable_server_is_refused_at_open() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(keyshelf.BackendUnavailableError) as info:
+        keyshelf.open(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+    assert time.monotonic() - started < 5
+    assert f"127.0.0.1:{port}" in str(info.value)
+    with pytest.raises(keyshelf.BackendUnavailableError):
+        keyshelf.open_async(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+
+
+def test_scripts_lost_by_the_server_are_reloaded(server: RedisServer) -> None:
+    with keyshelf.open(server.url) as kv:
+        kv.set("a", 1)
+        redis.Redis.from_url(server.url).script_flush()
+        assert kv.set("a", 2) is True
+        assert kv.increment("a") == 3
+        assert kv.keys() == ["a"]
+
+
+# -- URLs and options -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("redis://127.0.0.1:6379/abc", {}),
+        ("redis://127.0.0.1:6379/-1", {}),
+        ("redis://127.0.0.1:99999/0", {}),
+        ("redis://127.0.0.1:6379/0?bogus=1", {}),
+        ("redis://127.0.0.1:6379/0", {"bogus": 1}),
+        ("redis://127.0.0.1:6379/0", {"prefix": "a{b}"}),
+        ("redis://127.0.0.1:6379/0", {"prefix": ""}),
+        ("redis://127.0.0.1:6379/0", {"prefix": "bad\nprefix"}),
+        ("redis://127.0.0.1:6379/0", {"socket_timeout": 0}),
+        ("redis://127.0.0.1:6379/0?socket_timeout=soon", {}),
+        ("redis://127.0.0.1:6379/0", {"db": -1}),
+        ("redis://127.0.0.1:6379/0", {"max_connections": 0}),
+        ("redis://127.0.0.1:6379/0", {"ssl_ca_certs": "/etc/ca.pem"}),
+        ("rediss://127.0.0.1:6379/0", {"ssl_cert_reqs": "maybe"}),
+        ("unix://", {}),
+        ("unix://host/tmp/redis.sock", {}),
+    ],
+)
+def test_unusable_urls_and_options_are_refused(url: str, options: dict[str, Any]) -> None:
+    with pytest.raises(keyshelf.InvalidURLError):
+        keyshelf.open(url, **options)
+    with pytest.raises(keyshelf.InvalidURLError):
+        keyshelf.open_async(url, **options)
+
+
+def test_missing_database_is_refused(where: tuple[str, dict[str, Any]]) -> None:
+    base = where[0].rsplit("/", 1)[0]
+    with pytest.raises(keyshelf.InvalidURLError, match="no database 9999"):
+        keyshelf.open(f"{base}/9999")
+
+
+def test_password_and_database_from_url_and_options() -> None:
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(f"{REDIS_SERVER} is not installed")
+    server = RedisServer()
+    server.extra_args = ["--requirepass", "s3cret:/@"]
+    server.url = f"redis://:s3cret%3A%2F%40@127.0.0.1:{server.port}/3"
+    server.start()
+    try:
+        with keyshelf.open(server.url) as kv:
+            kv.set("k", "in db 3")
+            assert kv.backend.location == f"redis://127.0.0.1:{server.port}/3"
+        raw = redis.Redis(port=server.port, password="s3cret:/@", db=3)
+        assert raw.exists("keyshelf:{default}:k") == 1
+        raw.close()
+        plain = f"redis://127.0.0.1:{server.port}/0"
+        with keyshelf.open(plain, password="s3cret:/@", db=3) as kv:
+            assert kv.get("k") == "in db 3"
+        with pytest.raises(keyshelf.InvalidURLError, match="credentials") as info:
+            keyshelf.open(plain, password="wrong")
+        assert "s3cret" not in str(info.value) and "wrong" not in str(info.value)
+        with pytest.raises(keyshelf.InvalidURLError, match="credentials"):
+            keyshelf.open(plain)
+    finally:
+        server.stop()
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(f"{REDIS_SERVER} is not installed")
+    sock = tmp_path / "redis.sock"
+    server = RedisServer()
+    server.extra_args = ["--unixsocket", str(sock), "--unixsocketperm", "700"]
+    server.start()
+    try:
+        with keyshelf.open(f"unix://{sock}", db=2) as kv:
+            kv.set("k", 1)
+            assert kv.get("k") == 1
+            assert kv.backend.location == f"unix://{sock}?db=2"
+        with keyshelf.open(f"unix://{sock}?db=2") as kv:
+            assert kv.get("k") == 1
+    finally:
+        server.stop()
+
+
+# -- layout -------------------------------------------------------------------
+
+
+def test_layout_key_names(kv: Any, raw: Any, where: tuple[str, dict[str, Any]]) -> None:
+    prefix = where[1]["prefix"]
+    kv.namespace("odd{ns}%:x").set("user:1", 42)
+    kv.set("plain", "v", ttl=100)
+    assert keys_under(raw, prefix) == sorted(
+        [
+            f"{prefix}:{{default}}#keys",
+            f"{prefix}:{{default}}#ttl",
+            f"{prefix}:{{default}}:plain",
+            f"{prefix}:{{odd%7Bns%7D%25:x}}#keys",
+            f"{prefix}:{{odd%7Bns%7D%25:x}}:user:1",
+        ]
+    )
+    record = raw.hgetall(f"{prefix}:{{odd%7Bns%7D%25:x}}:user:1")
+    assert record[b"t"] == b"ii" and record[b"v"] == b"42" and record[b"n"] == b"1"
+    assert set(record) == {b"t", b"v", b"c", b"u", b"n"}
+    assert kv.list_namespaces() == ["default", "odd{ns}%:x"]
+
+
+def test_a_namespace_lives_in_one_cluster_slot(kv: Any, raw: Any, where: Any) -> None:
+    from redis.crc import key_slot
+
+    prefix = where[1]["prefix"]
+    space = kv.namespace("tenant}{x")
+    space.mset({f"k{i}": i for i in range(50)}, ttl=100)
+    names = keys_under(raw, prefix)
+    assert len(names) == 52
+    assert len({key_slot(name.encode()) for name in names}) == 1
+
+
+def test_prefixes_isolate_stores(where: tuple[str, dict[str, Any]], raw: Any) -> None:
+    url, options = where
+    prefix = options["prefix"]
+    with (
+        keyshelf.open(url, prefix=prefix) as first,
+        keyshelf.open(url, prefix=prefix + ":x") as second,
+    ):
+        first.set("k", 1)
+        second.set("k", 2)
+        second.namespace("other").set("k", 3)
+        assert first.get("k") == 1 and second.get("k") == 2
+        assert first.keys() == ["k"] and first.list_namespaces() == ["default"]
+        assert second.list_namespaces() == ["default", "other"]
+        assert first.clear() == 1
+        assert second.get("k") == 2
+        raw.set(prefix, "an application's own key")
+        raw.set(prefix + ":{default}", "another one")
+        assert first.keys() == [] and first.size() == 0
+    assert raw.get(prefix) == b"an application's own key"
+
+
+def test_collision_with_foreign_data_raises_backend_error(kv: Any, raw: Any, where: Any) -> None:
+    raw.set(f"{where[1]['prefix']}:{{default}}:k", "not a hash")
+    calls = [
+        lambda: kv.get("k"),
+        lambda: kv.set("k", 1),
+        lambda: kv.increment("k"),
+        lambda: kv.append("k", "x"),
+        lambda: kv.get_entry("k"),
+        lambda: kv.compare_and_swap("k", 1, 2),
+        lambda: kv.set_metadata("k", {"a": 1}),
+        lambda: kv.mget(["k"]),
+        lambda: kv.mset({"k": 1}),
+        lambda: kv.storage_size("k"),
+    ]
+    for call in calls:
+        with pytest.raises(keyshelf.BackendError) as info:
+            call()
+        assert isinstance(info.value.__cause__, redis.RedisError)
+        assert "WRONGTYPE" in str(info.value)
+
+
+# -- values and atomics -------------------------------------------------------------
+
+
+def test_float_increments_match_python_exactly(kv: Any) -> None:
+    rng = random.Random(7)
+    expected = 0.0
+    kv.set("f", 0.0)
+    for _ in range(300):
+        delta = rng.choice([rng.uniform(-1e6, 1e6), rng.random() * 1e-9, 0.1, 1e300, 3])
+        expected += delta
+        assert kv.increment("f", delta) == expected
+        got = kv.get("f")
+        assert type(got) is float and repr(got) == repr(expected)
+        expected = got
+    kv.set("z", -0.0)
+    assert math.copysign(1, kv.increment("z", -0.0)) == -1
+    assert repr(kv.increment("z", 0.0)) == "0.0"
+    kv.set("i", 2**62)
+    assert kv.increment("i", 2.0**62) == float(2**62) + 2.0**62
+    assert kv.compare_and_swap("i", float(2**63), "swapped") is True
+
+
+def test_integers_beyond_64_bits_take_the_slow_path(kv: Any) -> None:
+    kv.set("big", 2**80)
+    assert kv.decrement("big", 2**80 - 5) == 5
+    assert type(kv.get("big")) is int
+    assert kv.increment("big", 2**63 - 6) == 2**63 - 1
+    with pytest.raises(keyshelf.IncrementOverflowError):
+        kv.increment("big")
+    with pytest.raises(keyshelf.IncrementOverflowError):
+        kv.increment("new", -(2**70))
+    assert kv.exists("new") is False
+
+
+def test_concurrent_async_tasks_share_a_bounded_pool(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+
+    async def run() -> list[Any]:
+        async with keyshelf.open_async(url, max_connections=4, **options) as akv:
+            results = await asyncio.gather(*(akv.increment("n") for _ in range(500)))
+            return [sorted(results), await akv.get("n")]
+
+    ordered, total = asyncio.run(run())
+    assert ordered == list(range(1, 501)) and total == 500
+
+
+def test_sync_and_async_stores_share_data(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+
+    async def run() -> Any:
+        async with keyshelf.open_async(url, **options) as akv:
+            await akv.set("from_async", {"x": (1, 2)})
+            return await akv.get("from_sync")
+
+    with keyshelf.open(url, **options) as kv:
+        kv.set("from_sync", b"\x00bytes")
+        assert asyncio.run(run()) == b"\x00bytes"
+        assert kv.get("from_async") == {"x": (1, 2)}
+
+
+# -- expiry bookkeeping ---------------------------------------------------------------
+
+
+def test_index_entries_of_expired_keys_are_tidied(kv: Any, raw: Any, where: Any) -> None:
+    prefix = where[1]["prefix"]
+    kv.mset({f"k{i}": i for i in range(200)}, ttl=0.05)
+    kv.set("keep", 1)
+    time.sleep(0.1)
+    assert raw.zcard(f"{prefix}:{{default}}#keys") == 201  # Redis dropped the data only
+    assert kv.delete_expired() == 200
+    assert raw.zcard(f"{prefix}:{{default}}#keys") == 1
+    assert not raw.exists(f"{prefix}:{{default}}#ttl")
+    assert kv.delete_expired() == 0
+    assert kv.keys() == ["keep"]
+
+
+def test_churning_short_lived_keys_keeps_the_index_small(kv: Any, raw: Any, where: Any) -> None:
+    prefix = where[1]["prefix"]
+    for i in range(600):
+        kv.set(f"session:{i}", i, ttl=0.005)
+        if i % 50 == 0:
+            time.sleep(0.01)
+    time.sleep(0.01)
+    kv.set("one more", 1, ttl=1)
+    # Every write of a new key with a TTL forgets a few expired ones.
+    assert raw.zcard(f"{prefix}:{{default}}#keys") < 150
+
+
+def test_ttl_is_the_servers(kv: Any, raw: Any, where: Any) -> None:
+    kv.set("k", 1, ttl=100)
+    entry = kv.get_entry("k")
+    name = f"{where[1]['prefix']}:{{default}}:k"
+    assert entry.expires_at.timestamp() * 1000 == raw.pexpiretime(name)
+    assert kv.get_entry("k") == entry  # reads report one stable instant
+    assert 99 < kv.ttl("k") <= 100.001
+
+
+# -- listings -----------------------------------------------------------------------
+
+
+def test_streaming_in_code_point_order(kv: Any) -> None:
+    keys = [f"{a}{b}" for a in "aé🚀Z" for b in ["", "x", "é", "\u00ff", "\u0100", "🙂"]]
+    kv.mset(dict.fromkeys(keys, 1))
+    assert kv.keys() == sorted(keys)
+    assert list(kv.iter_keys(batch_size=4)) == sorted(keys)
+    assert list(kv.iter_keys("é*", batch_size=2)) == sorted(k for k in keys if k[0] == "é")
+    assert kv.key_count("🚀*") == 6
+    assert kv.keys("?") == sorted(k for k in keys if len(k) == 1)
+
+
+def test_pattern_delete_spares_other_keys(kv: Any) -> None:
+    kv.mset({f"user:{i}:name": i for i in range(50)} | {f"user:{i}:mail": i for i in range(50)})
+    assert kv.delete_pattern("user:*:mail") == 50
+    assert kv.key_count("user:*") == 50
+    assert kv.delete_pattern("user:*") == 50
+    assert kv.size() == 0
+
+
+# -- round trips and connections ------------------------------------------------------
+
+
+def test_one_round_trip_per_operation(kv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    kv.set("a", 1)
+    sent: list[str] = []
+    original = redis.connection.Connection.send_command
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_command", counting)
+    operations = {
+        "get": lambda: kv.get("a"),
+        "set": lambda: kv.set("a", 2),
+        "set with ttl": lambda: kv.set("b", 2, ttl=10),
+        "setnx": lambda: kv.setnx("c", 3),
+        "increment": lambda: kv.increment("a"),
+        "append": lambda: kv.append("s", "x"),
+        "compare_and_swap": lambda: kv.compare_and_swap("a", 3, 4),
+        "mget": lambda: kv.mget(["a", "b", "c"]),
+        "mset": lambda: kv.mset({"x": 1, "y": 2}, ttl=5),
+        "delete": lambda: kv.delete("x", "y"),
+        "exists": lambda: kv.exists("a"),
+        "get_entry": lambda: kv.get_entry("a"),
+        "expire": lambda: kv.expire("a", 10),
+    }
+    for name, operation in operations.items():
+        sent.clear()
+        operation()
+        assert len(sent) == 1, (name, sent)
+
+
+def test_close_releases_connections(server: RedisServer) -> None:
+    watcher = redis.Redis(port=server.port)
+
+    def clients() -> int:
+        return int(watcher.info("clients")["connected_clients"])
+
+    baseline = clients()
+    kv = keyshelf.open(server.url)
+    for i in range(10):
+        kv.set(f"k{i}", i)
+    assert clients() > baseline
+    kv.close()
+    assert clients() == baseline
+    with pytest.raises(keyshelf.StoreClosedError):
+        kv.get("k1")
+    watcher.close()
+
+
+# -- packaging --------------------------------------------------------------------------
+
+
+def test_import_keyshelf_does_not_import_redis_and_missing_extra_is_named() -> None:
+    code = (
+        "import sys\n"
+        "import keyshelf\n"
+        "assert 'redis' not in sys.modules, 'import keyshelf pulled in redis'\n"
+        "sys.modules['redis'] = None\n"
+        "try:\n"
+        "    keyshelf.open('redis://127.0.0.1:6379/0')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "pip install 'keyshelf[redis]'" in out
