@@ -1,0 +1,1071 @@
+"""Values <-> ``(tag, payload)``: the typed encoding every backend stores.
+
+A value is encoded to a one-letter *tag* and a *payload* that a backend stores
+natively (ints as integers, so counters can be incremented in SQL; bytes raw,
+never base64). ``docs/encoding.md`` is the format's specification, written for
+readers in other languages; this module is its reference implementation.
+
+====  ======================  =================================================
+tag   payload                 value
+====  ======================  =================================================
+n     ``None``                ``None``
+b     ``int`` 0 or 1          ``bool``
+i     ``int`` (signed 64-bit) ``int`` in ``[-2**63, 2**63)``
+I     ``str`` (decimal)       any other ``int``
+f     ``float``               finite ``float`` other than ``-0.0``
+F     ``str``                 ``nan``, ``inf``, ``-inf``, ``-0.0``
+s     ``str``                 ``str``
+y     ``bytes``               ``bytes``, ``bytearray``, ``memoryview``
+j     ``bytes`` (JSON)        ``list``/``dict`` of plain JSON data
+x     ``bytes`` (ext. JSON)   anything else supported, e.g. a ``tuple``
+p     ``bytes`` (pickle)      only with :class:`PickleCodec` (opt-in)
+====  ======================  =================================================
+
+Guarantees:
+
+* ``decode(*encode(v))`` equals ``v`` with the same type at every level
+  (``True`` stays ``True``, ``3.0`` stays a float, ``-0.0`` keeps its sign,
+  ``Decimal("1.10")`` its exponent, a ``datetime`` its ``tzinfo`` and ``fold``,
+  dicts their order). ``bytearray`` and ``memoryview`` come back as ``bytes``.
+* Types are checked exactly: subclasses (``IntEnum``, ``OrderedDict``, a
+  ``str`` subclass ...) and every other type raise :class:`SerializationError`
+  (a ``TypeError`` and a ``ValueError``) whose message starts with
+  ``Value is not JSON serializable`` and names the type and where it was.
+* Encoding is deterministic: the same value gives the same ``(tag, payload)``
+  in every process (sets are written in a canonical order), so
+  :func:`checksum` and :func:`values_equal` agree across backends.
+* Nesting depth is limited only by memory. Values up to ``FAST_DEPTH`` levels
+  take the fast path (one orjson call); deeper ones a slower iterative path
+  that never raises ``RecursionError``.
+* Decoding never runs code: pickle (tag ``p``) is refused unless the store was
+  opened with ``codec="pickle"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import re
+import struct
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from hashlib import blake2b
+from math import copysign, isnan
+from typing import Any, ClassVar, TypeAlias
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from keyshelf.errors import InvalidURLError, SerializationError
+
+__all__ = [
+    "FAST_DEPTH",
+    "TAG_BIGINT",
+    "TAG_BOOL",
+    "TAG_BYTES",
+    "TAG_EXT",
+    "TAG_FLOAT",
+    "TAG_INT",
+    "TAG_JSON",
+    "TAG_NONE",
+    "TAG_PICKLE",
+    "TAG_SPECIAL_FLOAT",
+    "TAG_STR",
+    "Codec",
+    "Payload",
+    "PickleCodec",
+    "checksum",
+    "get_codec",
+    "payload_size",
+    "values_equal",
+]
+
+Payload: TypeAlias = int | float | str | bytes | None
+
+TAG_NONE = "n"
+TAG_BOOL = "b"
+TAG_INT = "i"
+TAG_BIGINT = "I"
+TAG_FLOAT = "f"
+TAG_SPECIAL_FLOAT = "F"
+TAG_STR = "s"
+TAG_BYTES = "y"
+TAG_JSON = "j"
+TAG_EXT = "x"
+TAG_PICKLE = "p"
+
+#: Containers nested deeper than this (in JSON levels) are encoded and decoded
+#: by the iterative slow path. It keeps the recursive fast path well inside
+#: orjson's limits (254 levels for dumps, 1024 for loads) and Python's stack.
+FAST_DEPTH = 200
+
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+_PICKLE_PROTOCOL = 5
+_REFUSED = "Value is not JSON serializable"
+
+_dumps = orjson.dumps
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_JSONEncodeError = orjson.JSONEncodeError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_SPECIAL_FLOATS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "-0.0": -0.0}
+
+
+class _RefusedError(Exception):
+    """Internal: the value holds something the typed codec cannot encode."""
+
+
+class _TooDeepError(Exception):
+    """Internal: the value is deeper than FAST_DEPTH; use the iterative path."""
+
+
+def _corrupt(what: str) -> SerializationError:
+    return SerializationError(f"Corrupt stored value: {what}")
+
+
+# --------------------------------------------------------------------------
+# scalars beyond JSON: value <-> extended JSON object
+# --------------------------------------------------------------------------
+
+
+def _int_text(n: int) -> str:
+    try:
+        return str(n)
+    except ValueError:  # beyond sys.get_int_max_str_digits(); Decimal has no such limit
+        return str(Decimal(n))
+
+
+def _text_int(s: object) -> int:
+    if type(s) is not str or _INT_TEXT.fullmatch(s) is None:
+        raise _corrupt(f"bad integer text {s!r:.60}")
+    try:
+        return int(s)
+    except ValueError:
+        return int(Decimal(s))
+
+
+def _tz_members(tz: object) -> dict[str, Any]:
+    """Extra members needed to rebuild ``tz``; raises _RefusedError if unsupported."""
+    if tz is UTC:
+        return {}
+    if type(tz) is timezone:
+        name = tz.tzname(None)
+        if name == timezone(tz.utcoffset(None)).tzname(None):
+            return {}
+        return {"tzname": name}
+    if type(tz) is ZoneInfo and tz.key is not None:
+        return {"zone": tz.key}
+    raise _RefusedError
+
+
+def _enc_temporal(tag: str, value: datetime | time) -> dict[str, Any]:
+    iso = value.isoformat()
+    tz = value.tzinfo
+    members = {} if tz is None else _tz_members(tz)
+    if value.fold:
+        members["fold"] = 1
+    if not members:
+        return {tag: iso}
+    return {tag: {"iso": iso, **members}}
+
+
+def _enc_datetime(value: Any) -> dict[str, Any]:
+    return _enc_temporal("$datetime", value)
+
+
+def _enc_time(value: Any) -> dict[str, Any]:
+    return _enc_temporal("$time", value)
+
+
+def _enc_bytes(value: Any) -> dict[str, Any]:
+    return {"$bytes": base64.b64encode(value).decode("ascii")}
+
+
+# Non-container types that only the extended encoding can carry.
+_EXT_SCALARS: dict[type, Any] = {
+    bytes: _enc_bytes,
+    bytearray: _enc_bytes,
+    memoryview: lambda v: _enc_bytes(v.tobytes()),  # any layout: read as bytes
+    datetime: _enc_datetime,
+    date: lambda v: {"$date": v.isoformat()},
+    time: _enc_time,
+    Decimal: lambda v: {"$decimal": str(v)},
+    UUID: lambda v: {"$uuid": str(v)},
+}
+_EXT_CONTAINERS = (tuple, set, frozenset)
+_EXT_TYPES = frozenset((*_EXT_SCALARS, *_EXT_CONTAINERS))
+
+
+_FRACTIONAL_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})$")
+
+
+def _from_iso(kind: type[datetime] | type[time], text: str) -> Any:
+    result = kind.fromisoformat(text)
+    # CPython 3.11 reads "+00:00:00.000005" as UTC: rebuild such offsets here.
+    m = _FRACTIONAL_OFFSET.search(text) if result.tzinfo is not None else None
+    if m is not None:
+        sign, h, mi, sec, us = m.groups()
+        offset = timedelta(hours=int(h), minutes=int(mi), seconds=int(sec), microseconds=int(us))
+        result = result.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+    return result
+
+
+def _dec_temporal(kind: type[datetime] | type[time], value: object) -> Any:
+    if type(value) is str:
+        return _from_iso(kind, value)
+    if type(value) is not dict or type(value.get("iso")) is not str:
+        raise _corrupt(f"bad ${kind.__name__} {value!r:.80}")
+    result = _from_iso(kind, value["iso"])
+    fold = value.get("fold", 0)
+    if fold not in (0, 1):
+        raise _corrupt(f"bad fold {fold!r:.20}")
+    if "zone" in value:
+        result = result.replace(tzinfo=_zone(value["zone"]))
+    elif "tzname" in value:
+        offset = result.utcoffset()
+        if offset is None:
+            raise _corrupt(f"tzname without offset in {value!r:.80}")
+        result = result.replace(tzinfo=timezone(offset, value["tzname"]))
+    return result.replace(fold=fold) if fold else result
+
+
+def _zone(key: object) -> ZoneInfo:
+    if type(key) is not str:
+        raise _corrupt(f"bad time zone {key!r:.40}")
+    try:
+        return ZoneInfo(key)
+    except ZoneInfoNotFoundError:
+        raise SerializationError(
+            f"Unknown time zone {key!r:.60}: not in this machine's tz database (pip install tzdata)"
+        ) from None
+
+
+def _dec_bytes(value: object) -> bytes:
+    if type(value) is not str:
+        raise _corrupt("$bytes must hold a base64 string")
+    return base64.b64decode(value, validate=True)
+
+
+def _dec_float(value: object) -> float:
+    if type(value) is not str or value not in _SPECIAL_FLOATS:
+        raise _corrupt(f"bad $float {value!r:.20}")
+    return _SPECIAL_FLOATS[value]
+
+
+def _dec_str_arg(kind: Any) -> Any:
+    def decode(value: object) -> Any:
+        if type(value) is not str:
+            raise _corrupt(f"{kind.__name__} must be written as a string")
+        return kind(value)
+
+    return decode
+
+
+_EXT_SCALAR_DECODERS: dict[str, Any] = {
+    "$bytes": _dec_bytes,
+    "$int": _text_int,
+    "$float": _dec_float,
+    "$datetime": lambda v: _dec_temporal(datetime, v),
+    "$date": _dec_str_arg(date.fromisoformat),
+    "$time": lambda v: _dec_temporal(time, v),
+    "$decimal": _dec_str_arg(Decimal),
+    "$uuid": _dec_str_arg(UUID),
+}
+_EXT_CONTAINER_TAGS = {"$tuple": tuple, "$set": set, "$frozenset": frozenset}
+
+
+def _set_order(items: set[Any] | frozenset[Any]) -> list[Any]:
+    """The canonical order of a set's elements (independent of hash seeds).
+
+    All ``str``, all ``int``, all ``bytes`` or all non-NaN ``float``: ascending.
+    Anything else: ascending by each element's encoded JSON text.
+    """
+    if len(items) < 2:
+        return list(items)
+    first = type(next(iter(items)))
+    if first is str or first is int or first is bytes:
+        if all(type(e) is first for e in items):
+            return sorted(items)
+    elif first is float and all(type(e) is float and not isnan(e) for e in items):
+        return sorted(items)
+    return sorted(items, key=_ext_text)
+
+
+def _ext_text(value: object) -> bytes:
+    """The extended JSON text of one value (used to order set elements)."""
+    try:
+        return _dumps(_to_ext(value, 0))
+    except (_TooDeepError, RecursionError):
+        return _dump_deep(value)[1]
+
+
+# --------------------------------------------------------------------------
+# the fast, recursive path
+# --------------------------------------------------------------------------
+
+
+# _plain_dict and _plain_list answer: is this JSON-native data with no tag-like
+# dict, so that orjson may dump it as it is? They may answer False before
+# looking at everything (the extended encoder then checks the rest) and raise
+# _RefusedError for unsupported data met first. They are the hot path of every
+# set of a dict or list: two flat loops, no allocation, common types first.
+
+
+def _plain_dict(d: dict[Any, Any], depth: int) -> bool:
+    if depth >= FAST_DEPTH:
+        raise _TooDeepError
+    if len(d) == 1:
+        for k in d:
+            if type(k) is not str or k[:1] == "$":
+                return False
+    depth += 1
+    for k, x in d.items():
+        if type(k) is not str:
+            return False
+        t = type(x)
+        if t is str or t is bool or x is None:
+            continue
+        if t is int:
+            if _I64_MIN <= x <= _I64_MAX:
+                continue
+            return False
+        if t is float:
+            if x - x == 0.0:  # finite; -0.0 is fine inside JSON
+                continue
+            return False
+        if t is dict:
+            if _plain_dict(x, depth):
+                continue
+            return False
+        if t is list:
+            if _plain_list(x, depth):
+                continue
+            return False
+        if t in _EXT_TYPES:
+            return False
+        raise _RefusedError
+    return True
+
+
+def _plain_list(items: list[Any], depth: int) -> bool:
+    if depth >= FAST_DEPTH:
+        raise _TooDeepError
+    depth += 1
+    for x in items:
+        t = type(x)
+        if t is str or t is bool or x is None:
+            continue
+        if t is int:
+            if _I64_MIN <= x <= _I64_MAX:
+                continue
+            return False
+        if t is float:
+            if x - x == 0.0:
+                continue
+            return False
+        if t is dict:
+            if _plain_dict(x, depth):
+                continue
+            return False
+        if t is list:
+            if _plain_list(x, depth):
+                continue
+            return False
+        if t in _EXT_TYPES:
+            return False
+        raise _RefusedError
+    return True
+
+
+def _to_ext(x: Any, depth: int) -> Any:
+    """Convert a value to its extended-JSON tree (JSON-native objects only)."""
+    t = type(x)
+    if t is str or t is bool or x is None:
+        return x
+    if t is int:
+        return x if _I64_MIN <= x <= _I64_MAX else {"$int": _int_text(x)}
+    if t is float:
+        return x if x - x == 0.0 else {"$float": repr(x)}
+    if depth >= FAST_DEPTH and (t is list or t is dict or t in _EXT_CONTAINERS):
+        raise _TooDeepError
+    if t is list:
+        return [_to_ext(v, depth + 1) for v in x]
+    if t is dict:
+        if _plain_keys(x):
+            return {k: _to_ext(v, depth + 1) for k, v in x.items()}
+        return {"$map": [[_to_ext(k, depth + 3), _to_ext(v, depth + 3)] for k, v in x.items()]}
+    if t is tuple:
+        return {"$tuple": [_to_ext(v, depth + 2) for v in x]}
+    if t is set or t is frozenset:
+        tag = "$set" if t is set else "$frozenset"
+        return {tag: [_to_ext(v, depth + 2) for v in _set_order(x)]}
+    encode = _EXT_SCALARS.get(t)
+    if encode is None:
+        raise _RefusedError
+    return encode(x)
+
+
+def _plain_keys(d: dict[Any, Any]) -> bool:
+    """True if ``d`` can be a JSON object: str keys, and not tag-like."""
+    for k in d:
+        if type(k) is not str:
+            return False
+    return not (len(d) == 1 and next(iter(d))[:1] == "$")
+
+
+def _from_ext(x: Any, depth: int) -> Any:
+    """Rebuild a value from its extended-JSON tree (as parsed by orjson)."""
+    t = type(x)
+    if t is list:
+        if depth >= FAST_DEPTH:
+            raise _TooDeepError
+        depth += 1
+        return [
+            v if (type(v) is not list and type(v) is not dict) else _from_ext(v, depth) for v in x
+        ]
+    if t is not dict:
+        return x
+    if depth >= FAST_DEPTH:
+        raise _TooDeepError
+    depth += 1
+    if len(x) == 1:
+        ((key, value),) = x.items()
+        if key[:1] == "$":
+            return _from_ext_object(key, value, depth)
+    return {
+        k: v if (type(v) is not list and type(v) is not dict) else _from_ext(v, depth)
+        for k, v in x.items()
+    }
+
+
+def _from_ext_object(key: str, value: Any, depth: int) -> Any:
+    kind = _EXT_CONTAINER_TAGS.get(key)
+    if kind is not None:
+        if type(value) is not list:
+            raise _corrupt(f"{key} must hold an array")
+        return kind(_from_ext(v, depth + 1) for v in value)
+    if key == "$map":
+        if type(value) is not list:
+            raise _corrupt("$map must hold an array")
+        result = {}
+        for pair in value:
+            if type(pair) is not list or len(pair) != 2:
+                raise _corrupt("$map entries must be [key, value] arrays")
+            result[_from_ext(pair[0], depth + 1)] = _from_ext(pair[1], depth + 1)
+        return result
+    decode = _EXT_SCALAR_DECODERS.get(key)
+    if decode is None:
+        raise _corrupt(f"unknown extended JSON type {key!r:.40}")
+    return decode(value)
+
+
+# --------------------------------------------------------------------------
+# the iterative slow path, for values nested deeper than FAST_DEPTH
+# --------------------------------------------------------------------------
+
+
+class _Lit(bytes):
+    """A literal chunk of JSON text on the emitter's work stack."""
+
+
+_COMMA = _Lit(b",")
+_CLOSE_LIST = _Lit(b"]")
+_CLOSE_OBJECT = _Lit(b"}")
+_CLOSE_EXT = _Lit(b"]}")
+_OPEN_PAIR = _Lit(b"[")
+
+
+def _push_items(todo: list[Any], items: list[Any], close: _Lit) -> None:
+    """Schedule ``items`` comma-separated, then ``close`` (the stack is LIFO)."""
+    todo.append(close)
+    for i in range(len(items) - 1, -1, -1):
+        todo.append(items[i])
+        if i:
+            todo.append(_COMMA)
+
+
+def _dump_deep(root: Any) -> tuple[bool, bytes]:
+    """Extended-JSON text of ``root`` without recursion: (used extensions, text).
+
+    Produces exactly the bytes the fast path would (orjson's compact form).
+    """
+    out: list[bytes] = []
+    uses_ext = False
+    todo: list[Any] = [root]
+    while todo:
+        x = todo.pop()
+        t = type(x)
+        if t is _Lit:
+            out.append(x)
+        elif t is list:
+            out.append(b"[")
+            _push_items(todo, x, _CLOSE_LIST)
+        elif t is dict:
+            if _plain_keys(x):
+                out.append(b"{")
+                todo.append(_CLOSE_OBJECT)
+                for n, (k, v) in enumerate(reversed(x.items())):
+                    todo.append(v)
+                    todo.append(_Lit(_dumps(k) + b":"))
+                    if n < len(x) - 1:
+                        todo.append(_COMMA)
+            else:
+                uses_ext = True
+                out.append(b'{"$map":[')
+                todo.append(_CLOSE_EXT)
+                for n, (k, v) in enumerate(reversed(x.items())):
+                    todo.extend((_CLOSE_LIST, v, _COMMA, k, _OPEN_PAIR))
+                    if n < len(x) - 1:
+                        todo.append(_COMMA)
+        elif t is tuple or t is set or t is frozenset:
+            uses_ext = True
+            name = "tuple" if t is tuple else "set" if t is set else "frozenset"
+            out.append(b'{"$' + name.encode() + b'":[')
+            _push_items(todo, list(x) if t is tuple else _set_order(x), _CLOSE_EXT)
+        else:
+            ext = _to_ext(x, 0)  # a scalar: never deep
+            uses_ext = uses_ext or type(ext) is dict
+            out.append(_dumps(ext))
+    return uses_ext, b"".join(out)
+
+
+_TOKEN = re.compile(
+    r"""[ \t\n\r]*(?:
+        ([\[\]{},:])                                      # 1 punctuation
+      | ("(?:[^"\\\x00-\x1f]|\\.)*")                      # 2 string
+      | (-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)  # 3 number
+      | (true|false|null)                                 # 4 literal
+    )""",
+    re.VERBOSE | re.DOTALL,
+)
+_LITERALS = {"true": True, "false": False, "null": None}
+_NO_KEY = object()
+
+
+def _parse_deep(data: Any) -> Any:
+    """Parse JSON of any depth without recursion (orjson stops at 1024)."""
+    text: str = data if type(data) is str else bytes(data).decode("utf-8")
+    stack: list[tuple[Any, Any]] = []  # (container, pending key)
+    pos, end = 0, len(text.rstrip(" \t\n\r"))
+    result: Any = _NO_KEY
+    expect_value = True  # False: expecting "," or a closing bracket
+    while pos < end:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise _corrupt(f"invalid JSON at offset {pos}")
+        pos = m.end()
+        punct, string, number, literal = m.groups()
+        top = stack[-1][0] if stack else None
+        if expect_value:
+            if punct in ("[", "{"):
+                stack.append(([] if punct == "[" else {}, _NO_KEY))
+                if punct == "{":
+                    key, pos = _parse_key(text, pos, allow_close=True)
+                    if key is _NO_KEY:  # "{}"
+                        value: Any = stack.pop()[0]
+                    else:
+                        stack[-1] = (stack[-1][0], key)
+                        continue
+                else:
+                    m2 = _TOKEN.match(text, pos)
+                    if m2 is not None and m2.group(1) == "]":
+                        pos = m2.end()
+                        value = stack.pop()[0]
+                    else:
+                        continue
+            elif string is not None or number is not None:
+                value = _loads(string if string is not None else number)
+            elif literal is not None:
+                value = _LITERALS[literal]
+            else:
+                raise _corrupt(f"unexpected {punct!r} at offset {pos}")
+        elif punct == "," and type(top) is list:
+            expect_value = True
+            continue
+        elif punct == "," and type(top) is dict:
+            key, pos = _parse_key(text, pos, allow_close=False)
+            stack[-1] = (top, key)
+            expect_value = True
+            continue
+        elif (punct == "]" and type(top) is list) or (punct == "}" and type(top) is dict):
+            value = stack.pop()[0]
+        else:
+            raise _corrupt(f"unexpected token at offset {m.start()}")
+        # a complete value: attach it to its parent
+        expect_value = False
+        if not stack:
+            if result is not _NO_KEY:
+                raise _corrupt("trailing data after JSON value")
+            result = value
+        elif type(stack[-1][0]) is list:
+            stack[-1][0].append(value)
+        else:
+            container, key = stack[-1]
+            container[key] = value
+    if stack or result is _NO_KEY:
+        raise _corrupt("truncated JSON")
+    return result
+
+
+def _parse_key(text: str, pos: int, *, allow_close: bool) -> tuple[Any, int]:
+    """Read ``"key":`` (or ``}`` if allowed); returns (key or _NO_KEY, new pos)."""
+    m = _TOKEN.match(text, pos)
+    if m is not None and allow_close and m.group(1) == "}":
+        return _NO_KEY, m.end()
+    if m is None or m.group(2) is None:
+        raise _corrupt(f"expected an object key at offset {pos}")
+    colon = _TOKEN.match(text, m.end())
+    if colon is None or colon.group(1) != ":":
+        raise _corrupt(f"expected ':' at offset {m.end()}")
+    return _loads(m.group(2)), colon.end()
+
+
+class _Frame:
+    """A container being rebuilt by _from_ext_deep."""
+
+    __slots__ = ("children", "finish", "keys", "results")
+
+    def __init__(self, finish: Any, children: list[Any], keys: list[Any] | None = None) -> None:
+        self.finish = finish
+        self.children = children
+        self.keys = keys
+        self.results: list[Any] = []
+
+
+def _pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _open_node(node: Any) -> Any:
+    """A leaf value, or a _Frame for a container whose children come next."""
+    t = type(node)
+    if t is list:
+        return _Frame(None, node)
+    if t is not dict:
+        return node
+    if len(node) == 1:
+        ((key, value),) = node.items()
+        if key[:1] == "$":
+            kind = _EXT_CONTAINER_TAGS.get(key)
+            if key == "$map":
+                if type(value) is not list or any(
+                    type(p) is not list or len(p) != 2 for p in value
+                ):
+                    raise _corrupt("$map entries must be [key, value] arrays")
+                return _Frame(_pairs_to_dict, [item for pair in value for item in pair])
+            if kind is None:
+                return _from_ext_object(key, value, 0)  # a scalar
+            if type(value) is not list:
+                raise _corrupt(f"{key} must hold an array")
+            return _Frame(kind, value)
+    return _Frame(dict, list(node.values()), list(node))
+
+
+def _from_ext_deep(root: Any) -> Any:
+    """_from_ext without recursion: rebuilds children before their parents."""
+    opened = _open_node(root)
+    if type(opened) is not _Frame:
+        return opened
+    stack = [opened]
+    while True:
+        frame = stack[-1]
+        if len(frame.results) < len(frame.children):
+            child = _open_node(frame.children[len(frame.results)])
+            if type(child) is _Frame:
+                stack.append(child)
+            else:
+                frame.results.append(child)
+            continue
+        stack.pop()
+        value: Any
+        if frame.keys is not None:
+            value = dict(zip(frame.keys, frame.results, strict=True))
+        elif frame.finish is None:
+            value = frame.results
+        else:
+            value = frame.finish(frame.results)
+        if not stack:
+            return value
+        stack[-1].results.append(value)
+
+
+# --------------------------------------------------------------------------
+# refusals: find the offending part and say where it is
+# --------------------------------------------------------------------------
+
+
+def _type_name(t: type) -> str:
+    if t.__module__ == "builtins":
+        return t.__qualname__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _leaf_problem(x: Any) -> str | None:
+    """Why a non-container value cannot be encoded, or None if it can."""
+    t = type(x)
+    if t is str:
+        return None if x.isascii() or not _SURROGATE.search(x) else "str with a lone surrogate"
+    if t is datetime or t is time:
+        tz = x.tzinfo
+        if tz is None or (type(tz) is timezone) or (type(tz) is ZoneInfo and tz.key is not None):
+            return None
+        if type(tz) is ZoneInfo:
+            return f"{t.__name__} with a ZoneInfo that has no key"
+        return f"{t.__name__} with a tzinfo of type {_type_name(type(tz))}"
+    if t in (type(None), bool, int, float) or t in _EXT_SCALARS:
+        return None
+    return _type_name(t)
+
+
+def _refusal(root: Any) -> SerializationError:
+    """The error for a value the typed codec refuses, naming type and place."""
+    stack: list[tuple[Any, str, str]] = [(root, "", "")]
+    while stack:
+        x, path, role = stack.pop()
+        t = type(x)
+        if t is dict:
+            for k, v in reversed(x.items()):
+                stack.append((v, path if role else f"{path}[{k!r:.40}]", role))
+                stack.append((k, path, role or " (in a dict key)"))
+        elif t is list or t is tuple:
+            for i in range(len(x) - 1, -1, -1):
+                stack.append((x[i], path if role else f"{path}[{i}]", role))
+        elif t is set or t is frozenset:
+            stack.extend((e, path, role or " (in a set)") for e in x)
+        else:
+            problem = _leaf_problem(x)
+            if problem is not None:
+                where = f" at {path}" if path else ""
+                return SerializationError(f"{_REFUSED}: {problem}{where}{role}")
+    return SerializationError(f"{_REFUSED}: {_type_name(type(root))}")
+
+
+# --------------------------------------------------------------------------
+# whole values
+# --------------------------------------------------------------------------
+
+
+def _encode_tree(value: Any) -> tuple[str, bytes]:
+    """Encode a container or extended scalar to ("j" | "x", JSON bytes)."""
+    try:
+        t = type(value)
+        if (t is dict and _plain_dict(value, 0)) or (t is list and _plain_list(value, 0)):
+            return TAG_JSON, _dumps(value)
+        return TAG_EXT, _dumps(_to_ext(value, 0))
+    except (_TooDeepError, RecursionError):
+        pass
+    except (_RefusedError, _JSONEncodeError):
+        raise _refusal(value) from None
+    try:
+        uses_ext, data = _dump_deep(value)
+    except (_RefusedError, _JSONEncodeError):
+        raise _refusal(value) from None
+    except RecursionError:  # only via deeply nested, mixed-type sets
+        raise SerializationError(f"{_REFUSED}: sets nested too deeply to order") from None
+    return (TAG_EXT if uses_ext else TAG_JSON), data
+
+
+def _decode_json(payload: Any) -> Any:
+    try:
+        return _loads(payload)
+    except _JSONDecodeError:
+        pass
+    try:
+        return _parse_deep(payload)
+    except (UnicodeDecodeError, _JSONDecodeError) as exc:
+        raise _corrupt(f"invalid JSON: {exc}") from exc
+
+
+def _decode_ext(payload: Any) -> Any:
+    tree = _decode_json(payload)
+    try:
+        try:
+            return _from_ext(tree, 0)
+        except (_TooDeepError, RecursionError):
+            return _from_ext_deep(tree)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        # bad ISO text or Decimal, unknown zone, unhashable set element or key ...
+        raise _corrupt(f"invalid extended JSON: {exc!r}") from exc
+
+
+def _to_text(payload: Any) -> str:
+    if type(payload) is str:
+        return payload
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload).decode("utf-8")
+    raise _corrupt(f"expected text, got {type(payload).__name__}")
+
+
+class Codec:
+    """The default, typed codec: exact types, no pickle, documented format.
+
+    Subclass it to customise (seed 001 "custom serialization"): override
+    :meth:`encode` to return your own tag for your types and call
+    ``super().encode`` for the rest, and :meth:`decode` likewise. Single ASCII
+    letters are reserved for keyshelf's tags; use longer tags for your own.
+    A payload must be one of ``None``, ``int`` (64-bit), ``float``, ``str`` or
+    ``bytes``.
+
+    Instances are stateless and thread-safe.
+    """
+
+    name: ClassVar[str] = "typed"
+
+    def encode(self, value: object) -> tuple[str, Payload]:
+        """Encode ``value`` to ``(tag, payload)``.
+
+        Raises:
+            SerializationError: the value (or something inside it) is not a
+                supported type; nothing about the value is changed.
+        """
+        v: Any = value
+        t = type(v)
+        if t is str:
+            if v.isascii() or not _SURROGATE.search(v):
+                return TAG_STR, v
+            raise _refusal(v)
+        if t is int:
+            if _I64_MIN <= v <= _I64_MAX:
+                return TAG_INT, v
+            return TAG_BIGINT, _int_text(v)
+        if t is dict or t is list:
+            return _encode_tree(v)
+        if t is float:
+            # finite ("v - v" is nan for inf and nan) and not -0.0
+            if v - v == 0.0 and (v or copysign(1.0, v) > 0.0):
+                return TAG_FLOAT, v
+            return TAG_SPECIAL_FLOAT, repr(v)
+        if t is bool:
+            return TAG_BOOL, 1 if v else 0
+        if v is None:
+            return TAG_NONE, None
+        if t is bytes:
+            return TAG_BYTES, v
+        if t is bytearray:
+            return TAG_BYTES, bytes(v)
+        if t is memoryview:
+            return TAG_BYTES, v.tobytes()
+        if t in _EXT_TYPES:
+            return _encode_tree(v)
+        raise _refusal(value)
+
+    def decode(self, tag: str, payload: Payload) -> object:
+        """Rebuild the value stored as ``(tag, payload)``.
+
+        Backends may hand back text payloads as ``bytes`` and binary ones as
+        ``memoryview``/``bytearray``; both are accepted.
+
+        Raises:
+            SerializationError: unknown tag, a pickle payload (``p``) without
+                the pickle codec, or a corrupt payload.
+        """
+        if tag == TAG_STR:
+            return payload if type(payload) is str else _to_text(payload)
+        if tag == TAG_INT:
+            return payload if type(payload) is int else int(payload)  # type: ignore[arg-type]
+        if tag == TAG_JSON:
+            return _decode_json(payload)
+        if tag == TAG_FLOAT:
+            return payload if type(payload) is float else float(payload)  # type: ignore[arg-type]
+        if tag == TAG_BOOL:
+            return int(payload) == 1  # type: ignore[arg-type]
+        if tag == TAG_EXT:
+            return _decode_ext(payload)
+        if tag == TAG_BYTES:
+            return payload if type(payload) is bytes else bytes(payload)  # type: ignore[arg-type]
+        if tag == TAG_NONE:
+            return None
+        if tag == TAG_SPECIAL_FLOAT:
+            text = _to_text(payload)
+            if text not in _SPECIAL_FLOATS:
+                raise _corrupt(f"bad special float {text!r:.20}")
+            return _SPECIAL_FLOATS[text]
+        if tag == TAG_BIGINT:
+            return _text_int(_to_text(payload))
+        if tag == TAG_PICKLE:
+            raise SerializationError(
+                "Refusing to unpickle a value stored with the pickle codec: "
+                "unpickling can run arbitrary code; opt in with codec='pickle' "
+                "only for data you trust"
+            )
+        raise SerializationError(f"Unknown value tag {tag!r}: not written by this codec")
+
+    def encode_metadata(self, metadata: dict[str, Any]) -> bytes | None:
+        """Encode user metadata: ``None`` for ``{}``, else one tagged blob.
+
+        The first byte says how to read the rest: ``b"j"`` plain JSON, ``b"x"``
+        extended JSON (same rules as values; pickle is never used).
+
+        Raises:
+            SerializationError: ``metadata`` is not a dict, or holds a value
+                the typed codec refuses.
+        """
+        if type(metadata) is not dict:
+            raise SerializationError(f"Metadata must be a dict, not {_type_name(type(metadata))}")
+        if not metadata:
+            return None
+        try:
+            tag, data = _encode_tree(metadata)
+        except SerializationError as exc:
+            raise SerializationError(f"{exc} (in metadata)") from None
+        return (b"j" if tag == TAG_JSON else b"x") + data
+
+    def decode_metadata(self, data: bytes | None) -> dict[str, Any]:
+        """Decode what :meth:`encode_metadata` wrote; ``{}`` for ``None``."""
+        if data is None:
+            return {}
+        data = bytes(data)
+        kind, body = data[:1], data[1:]
+        if kind == b"j":
+            result = _decode_json(body)
+        elif kind == b"x":
+            result = _decode_ext(body)
+        else:
+            raise _corrupt(f"unknown metadata format {kind!r}")
+        if type(result) is not dict:
+            raise _corrupt("metadata is not an object")
+        return result
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class PickleCodec(Codec):
+    """Typed codec plus pickle (tag ``p``) for values it refuses. Opt-in only.
+
+    Every value the typed codec accepts is still stored in the typed format;
+    only the rest is pickled (protocol 5). Decoding ``p`` runs
+    :func:`pickle.loads`, which can execute arbitrary code: use this codec
+    only for stores whose every writer you trust. Metadata never uses pickle.
+    """
+
+    name: ClassVar[str] = "pickle"
+
+    def encode(self, value: object) -> tuple[str, Payload]:
+        """Typed encoding if possible, else ``("p", pickle bytes)``."""
+        try:
+            return super().encode(value)
+        except SerializationError as typed_error:
+            try:
+                return TAG_PICKLE, pickle.dumps(value, protocol=_PICKLE_PROTOCOL)
+            except Exception as exc:
+                raise SerializationError(
+                    f"{typed_error} and cannot be pickled either: {exc}"
+                ) from exc
+
+    def decode(self, tag: str, payload: Payload) -> object:
+        """As :meth:`Codec.decode`, and unpickles ``p`` payloads."""
+        if tag == TAG_PICKLE:
+            if not isinstance(payload, bytes | bytearray | memoryview):
+                raise _corrupt("pickle payload is not bytes")
+            try:
+                return pickle.loads(payload)
+            except Exception as exc:
+                raise _corrupt(f"cannot unpickle: {exc!r}") from exc
+        return super().decode(tag, payload)
+
+
+_DEFAULT = Codec()
+_PICKLE = PickleCodec()
+
+
+def get_codec(codec: str | Codec | None) -> Codec:
+    """Resolve the ``codec=`` option of ``open()``.
+
+    ``None``, ``"typed"`` and ``"json"`` give the shared default codec,
+    ``"pickle"`` the pickle opt-in, a :class:`Codec` instance itself and a
+    :class:`Codec` subclass a new instance of it.
+
+    Raises:
+        InvalidURLError: anything else.
+    """
+    if codec is None or codec in ("typed", "json"):
+        return _DEFAULT
+    if codec == "pickle":
+        return _PICKLE
+    if isinstance(codec, Codec):
+        return codec
+    if isinstance(codec, type) and issubclass(codec, Codec):
+        return codec()
+    raise InvalidURLError(
+        f"Unknown codec {codec!r}: use 'typed' (the default), 'pickle', "
+        "or a keyshelf.codec.Codec instance"
+    )
+
+
+# --------------------------------------------------------------------------
+# size, checksum, typed equality
+# --------------------------------------------------------------------------
+
+_pack_double = struct.Struct(">d").pack
+
+
+def _canonical(tag: str, payload: Payload) -> bytes:
+    """The bytes a checksum is computed over (see docs/encoding.md)."""
+    if type(payload) is bytes:
+        return payload
+    if tag == TAG_FLOAT or type(payload) is float:
+        return _pack_double(float(payload))  # type: ignore[arg-type]
+    if tag in (TAG_INT, TAG_BOOL) or type(payload) is int:
+        return str(int(payload)).encode("ascii")  # type: ignore[arg-type]
+    if payload is None:
+        return b""
+    if type(payload) is str:
+        return payload.encode("utf-8", "surrogatepass")
+    return bytes(payload)  # type: ignore[arg-type]
+
+
+def payload_size(tag: str, payload: Payload) -> int:
+    """The documented size in bytes of a stored value.
+
+    ``n`` 0, ``b`` 1, ``i`` and ``f`` 8, text payloads (``s``, ``F``, ``I``)
+    their UTF-8 length, binary payloads (``y``, ``j``, ``x``, ``p``) their
+    length. Identical on every backend for the same value.
+    """
+    t = type(payload)
+    if t is bytes:
+        return len(payload)  # type: ignore[arg-type]
+    if t is str:
+        if payload.isascii():  # type: ignore[union-attr]
+            return len(payload)  # type: ignore[arg-type]
+        return len(payload.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
+    if payload is None:
+        return 0
+    if tag == TAG_BOOL:
+        return 1
+    if t is int or t is float:
+        return 8
+    return len(bytes(payload))  # type: ignore[arg-type]
+
+
+def checksum(tag: str, payload: Payload) -> str:
+    """A stable digest of a stored value: ``"blake2b:" + 32 hex digits``.
+
+    BLAKE2b with a 16-byte digest over ``tag (UTF-8) + b"\\0" + canonical
+    payload bytes``: raw bytes; UTF-8 text; ``int`` as ASCII decimal; ``float``
+    as 8 big-endian IEEE 754 bytes; ``None`` as nothing. The same value gives
+    the same checksum in every process and on every backend.
+    """
+    digest = blake2b(tag.encode() + b"\0" + _canonical(tag, payload), digest_size=16)
+    return "blake2b:" + digest.hexdigest()
+
+
+def values_equal(tag_a: str, payload_a: Payload, tag_b: str, payload_b: Payload) -> bool:
+    """Typed equality of two stored values, as used by compare-and-swap.
+
+    Equal when the tags are equal and the payloads are equal: ``1``, ``1.0``
+    and ``True`` differ (their tags differ), ``nan`` equals ``nan``, ``-0.0``
+    differs from ``0.0``, and two dicts with the same items in a different
+    order differ (their JSON differs).
+    """
+    if tag_a != tag_b:
+        return False
+    if payload_a == payload_b and type(payload_a) is type(payload_b):
+        return True
+    return _canonical(tag_a, payload_a) == _canonical(tag_b, payload_b)
