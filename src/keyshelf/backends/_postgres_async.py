@@ -38,15 +38,17 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from math import copysign
+from time import monotonic
+from types import TracebackType
 from typing import Any, Self
 
 import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg.adapt import AdaptersMap
-from psycopg.pq import ConnStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -86,6 +88,12 @@ _ATTEMPTS = 50
 # Seconds the pool keeps retrying a failed connection in the background
 # before leaving it to the next request (which connects on demand).
 _RECONNECT = 0.5
+# Seconds a connection stays with the backend before going back to the pool.
+_HOLD = 60.0
+# mset batches at least this large first try a COPY (only new keys, see put_many).
+_COPY_MIN = 1000
+# After a COPY attempt meets an existing key, this many large batches skip it.
+_COPY_BACKOFF = 16
 
 
 def describe(exc: BaseException) -> str:
@@ -187,6 +195,9 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         self._closed = False
         self._opened = False
         self._last_connect_error = ""
+        self._idle: list[tuple[AsyncConnection[Any], float]] = []
+        self._waiting: list[object] = []
+        self._copy_skip = 0
         kwargs = {"autocommit": True, "prepare_threshold": None, "context": ADAPTERS}
         kwargs.update(config.connect_kwargs())
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
@@ -260,38 +271,74 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             return False
         return pgconn.status == ConnStatus.OK
 
-    async def _checkout(self) -> AsyncConnection[Any]:
+    async def _acquire(self) -> tuple[AsyncConnection[Any], float]:
+        """A healthy connection and when it left the pool.
+
+        Connections are reused last-in first-out from the backend's own idle
+        list (the hottest connection first, without a trip through the pool's
+        queue); the pool is asked only when that list is empty.
+        """
+        idle = self._idle
+        while idle:
+            try:
+                conn, taken = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if self._healthy(conn):
+                return conn, taken
+            await self._discard(conn)
         if not self._opened:
             await self._pool.open()
             self._opened = True
-        for _ in range(self._config.max_size + 1):
-            conn = await self._pool.getconn()
-            if self._healthy(conn):
-                return conn
-            # A connection the server closed while it sat in the pool: drop it
-            # and take another (the pool replaces it in the background).
+        # While someone waits on the pool, released connections go back to it.
+        token = object()
+        self._waiting.append(token)
+        try:
+            for _ in range(self._config.max_size + 1):
+                conn = await self._pool.getconn()
+                if self._healthy(conn):
+                    return conn, monotonic()
+                await self._discard(conn)
+            return await self._pool.getconn(), monotonic()
+        finally:
+            self._waiting.remove(token)
+
+    async def _discard(self, conn: AsyncConnection[Any]) -> None:
+        """Close a connection the server closed; the pool replaces it."""
+        with suppress(psycopg.Error):
             await conn.close()
             await self._pool.putconn(conn)
-        return await self._pool.getconn()
 
-    @asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[AsyncConnection[Any]]:
-        """A pooled connection; driver errors become keyshelf errors naming the server."""
-        if self._closed:
-            raise StoreClosedError(f"The store {self.location} is closed")
+    async def _release(self, conn: AsyncConnection[Any], taken: float) -> None:
+        """Keep an idle, healthy connection for reuse, or hand it back to the pool.
+
+        It goes back to the pool when someone is waiting there for a
+        connection, and after ``_HOLD`` seconds, so the pool's fairness,
+        lifetime and idle limits still apply.
+        """
+        pgconn = conn.pgconn
+        if (
+            not self._closed
+            and not self._waiting
+            and pgconn.status == ConnStatus.OK
+            and pgconn.transaction_status == TransactionStatus.IDLE
+            and monotonic() - taken < _HOLD
+        ):
+            self._idle.append((conn, taken))
+            return
         try:
-            conn = await self._checkout()
-        except psycopg.Error as exc:
-            raise self._error(exc, action) from exc
-        try:
-            yield conn
-        except psycopg.Error as exc:
-            raise self._error(exc, action) from exc
-        finally:
-            try:
-                await self._pool.putconn(conn)
-            except psycopg.Error:
+            await self._pool.putconn(conn)
+        except psycopg.Error:
+            with suppress(psycopg.Error):
                 await conn.close()
+
+    def _connection(self, action: str) -> _Lease:
+        """``async with self._connection(action) as conn``: a connection for one operation.
+
+        Driver errors raised inside become keyshelf errors naming the server
+        and ``action``, with the driver's exception chained.
+        """
+        return _Lease(self, action)
 
     # -- reads ----------------------------------------------------------------
 
@@ -388,26 +435,59 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
     async def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
-        # Last value wins for a repeated key; sorted, so batches lock in key order.
+        """Set every item in one statement (all or nothing), keeping live keys' metadata.
+
+        Rows go in sorted by key, so concurrent batches lock in the same order
+        and never deadlock. A large batch of keys that do not exist yet (a
+        bulk load) goes in by ``COPY`` inside one transaction instead; if any
+        key exists (even expired), that transaction is rolled back and the
+        batch is upserted as usual.
+        """
+        # Last value wins for a repeated key.
         latest = dict(items)
         keys = sorted(latest)
-        tags: list[str] = []
-        ivals: list[int | None] = []
-        fvals: list[float | None] = []
-        tvals: list[str | None] = []
-        bvals: list[bytes | None] = []
-        for key in keys:
-            tag, payload = latest[key]
-            ival, fval, tval, bval = columns(tag, payload)
-            tags.append(tag)
-            ivals.append(ival)
-            fvals.append(fval)
-            tvals.append(tval)
-            bvals.append(bval)
         ttl = None if expires_at is None else expires_at - now
-        params = (ns, ttl, keys, tags, ivals, fvals, tvals, bvals)
+        if len(keys) >= _COPY_MIN:
+            if self._copy_skip > 0:
+                self._copy_skip -= 1
+            elif await self._copy_new(ns, keys, latest, ttl):
+                return
+            else:
+                self._copy_skip = _COPY_BACKOFF
+        rows = [(key, latest[key][0], *columns(*latest[key])) for key in keys]
+        params = (
+            ns,
+            ttl,
+            keys,
+            [row[1] for row in rows],
+            [row[2] for row in rows],
+            [row[3] for row in rows],
+            [row[4] for row in rows],
+            [row[5] for row in rows],
+        )
         async with self._connection("mset") as conn:
             await conn.execute(self._sql.put_many, params, prepare=True)
+
+    async def _copy_new(
+        self, ns: str, keys: list[str], values: dict[str, Value], ttl: int | None
+    ) -> bool:
+        """COPY rows of new keys in one transaction; False (nothing written) if one exists."""
+        sql = self._sql
+        async with self._connection("mset") as conn:
+            try:
+                async with conn.transaction():
+                    cur = await conn.execute(sql.server_now, prepare=True, binary=True)
+                    server_now = (await cur.fetchone() or (0,))[0]
+                    expires = None if ttl is None else server_now + ttl
+                    async with conn.cursor().copy(sql.copy_in) as copy:
+                        copy.set_types(sql.copy_types)
+                        tail = (expires, server_now, server_now, 1)
+                        for key in keys:
+                            tag, payload = values[key]
+                            await copy.write_row((ns, key, tag, *columns(tag, payload), *tail))
+            except errors.UniqueViolation:
+                return False
+        return True
 
     async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
         """Lock the row (live or expired) and apply ``decide`` in one transaction.
@@ -676,4 +756,38 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             return
         self._closed = True
         with suppress(psycopg.Error):  # best effort: the server may be gone
+            while self._idle:
+                conn, _ = self._idle.pop()
+                await self._pool.putconn(conn)
             await self._pool.close()
+
+
+class _Lease:
+    """The async context manager behind :meth:`AsyncPostgresBackend._connection`."""
+
+    __slots__ = ("_action", "_backend", "_conn", "_taken")
+
+    def __init__(self, backend: AsyncPostgresBackend, action: str) -> None:
+        self._backend = backend
+        self._action = action
+
+    async def __aenter__(self) -> AsyncConnection[Any]:
+        backend = self._backend
+        if backend._closed:
+            raise StoreClosedError(f"The store {backend.location} is closed")
+        try:
+            self._conn, self._taken = await backend._acquire()
+        except psycopg.Error as exc:
+            raise backend._error(exc, self._action) from exc
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        backend = self._backend
+        await backend._release(self._conn, self._taken)
+        if isinstance(exc, psycopg.Error):
+            raise backend._error(exc, self._action) from exc

@@ -353,6 +353,16 @@ class Statements:
                                   ELSE excluded.created_at END,
                 updated_at = excluded.updated_at,
                 version = CASE WHEN {old_live} THEN r.version + 1 ELSE 1 END"""
+        # Bulk fast path: COPY straight into the table when every key is new.
+        self.server_now = f"SELECT {NOW}"
+        self.copy_in = (
+            f"COPY {t} (ns, key, tag, ival, fval, tval, bval, expires_at, created_at, "
+            "updated_at, version) FROM STDIN (FORMAT BINARY)"
+        )
+        self.copy_types = [
+            "text", "text", "text", "int8", "float8", "text", "bytea", "int8", "int8", "int8",
+            "int4",
+        ]  # fmt: skip
         # Expired rows nobody is writing right now; locked rows are left for
         # the next sweep (SKIP LOCKED: a sweep never waits or deadlocks).
         self.purge_all = f"""

@@ -1,0 +1,310 @@
+"""keyshelf's PostgreSQL backend against raw psycopg running the same statements.
+
+Usage::
+
+    python benchmarks/bench_postgres.py [--url URL] [--rounds 15] [--ops 500]
+                                        [--bulk 1000000] [--batch 10000] [--api sync|async|both]
+
+The server is ``--url``, else ``$KEYSHELF_BENCH_POSTGRES_URL``, else
+``$KEYSHELF_TEST_POSTGRES_URL``, else ``postgresql://postgres@127.0.0.1:5432/test``.
+Everything runs in a schema of its own, dropped at the end.
+
+"Raw psycopg" is the lower bound: one long-lived autocommit connection,
+the very SQL text keyshelf sends (taken from the backend), server-side
+prepared (``prepare=True``), binary results, parameters already encoded. The
+keyshelf side is the public API (``kv.get``, ``kv.set`` ...): key checks,
+encoding, the pool, decoding. Each round runs ``--ops`` calls of one
+operation on each side, alternating which side goes first; the table shows
+the median time per call and the ratio keyshelf / raw (1.00 = no overhead).
+
+The bulk load compares ``kv.mset`` in batches of ``--batch`` keys (an upsert
+per batch) with psycopg's fastest bulk path, a binary ``COPY`` of the same
+rows into an empty table of the same layout; the ratio is keyshelf's
+throughput over raw throughput (higher is better, 1.00 = as fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+import keyshelf
+from keyshelf.backends._postgres_sql import NOW, columns
+from keyshelf.backends._postgres_sync import ADAPTERS
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NS = "default"
+
+
+def median_us(samples: list[float], ops: int) -> float:
+    return statistics.median(samples) / ops * 1e6
+
+
+class Bench:
+    def __init__(self, url: str, rounds: int, ops: int) -> None:
+        self.url = url
+        self.rounds = rounds
+        self.ops = ops
+        self.schema = f"keyshelf_bench_{uuid.uuid4().hex[:12]}"
+        self.kv = keyshelf.open(url, schema=self.schema, min_size=1, max_size=4)
+        backend: Any = self.kv.backend
+        self.sql = backend._sql
+        self.raw = psycopg.connect(url, autocommit=True, prepare_threshold=None, context=ADAPTERS)
+        self.rows: list[tuple[str, float, float]] = []
+
+    def close(self) -> None:
+        self.kv.close()
+        self.raw.execute(
+            pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(self.schema))
+        )
+        self.raw.close()
+
+    def compare(self, name: str, ours: Callable[[], Any], raw: Callable[[], Any]) -> None:
+        ours()
+        raw()  # warm up: prepare statements, fill caches
+        mine: list[float] = []
+        theirs: list[float] = []
+        for round_ in range(self.rounds):
+            order = [(ours, mine), (raw, theirs)]
+            if round_ % 2:
+                order.reverse()
+            for fn, samples in order:
+                start = time.perf_counter()
+                for _ in range(self.ops):
+                    fn()
+                samples.append(time.perf_counter() - start)
+        k, r = median_us(mine, self.ops), median_us(theirs, self.ops)
+        self.rows.append((name, k, r))
+        print(f"  {name:<14} keyshelf {k:8.1f} us   raw {r:8.1f} us   x{k / r:.2f}", file=sys.stderr)
+
+    def run_ops(self) -> None:
+        kv, raw, sql = self.kv, self.raw, self.sql
+        kv.set("bench:get", "value-" * 8)
+        kv.set("bench:counter", 0)
+        keys = [f"bench:m:{i:04d}" for i in range(100)]
+        mapping = {key: f"value-{i}" for i, key in enumerate(keys)}
+        kv.mset(mapping)
+
+        get_sql = sql.get
+        self.compare(
+            "get",
+            lambda: kv.get("bench:get"),
+            lambda: raw.execute(get_sql, (NS, "bench:get"), prepare=True, binary=True).fetchone(),
+        )
+
+        value = "value-" * 8
+        put_sql = sql.put(False, False, True)
+        put_params = (NS, "bench:set", "s", *columns("s", value), None, None)
+        self.compare(
+            "set",
+            lambda: kv.set("bench:set", value),
+            lambda: raw.execute(put_sql, put_params, prepare=True),
+        )
+
+        inc_sql = sql.increment_int
+        self.compare(
+            "increment",
+            lambda: kv.increment("bench:counter"),
+            lambda: raw.execute(
+                inc_sql, (NS, "bench:counter", 1), prepare=True, binary=True
+            ).fetchone(),
+        )
+
+        many_sql = sql.get_many
+        self.compare(
+            "mget 100",
+            lambda: kv.mget(keys),
+            lambda: raw.execute(many_sql, (NS, keys), prepare=True, binary=True).fetchall(),
+        )
+
+        put_many_sql = sql.put_many
+        ordered = sorted(mapping)
+        cols = [columns("s", mapping[key]) for key in ordered]
+        many_params = (
+            NS,
+            None,
+            ordered,
+            ["s"] * len(ordered),
+            [c[0] for c in cols],
+            [c[1] for c in cols],
+            [c[2] for c in cols],
+            [c[3] for c in cols],
+        )
+        self.compare(
+            "mset 100",
+            lambda: kv.mset(mapping),
+            lambda: raw.execute(put_many_sql, many_params, prepare=True),
+        )
+
+    def run_async_ops(self) -> None:
+        """The same five operations through the async API (one event loop)."""
+
+        async def main() -> None:
+            async with keyshelf.open_async(self.url, schema=self.schema, max_size=4) as akv:
+                loop_rows: list[tuple[str, float, float]] = []
+                keys = [f"bench:m:{i:04d}" for i in range(100)]
+                mapping = {key: f"value-{i}" for i, key in enumerate(keys)}
+                araw = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, prepare_threshold=None, context=ADAPTERS
+                )
+                sql = self.sql
+                value = "value-" * 8
+                put_sql = sql.put(False, False, True)
+                put_params = (NS, "bench:set", "s", *columns("s", value), None, None)
+
+                async def raw_get() -> Any:
+                    cur = await araw.execute(
+                        sql.get, (NS, "bench:get"), prepare=True, binary=True
+                    )
+                    return await cur.fetchone()
+
+                async def raw_set() -> Any:
+                    return await araw.execute(put_sql, put_params, prepare=True)
+
+                async def raw_inc() -> Any:
+                    cur = await araw.execute(
+                        sql.increment_int, (NS, "bench:counter", 1), prepare=True, binary=True
+                    )
+                    return await cur.fetchone()
+
+                async def raw_mget() -> Any:
+                    cur = await araw.execute(sql.get_many, (NS, keys), prepare=True, binary=True)
+                    return await cur.fetchall()
+
+                cases: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+                    ("async get", lambda: akv.get("bench:get"), raw_get),
+                    ("async set", lambda: akv.set("bench:set", value), raw_set),
+                    ("async incr", lambda: akv.increment("bench:counter"), raw_inc),
+                    ("async mget 100", lambda: akv.mget(keys), raw_mget),
+                ]
+                for name, ours, raw in cases:
+                    await ours()
+                    await raw()
+                    mine: list[float] = []
+                    theirs: list[float] = []
+                    for round_ in range(self.rounds):
+                        order = [(ours, mine), (raw, theirs)]
+                        if round_ % 2:
+                            order.reverse()
+                        for fn, samples in order:
+                            start = time.perf_counter()
+                            for _ in range(self.ops):
+                                await fn()
+                            samples.append(time.perf_counter() - start)
+                    k, r = median_us(mine, self.ops), median_us(theirs, self.ops)
+                    loop_rows.append((name, k, r))
+                    print(
+                        f"  {name:<14} keyshelf {k:8.1f} us   raw {r:8.1f} us   x{k / r:.2f}",
+                        file=sys.stderr,
+                    )
+                await araw.close()
+                self.rows.extend(loop_rows)
+
+        asyncio.run(main())
+
+    def run_bulk(self, total: int, batch: int, repeat: int) -> tuple[float, float]:
+        """Seconds to load ``total`` fresh keys: keyshelf mset batches vs raw COPY."""
+        raw = self.raw
+        schema = pgsql.Identifier(self.schema)
+        mine: list[float] = []
+        theirs: list[float] = []
+        for attempt in range(repeat):
+            table = f"bulk_{attempt}"
+            copy_table = pgsql.Identifier(f"copy_{attempt}")
+            with keyshelf.open(self.url, schema=self.schema, table=table, max_size=2) as kv:
+                items = ((f"key:{i:08d}", i) for i in range(total))
+                start = time.perf_counter()
+                chunk: dict[str, Any] = {}
+                for key, value in items:
+                    chunk[key] = value
+                    if len(chunk) == batch:
+                        kv.mset(chunk)
+                        chunk = {}
+                if chunk:
+                    kv.mset(chunk)
+                mine.append(time.perf_counter() - start)
+            raw.execute(
+                pgsql.SQL("CREATE TABLE {}.{} (LIKE {}.{} INCLUDING ALL)").format(
+                    schema, copy_table, schema, pgsql.Identifier(table)
+                )
+            )
+            start = time.perf_counter()
+            now = raw.execute(f"SELECT {NOW}").fetchone()[0]  # type: ignore[index]
+            copy = pgsql.SQL(
+                "COPY {}.{} (ns, key, tag, ival, created_at, updated_at, version) "
+                "FROM STDIN (FORMAT BINARY)"
+            ).format(schema, copy_table)
+            with raw.cursor() as cur, cur.copy(copy) as writer:
+                writer.set_types(["text", "text", "text", "int8", "int8", "int8", "int4"])
+                for i in range(total):
+                    writer.write_row((NS, f"key:{i:08d}", "i", i, now, now, 1))
+            theirs.append(time.perf_counter() - start)
+            for name in (table, f"{table}_meta", f"copy_{attempt}"):
+                raw.execute(
+                    pgsql.SQL("DROP TABLE {}.{}").format(schema, pgsql.Identifier(name))
+                )
+            print(
+                f"  bulk {total:,}: keyshelf {mine[-1]:.2f} s   COPY {theirs[-1]:.2f} s",
+                file=sys.stderr,
+            )
+        return statistics.median(mine), statistics.median(theirs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--ops", type=int, default=500)
+    parser.add_argument("--bulk", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--bulk-repeat", type=int, default=3)
+    parser.add_argument("--api", choices=["sync", "async", "both"], default="both")
+    args = parser.parse_args()
+    url = (
+        args.url
+        or os.environ.get("KEYSHELF_BENCH_POSTGRES_URL")
+        or os.environ.get("KEYSHELF_TEST_POSTGRES_URL")
+        or DEFAULT_URL
+    )
+    bench = Bench(url, args.rounds, args.ops)
+    try:
+        if args.api in ("sync", "both"):
+            bench.run_ops()
+        if args.api in ("async", "both"):
+            bench.run_async_ops()
+        bulk = bench.run_bulk(args.bulk, args.batch, args.bulk_repeat) if args.bulk else None
+    finally:
+        bench.close()
+    server = psycopg.connect(url).info.server_version
+    print(
+        f"\nPostgreSQL {server // 10000}.{server % 10000}, psycopg {psycopg.__version__}, "
+        f"Python {sys.version.split()[0]}; medians of {args.rounds} rounds x {args.ops} calls\n"
+    )
+    print("| operation | keyshelf (us/op) | raw psycopg (us/op) | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, k, r in bench.rows:
+        print(f"| {name} | {k:.1f} | {r:.1f} | {k / r:.2f}x |")
+    if bulk is not None:
+        mine, theirs = bulk
+        print(
+            f"\n| bulk load {args.bulk:,} keys | seconds | keys/s | throughput vs COPY |\n"
+            "|---|---:|---:|---:|\n"
+            f"| keyshelf mset, batches of {args.batch:,} | {mine:.2f} | "
+            f"{args.bulk / mine:,.0f} | {theirs / mine:.2f}x |\n"
+            f"| raw psycopg binary COPY | {theirs:.2f} | {args.bulk / theirs:,.0f} | 1.00x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
