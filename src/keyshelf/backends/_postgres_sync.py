@@ -265,6 +265,9 @@ class PostgresBackend(base.Backend):
         if pgconn.status != ConnStatus.OK:
             return False
         try:
+            # Twice: a terminated backend sends its last message, then closes;
+            # the first read takes the message, the second meets the end.
+            pgconn.consume_input()
             pgconn.consume_input()
         except psycopg.Error:
             return False

@@ -80,6 +80,9 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         parts = conninfo_to_dict(conninfo, **libpq)
     except psycopg.Error as exc:
         raise InvalidURLError(f"Cannot use PostgreSQL URL: {exc}") from None
+    for port in str(parts.get("port") or "5432").split(","):
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidURLError(f"PostgreSQL port must be a number from 1 to 65535, got {port!r}")
     return Config(
         conninfo=conninfo,
         libpq=libpq,
