@@ -50,6 +50,11 @@ def median_us(samples: list[float], ops: int) -> float:
     return statistics.median(samples) / ops * 1e6
 
 
+def report(name: str, ours: float, raw: float) -> None:
+    print(f"  {name:<16} keyshelf {ours:8.1f} us   raw {raw:8.1f} us   x{ours / raw:.2f}",
+          file=sys.stderr)  # fmt: skip
+
+
 class Bench:
     def __init__(self, url: str, rounds: int, ops: int) -> None:
         self.url = url
@@ -85,7 +90,7 @@ class Bench:
                 samples.append(time.perf_counter() - start)
         k, r = median_us(mine, self.ops), median_us(theirs, self.ops)
         self.rows.append((name, k, r))
-        print(f"  {name:<14} keyshelf {k:8.1f} us   raw {r:8.1f} us   x{k / r:.2f}", file=sys.stderr)
+        report(name, k, r)
 
     def run_ops(self) -> None:
         kv, raw, sql = self.kv, self.raw, self.sql
@@ -163,9 +168,7 @@ class Bench:
                 put_params = (NS, "bench:set", "s", *columns("s", value), None, None)
 
                 async def raw_get() -> Any:
-                    cur = await araw.execute(
-                        sql.get, (NS, "bench:get"), prepare=True, binary=True
-                    )
+                    cur = await araw.execute(sql.get, (NS, "bench:get"), prepare=True, binary=True)
                     return await cur.fetchone()
 
                 async def raw_set() -> Any:
@@ -181,11 +184,20 @@ class Bench:
                     cur = await araw.execute(sql.get_many, (NS, keys), prepare=True, binary=True)
                     return await cur.fetchall()
 
+                ordered = sorted(mapping)
+                cols = [columns("s", mapping[key]) for key in ordered]
+                many_params = (NS, None, ordered, ["s"] * len(ordered))
+                many_params += tuple([c[i] for c in cols] for i in range(4))
+
+                async def raw_mset() -> Any:
+                    return await araw.execute(sql.put_many, many_params, prepare=True)
+
                 cases: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
                     ("async get", lambda: akv.get("bench:get"), raw_get),
                     ("async set", lambda: akv.set("bench:set", value), raw_set),
                     ("async incr", lambda: akv.increment("bench:counter"), raw_inc),
                     ("async mget 100", lambda: akv.mget(keys), raw_mget),
+                    ("async mset 100", lambda: akv.mset(mapping), raw_mset),
                 ]
                 for name, ours, raw in cases:
                     await ours()
@@ -203,10 +215,7 @@ class Bench:
                             samples.append(time.perf_counter() - start)
                     k, r = median_us(mine, self.ops), median_us(theirs, self.ops)
                     loop_rows.append((name, k, r))
-                    print(
-                        f"  {name:<14} keyshelf {k:8.1f} us   raw {r:8.1f} us   x{k / r:.2f}",
-                        file=sys.stderr,
-                    )
+                    report(name, k, r)
                 await araw.close()
                 self.rows.extend(loop_rows)
 
@@ -250,9 +259,7 @@ class Bench:
                     writer.write_row((NS, f"key:{i:08d}", "i", i, now, now, 1))
             theirs.append(time.perf_counter() - start)
             for name in (table, f"{table}_meta", f"copy_{attempt}"):
-                raw.execute(
-                    pgsql.SQL("DROP TABLE {}.{}").format(schema, pgsql.Identifier(name))
-                )
+                raw.execute(pgsql.SQL("DROP TABLE {}.{}").format(schema, pgsql.Identifier(name)))
             print(
                 f"  bulk {total:,}: keyshelf {mine[-1]:.2f} s   COPY {theirs[-1]:.2f} s",
                 file=sys.stderr,

@@ -73,6 +73,7 @@ from ._postgres_sql import (
     pure_prefix,
     unreachable_prefix,
     value_of,
+    values_by_key,
 )
 
 # Every int goes to the server as int8, so one prepared statement serves
@@ -372,7 +373,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
                 self._sql.get_many, (ns, list(keys)), prepare=True, binary=True
             )
             rows = await cur.fetchall()
-        return {row[0]: value_of(*row[1:]) for row in rows}
+        return values_by_key(rows)
 
     async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
         async with self._connection("storage_size") as conn:
@@ -484,10 +485,23 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
                     expires = None if ttl is None else server_now + ttl
                     async with conn.cursor().copy(sql.copy_in) as copy:
                         copy.set_types(sql.copy_types)
-                        tail = (expires, server_now, server_now, 1)
+                        write = copy.write_row
+                        at = server_now
+                        row: tuple[Any, ...]
                         for key in keys:
                             tag, payload = values[key]
-                            await copy.write_row((ns, key, tag, *columns(tag, payload), *tail))
+                            # columns(), unrolled for the common payloads.
+                            kind = type(payload)
+                            if kind is int and INT64_MIN <= payload <= INT64_MAX:  # type: ignore[operator]
+                                row = (ns, key, tag, payload, None, None, None, expires, at, at, 1)
+                            elif kind is str and "\x00" not in payload:  # type: ignore[operator]
+                                row = (ns, key, tag, None, None, payload, None, expires, at, at, 1)
+                            elif kind is bytes:
+                                row = (ns, key, tag, None, None, None, payload, expires, at, at, 1)
+                            else:
+                                ival, fval, tval, bval = columns(tag, payload)
+                                row = (ns, key, tag, ival, fval, tval, bval, expires, at, at, 1)
+                            await write(row)
             except errors.UniqueViolation:
                 return False
         return True

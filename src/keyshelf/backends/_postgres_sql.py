@@ -122,6 +122,27 @@ def value_of(
     return tag, None
 
 
+def values_by_key(rows: list[tuple[Any, ...]]) -> dict[str, Value]:
+    """``{key: (tag, payload)}`` from rows of (key, tag, ival, fval, tval, bval).
+
+    The same decoding as :func:`value_of`, unrolled: batches of values are
+    read on the hot path of ``mget``.
+    """
+    found: dict[str, Value] = {}
+    for key, tag, ival, fval, tval, bval in rows:
+        if tval is not None:
+            found[key] = (tag, tval)
+        elif ival is not None:
+            found[key] = (tag, ival)
+        elif bval is not None:
+            found[key] = (tag, bval.decode("utf-8") if tag in TEXT_TAGS else bval)
+        elif fval is not None:
+            found[key] = (tag, fval)
+        else:
+            found[key] = (tag, None)
+    return found
+
+
 def quote(name: str) -> str:
     """A double-quoted SQL identifier (names are checked against IDENTIFIER)."""
     return '"' + name.replace('"', '""') + '"'
