@@ -43,6 +43,7 @@ NAMES = {
     "AsyncRedisBackend": "RedisBackend",
     "redis.asyncio": "redis",
     "_redis_async": "_redis_sync",
+    "AsyncWaitingPool": "WaitingPool",
     "AsyncPostgresBackend": "PostgresBackend",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",

@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -426,12 +427,49 @@ def test_concurrent_async_tasks_share_a_bounded_pool(where: tuple[str, dict[str,
     url, options = where
 
     async def run() -> list[Any]:
-        async with keyshelf.open_async(url, max_connections=4, **options) as akv:
+        async with keyshelf.open_async(url, max_connections=4, pool_timeout=0.2, **options) as akv:
             results = await asyncio.gather(*(akv.increment("n") for _ in range(500)))
+            pool = akv.backend.client.connection_pool
+            held = [await pool.get_connection() for _ in range(4)]
+            started = time.monotonic()
+            with pytest.raises(keyshelf.BackendUnavailableError, match="max_connections=4"):
+                await akv.get("n")
+            assert time.monotonic() - started < 2
+            waiting = asyncio.ensure_future(akv.get("n"))
+            await asyncio.sleep(0.05)
+            await pool.release(held.pop())  # hands the slot to the waiting task
+            assert await waiting == 500
+            for connection in held:
+                await pool.release(connection)
             return [sorted(results), await akv.get("n")]
 
     ordered, total = asyncio.run(run())
     assert ordered == list(range(1, 501)) and total == 500
+
+
+def test_threads_share_a_bounded_pool(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    with keyshelf.open(url, max_connections=2, pool_timeout=0.2, **options) as kv:
+
+        def work() -> None:
+            for _ in range(100):
+                kv.increment("n")
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert kv.get("n") == 800
+        pool = kv.backend.client.connection_pool
+        held = [pool.get_connection(), pool.get_connection()]
+        started = time.monotonic()
+        with pytest.raises(keyshelf.BackendUnavailableError, match="max_connections=2"):
+            kv.get("n")
+        assert time.monotonic() - started < 2
+        for connection in held:
+            pool.release(connection)
+        assert kv.get("n") == 800
 
 
 def test_sync_and_async_stores_share_data(where: tuple[str, dict[str, Any]]) -> None:
@@ -474,6 +512,16 @@ def test_churning_short_lived_keys_keeps_the_index_small(kv: Any, raw: Any, wher
     kv.set("one more", 1, ttl=1)
     # Every write of a new key with a TTL forgets a few expired ones.
     assert raw.zcard(f"{prefix}:{{default}}#keys") < 150
+
+
+def test_mset_without_ttl_removes_expiries(kv: Any, raw: Any, where: Any) -> None:
+    kv.set("a", 1, ttl=100)
+    kv.mset({f"k{i}": i for i in range(1200)}, ttl=100)
+    kv.mset({"a": 2, "b": 3} | {f"k{i}": i for i in range(0, 1200, 2)})
+    assert kv.ttl("a") is None and kv.ttl("b") is None and kv.ttl("k0") is None
+    assert 99 < kv.ttl("k1") <= 100.001
+    assert kv.stats()["keys_with_ttl"] == 600
+    assert raw.zcard(f"{where[1]['prefix']}:{{default}}#ttl") == 600
 
 
 def test_ttl_is_the_servers(kv: Any, raw: Any, where: Any) -> None:

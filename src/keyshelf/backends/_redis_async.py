@@ -66,6 +66,7 @@ from ..records import (
     stats_dict,
 )
 from . import _redis_common as rc
+from . import _redis_pools
 from ._base_async import AsyncBackend
 
 _DRIVER_ERRORS = (redis_errors.RedisError, OSError)
@@ -84,12 +85,11 @@ class AsyncRedisBackend(AsyncBackend):
             "ssl": redis.asyncio.SSLConnection,
             "unix": redis.asyncio.UnixDomainSocketConnection,
         }[settings.transport]
-        # A blocking pool: callers beyond max_connections wait for a free
-        # connection (up to pool_timeout) instead of failing at once.
-        pool_class: Any = redis.asyncio.BlockingConnectionPool  # untyped in the sync client
-        self._pool = pool_class(
-            max_connections=settings.max_connections,
-            timeout=settings.pool_timeout,
+        # Callers beyond max_connections wait for a free connection (up to
+        # pool_timeout) instead of failing at once.
+        self._pool = _redis_pools.AsyncWaitingPool.build(
+            settings.max_connections,
+            settings.pool_timeout,
             connection_class=connection_class,
             retry=redis_retry.Retry(NoBackoff(), 0),
             **settings.connection_kwargs,

@@ -73,7 +73,6 @@ from ..records import Record, Value
 DEFAULT_PREFIX = "keyshelf"
 DEFAULT_SOCKET_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_MAX_CONNECTIONS = 64
 
 #: Keys fetched per server round trip when listing, counting or sizing.
 CHUNK = 1000
@@ -96,7 +95,7 @@ class RedisSettings(NamedTuple):
     location: str  # redis://host:port/db, never the password
     transport: str  # "tcp", "ssl" or "unix": picks the connection class
     connection_kwargs: dict[str, Any]  # for redis-py's connection class
-    max_connections: int  # pool size; callers beyond it wait for a free connection
+    max_connections: int | None  # pool size (None: the API's default); callers beyond wait
     pool_timeout: float  # how long they wait before BackendUnavailableError
 
 
@@ -148,9 +147,9 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
     kwargs["socket_connect_timeout"] = as_number(
         "socket_connect_timeout", options.pop("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     )
-    max_connections = as_number(
-        "max_connections", options.pop("max_connections", DEFAULT_MAX_CONNECTIONS), integer=True
-    )
+    max_connections = None
+    if "max_connections" in options:
+        max_connections = as_number("max_connections", options.pop("max_connections"), integer=True)
     pool_timeout = as_number("pool_timeout", options.pop("pool_timeout", kwargs["socket_timeout"]))
     if "health_check_interval" in options:
         kwargs["health_check_interval"] = as_number(
@@ -543,7 +542,7 @@ PUT_MANY = _script(
     """
 local index, ttl = KEYS[1], KEYS[2]
 local now, px = ARGV[1], ARGV[2]
-local fresh, persisted, all = {}, {}, {}
+local fresh, all = {}, {}
 for i = 3, #KEYS do
   local data = KEYS[i]
   local a = 3 * (i - 2) + 1
@@ -553,15 +552,26 @@ for i = 3, #KEYS do
     fresh[#fresh + 1] = member
   else
     redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'u', now)
-    if px == '' and redis.call('PERSIST', data) == 1 then persisted[#persisted + 1] = member end
   end
-  if px ~= '' then
-    redis.call('PEXPIRE', data, px)
-    all[#all + 1] = member
-  end
+  all[#all + 1] = member
+  if px ~= '' then redis.call('PEXPIRE', data, px) end
 end
 zadd_all(index, 0, fresh)
-zrem_all(ttl, persisted)
+if px == '' and redis.call('EXISTS', ttl) == 1 then
+  -- Only keys listed in #ttl can have an expiry to remove.
+  local listed = {}
+  for start = 1, #all, 500 do
+    local chunk = {unpack(all, start, math.min(start + 499, #all))}
+    local scores = redis.call('ZMSCORE', ttl, unpack(chunk))
+    for j, score in ipairs(scores) do
+      if score then
+        redis.call('PERSIST', KEYS[start + j + 1])
+        listed[#listed + 1] = chunk[j]
+      end
+    end
+  end
+  zrem_all(ttl, listed)
+end
 if px ~= '' then
   local clock = now_ms()
   zadd_all(ttl, clock + tonumber(px), all)
@@ -641,8 +651,7 @@ INCREMENT = _script(
     + """
 local data = KEYS[1]
 local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
-local cur = redis.call('HMGET', data, 't', 'v')
-local t = cur[1]
+local t = redis.call('HGET', data, 't')
 if not t then
   local nt, nv = dkind, delta
   if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
@@ -655,11 +664,17 @@ if t ~= 'ii' and t ~= 'ff' and t ~= 'sF' then return {1} end
 local nt, nv
 if t == 'ii' and dkind == 'ii' then
   local r = redis.pcall('HINCRBY', data, 'v', delta)
-  if type(r) == 'table' and r.err then return {2, cur[2]} end
-  nt, nv = 'ii', redis.call('HGET', data, 'v')
+  if type(r) == 'table' and r.err then return {2, redis.call('HGET', data, 'v')} end
+  -- Lua numbers are doubles: exact below 2^53, else read the stored digits.
+  if r > -9007199254740992 and r < 9007199254740992 then
+    nv = string.format('%d', r)
+  else
+    nv = redis.call('HGET', data, 'v')
+  end
+  nt = 'ii'
   redis.call('HSET', data, 'u', now)
 else
-  nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
+  nt, nv = float_fields(num(t, redis.call('HGET', data, 'v')) + num(dkind, delta))
   redis.call('HSET', data, 't', nt, 'v', nv, 'u', now)
 end
 redis.call('HINCRBY', data, 'n', 1)

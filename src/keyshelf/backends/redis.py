@@ -41,8 +41,8 @@ from ._redis_sync import RedisBackend
 
 __all__ = ["AsyncRedisBackend", "RedisBackend", "create"]
 
-#: Oldest server version the scripts and SCAN TYPE work with.
-MIN_SERVER_VERSION = (6, 0)
+#: Oldest server version the scripts (ZMSCORE) and SCAN TYPE work with.
+MIN_SERVER_VERSION = (6, 2)
 
 
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
