@@ -13,6 +13,7 @@ import math
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -314,6 +315,51 @@ def test_unix_socket(tmp_path: Path) -> None:
         server.stop()
 
 
+def _tls_files(folder: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl CLI)."""
+    files = {name: folder / name for name in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt")}
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", str(files["ca.key"]), "-out", str(files["ca.crt"]))  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(files["srv.key"]), "-out", str(files["srv.csr"]))  # fmt: skip
+    run("x509", "-req", "-in", str(files["srv.csr"]), "-CA", str(files["ca.crt"]),
+        "-CAkey", str(files["ca.key"]), "-CAcreateserial", "-days", "1",
+        "-extfile", str(ext), "-out", str(files["srv.crt"]))  # fmt: skip
+    return files
+
+
+def test_tls(tmp_path: Path) -> None:
+    if not os.path.exists(REDIS_SERVER) or not shutil.which("openssl"):
+        pytest.skip("needs redis-server and openssl")
+    files = _tls_files(tmp_path)
+    server = RedisServer()
+    server.extra_args = [
+        "--port", "0", "--tls-port", str(server.port), "--tls-auth-clients", "no",
+        "--tls-cert-file", str(files["srv.crt"]), "--tls-key-file", str(files["srv.key"]),
+        "--tls-ca-cert-file", str(files["ca.crt"]),
+    ]  # fmt: skip
+    url = f"rediss://127.0.0.1:{server.port}/0"
+    server.url = url + "?ssl_cert_reqs=none"
+    server.start()
+    try:
+        with keyshelf.open(url, ssl_ca_certs=str(files["ca.crt"])) as kv:
+            kv.set("secret", b"\x00over tls")
+            assert kv.get("secret") == b"\x00over tls"
+            assert kv.backend.location == url
+        with pytest.raises(keyshelf.BackendUnavailableError, match="certificate"):
+            keyshelf.open(url)  # the test CA is not trusted by default
+        with keyshelf.open(url, ssl_cert_reqs="none") as kv:
+            assert kv.get("secret") == b"\x00over tls"
+    finally:
+        server.stop()
+
+
 # -- layout -------------------------------------------------------------------
 
 
@@ -352,7 +398,7 @@ def test_prefixes_isolate_stores(where: tuple[str, dict[str, Any]], raw: Any) ->
     prefix = options["prefix"]
     with (
         keyshelf.open(url, prefix=prefix) as first,
-        keyshelf.open(url, prefix=prefix + ":x") as second,
+        keyshelf.open(url, prefix=prefix + ":x*[?\\") as second,
     ):
         first.set("k", 1)
         second.set("k", 2)
@@ -390,6 +436,45 @@ def test_collision_with_foreign_data_raises_backend_error(kv: Any, raw: Any, whe
 
 
 # -- values and atomics -------------------------------------------------------------
+
+
+class Money(keyshelf.codec.Codec):
+    """A custom codec: its own tags, with str and int payloads."""
+
+    def encode(self, value: object) -> tuple[str, Any]:
+        if isinstance(value, Cents):
+            return "cents", int(value)
+        if isinstance(value, Label):
+            return "label", str(value)
+        return super().encode(value)
+
+    def decode(self, tag: str, payload: Any) -> object:
+        if tag == "cents":
+            return Cents(payload)
+        if tag == "label":
+            return Label(payload)
+        return super().decode(tag, payload)
+
+
+class Cents(int):
+    pass
+
+
+class Label(str):
+    pass
+
+
+def test_custom_codec_tags_and_payloads(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    with keyshelf.open(url, codec=Money(), **options) as kv:
+        kv.mset({"price": Cents(250), "name": Label("tea")})
+        assert kv.get("price") == 250 and type(kv.get("price")) is Cents
+        assert kv.get("name") == "tea" and type(kv.get("name")) is Label
+        with pytest.raises(keyshelf.NotNumericError):
+            kv.increment("price")  # only the codec's own number tags are numeric
+        assert kv.compare_and_swap("price", Cents(250), Cents(300)) is True
+        assert kv.compare_and_swap("price", 300, 1) is False  # same number, other tag
+        assert kv.storage_size("price", "name") == {"price": 8, "name": 3}
 
 
 def test_float_increments_match_python_exactly(kv: Any) -> None:

@@ -186,6 +186,9 @@ class AsyncRedisBackend(AsyncBackend):
         if not unique:
             return {}
         base = space.base
+        if len(unique) == 1:
+            t, v = await self._client.execute_command("HMGET", base + unique[0], "t", "v")
+            return {} if t is None else {unique[0]: rc.from_redis(t, v)}
         reply = await self._eval(rc.GET_MANY, [base + key for key in unique], ())
         found: dict[str, Value] = {}
         for i, key in enumerate(unique):

@@ -187,6 +187,9 @@ class RedisBackend(Backend):
         if not unique:
             return {}
         base = space.base
+        if len(unique) == 1:
+            t, v = self._client.execute_command("HMGET", base + unique[0], "t", "v")
+            return {} if t is None else {unique[0]: rc.from_redis(t, v)}
         reply = self._eval(rc.GET_MANY, [base + key for key in unique], ())
         found: dict[str, Value] = {}
         for i, key in enumerate(unique):
