@@ -651,7 +651,8 @@ INCREMENT = _script(
     + """
 local data = KEYS[1]
 local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
-local t = redis.call('HGET', data, 't')
+local cur = redis.call('HMGET', data, 't', 'v', 'n')
+local t = cur[1]
 if not t then
   local nt, nv = dkind, delta
   if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
@@ -661,23 +662,26 @@ if not t then
 end
 if t == 'sI' then return {3} end
 if t ~= 'ii' and t ~= 'ff' and t ~= 'sF' then return {1} end
+local version = string.format('%d', tonumber(cur[3]) + 1)
 local nt, nv
 if t == 'ii' and dkind == 'ii' then
-  local r = redis.pcall('HINCRBY', data, 'v', delta)
-  if type(r) == 'table' and r.err then return {2, redis.call('HGET', data, 'v')} end
-  -- Lua numbers are doubles: exact below 2^53, else read the stored digits.
-  if r > -9007199254740992 and r < 9007199254740992 then
-    nv = string.format('%d', r)
-  else
-    nv = redis.call('HGET', data, 'v')
+  -- Doubles add integers exactly below 2^53; beyond, Redis adds them (and
+  -- checks the 64-bit range).
+  local a, d = tonumber(cur[2]), tonumber(delta)
+  local sum = a + d
+  if math.abs(a) < 2^53 and math.abs(d) < 2^53 and math.abs(sum) < 2^53 then
+    nt, nv = 'ii', string.format('%d', sum)
+    redis.call('HSET', data, 'v', nv, 'u', now, 'n', version)
+    return {0, nt, nv}
   end
-  nt = 'ii'
-  redis.call('HSET', data, 'u', now)
-else
-  nt, nv = float_fields(num(t, redis.call('HGET', data, 'v')) + num(dkind, delta))
-  redis.call('HSET', data, 't', nt, 'v', nv, 'u', now)
+  local r = redis.pcall('HINCRBY', data, 'v', delta)
+  if type(r) == 'table' and r.err then return {2, cur[2]} end
+  nt, nv = 'ii', redis.call('HGET', data, 'v')
+  redis.call('HSET', data, 'u', now, 'n', version)
+  return {0, nt, nv}
 end
-redis.call('HINCRBY', data, 'n', 1)
+nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
+redis.call('HSET', data, 't', nt, 'v', nv, 'u', now, 'n', version)
 return {0, nt, nv}
 """,
 )
