@@ -221,10 +221,12 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             @classmethod
             async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
-                    return await super().connect(conninfo, **kwargs)
+                    conn = await super().connect(conninfo, **kwargs)
                 except psycopg.Error as exc:
                     backend._last_connect_error = describe(exc)
                     raise
+                backend._last_connect_error = ""
+                return conn
 
         return RecordingConnection
 

@@ -220,10 +220,12 @@ class PostgresBackend(base.Backend):
             @classmethod
             def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
-                    return super().connect(conninfo, **kwargs)
+                    conn = super().connect(conninfo, **kwargs)
                 except psycopg.Error as exc:
                     backend._last_connect_error = describe(exc)
                     raise
+                backend._last_connect_error = ""
+                return conn
 
         return RecordingConnection
 
