@@ -609,3 +609,43 @@ def test_import_keyshelf_does_not_import_psycopg() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_missing_extra_names_it() -> None:
+    code = (
+        "import sys; sys.modules['psycopg_pool'] = None\n"
+        "import keyshelf\n"
+        "try:\n"
+        "    keyshelf.open('postgresql://postgres@127.0.0.1:1/test')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "pip install 'keyshelf[postgres]'" in result.stdout
+
+
+def test_async_errors_are_keyshelf_errors(where: tuple[str, str]) -> None:
+    url, schema = where
+
+    async def run() -> None:
+        async with keyshelf.open_async(url, schema=schema, statement_timeout=0.3) as akv:
+            await akv.set("busy", 1)
+            blocker = await psycopg.AsyncConnection.connect(url)
+            try:
+                await blocker.execute(
+                    f"SELECT * FROM {table(schema)} WHERE key = 'busy' FOR UPDATE"
+                )
+                with pytest.raises(keyshelf.BackendUnavailableError, match="statement timeout"):
+                    await akv.increment("busy")
+            finally:
+                await blocker.rollback()
+                await blocker.close()
+            assert await akv.increment("busy") == 2
+            admin().execute(f"DROP TABLE {table(schema)}")
+            with pytest.raises(keyshelf.BackendError) as info:
+                await akv.get("busy")
+            assert isinstance(info.value.__cause__, psycopg.Error)
+
+    asyncio.run(run())
