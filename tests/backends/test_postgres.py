@@ -649,3 +649,28 @@ def test_async_errors_are_keyshelf_errors(where: tuple[str, str]) -> None:
             assert isinstance(info.value.__cause__, psycopg.Error)
 
     asyncio.run(run())
+
+
+def test_record_batches_for_export_and_import(kv: Any) -> None:
+    from keyshelf.records import Write
+
+    backend: Any = kv.backend
+    now = kv._now()
+    backend.put_records(
+        "default",
+        [
+            ("a", Write("i", 1, None, None)),
+            ("b", Write("s", "x\x00y", now + 60_000, b"meta")),
+            ("c", Write("j", b"[1]", now - 1, None)),  # already expired: invisible
+            ("a", Write("i", 2, None, None)),  # the last one wins
+        ],
+        now,
+    )
+    assert kv.get("a") == 2 and kv.get("b") == "x\x00y" and not kv.exists("c")
+    assert 59 < kv.ttl("b") <= 60.001
+    first = backend.scan_records("default", kv._now(), None, 1)
+    rest = backend.scan_records("default", kv._now(), first[-1][0], 10)
+    records = dict(first + rest)
+    assert list(records) == ["a", "b"]
+    assert records["b"].payload == "x\x00y" and records["b"].meta == b"meta"
+    assert records["a"].version == 1 and records["a"].expires_at is None

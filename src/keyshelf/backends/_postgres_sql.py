@@ -374,6 +374,28 @@ class Statements:
                                   ELSE excluded.created_at END,
                 updated_at = excluded.updated_at,
                 version = CASE WHEN {old_live} THEN r.version + 1 ELSE 1 END"""
+        # import/migration: %s ns, keys, tags, ivals, fvals, tvals, bvals, metas,
+        # ttl_ms per row. Like put_many, but each row brings its own expiry and
+        # replaces the user metadata.
+        self.put_records = f"""
+            INSERT INTO {t} AS r ({columns_all})
+            SELECT %s, u.k, u.tg, u.i, u.f, u.t, u.b, u.m, {NOW} + u.ttl, {NOW}, {NOW}, 1
+            FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[], %s::text[],
+                        %s::bytea[], %s::bytea[], %s::bigint[]) AS u(k, tg, i, f, t, b, m, ttl)
+            ON CONFLICT (ns, key) DO UPDATE SET
+                tag = excluded.tag, ival = excluded.ival, fval = excluded.fval,
+                tval = excluded.tval, bval = excluded.bval,
+                expires_at = excluded.expires_at, meta = excluded.meta,
+                created_at = CASE WHEN {old_live} THEN r.created_at
+                                  ELSE excluded.created_at END,
+                updated_at = excluded.updated_at,
+                version = CASE WHEN {old_live} THEN r.version + 1 ELSE 1 END"""
+        # %s ns, after (NULL = from the start), limit
+        self.scan_records = (
+            f"SELECT key, {values}, expires_at, meta, created_at, updated_at, version "
+            f"FROM {t} WHERE ns = %s AND {live()} AND (%s::text IS NULL OR key > %s::text) "
+            "ORDER BY key LIMIT %s"
+        )
         # Bulk fast path: COPY straight into the table when every key is new.
         self.server_now = f"SELECT {NOW}"
         self.copy_in = (

@@ -62,7 +62,18 @@ from ..errors import (
     StoreClosedError,
 )
 from ..patterns import Matcher
-from ..records import INT64_MAX, INT64_MIN, Decision, Keep, Meta, R, Record, Value, stats_dict
+from ..records import (
+    INT64_MAX,
+    INT64_MIN,
+    Decision,
+    Keep,
+    Meta,
+    R,
+    Record,
+    Value,
+    Write,
+    stats_dict,
+)
 from . import base
 from ._postgres_sql import (
     FLOAT_FAST_LIMIT,
@@ -504,6 +515,48 @@ class PostgresBackend(base.Backend):
             except errors.UniqueViolation:
                 return False
         return True
+
+    def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
+        """Store records with their own expiry and metadata in one statement (all or nothing)."""
+        latest = dict(items)
+        keys = sorted(latest)
+        if not keys:
+            return
+        tags: list[str] = []
+        ivals: list[int | None] = []
+        fvals: list[float | None] = []
+        tvals: list[str | None] = []
+        bvals: list[bytes | None] = []
+        metas: list[bytes | None] = []
+        ttls: list[int | None] = []
+        for key in keys:
+            write = latest[key]
+            ival, fval, tval, bval = columns(write.tag, write.payload)
+            tags.append(write.tag)
+            ivals.append(ival)
+            fvals.append(fval)
+            tvals.append(tval)
+            bvals.append(bval)
+            metas.append(write.meta)
+            ttls.append(None if write.expires_at is None else write.expires_at - now)
+        params = (ns, keys, tags, ivals, fvals, tvals, bvals, metas, ttls)
+        with self._connection("import") as conn:
+            conn.execute(self._sql.put_records, params, prepare=True)
+
+    def scan_records(
+        self, ns: str, now: int, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        """Up to ``limit`` live records in key order after ``after``, in one query."""
+        with self._connection("scan") as conn:
+            cur = conn.execute(
+                self._sql.scan_records, (ns, after, after, limit), prepare=True, binary=True
+            )
+            rows = cur.fetchall()
+        found: list[tuple[str, Record]] = []
+        for row in rows:
+            tag, payload = value_of(*row[1:6])
+            found.append((row[0], Record(tag, payload, *row[6:])))
+        return found
 
     def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
         """Lock the row (live or expired) and apply ``decide`` in one transaction.
