@@ -99,6 +99,11 @@ def sqlite_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
+def file_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield f"file://{tmp_path / 'store.json'}", {}
+
+
+@contextlib.contextmanager
 def redis_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     # A real server (tests/backends/__init__.py finds or starts one), own key prefix.
     from importlib import import_module
@@ -123,6 +128,7 @@ def postgres_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     "memory": (memory_backend, False),
     "sqlite": (sqlite_backend, False),
+    "file": (file_backend, False),
     "redis": (redis_backend, True),
     "postgres": (postgres_backend, True),
 }

@@ -41,6 +41,8 @@ PRIMITIVES = (
     "compare_and_swap",
     "set_metadata",
     "sizes",
+    "scan_records",
+    "put_records",
 )
 
 

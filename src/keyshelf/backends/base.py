@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..codec import payload_size
-from ..patterns import Matcher
+from ..patterns import Matcher, compile_pattern
 from ..records import (
     KEEP,
     Decision,
@@ -27,6 +27,7 @@ from ..records import (
     R,
     Record,
     Value,
+    Write,
     decide_append,
     decide_compare_and_swap,
     decide_increment,
@@ -188,3 +189,38 @@ class Backend:
     def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
         """Encoded size of each live key among ``keys``."""
         return {key: payload_size(*value) for key, value in (self.get_many(ns, keys, now)).items()}
+
+    def scan_records(
+        self, ns: str, now: int, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        """Up to ``limit`` live records of ``ns`` in key order, after ``after``.
+
+        Used to stream whole namespaces (export, migration) in batches. The
+        default lists the keys with :meth:`scan` and reads each record; a key
+        that disappears in between is left out. Backends override it with one
+        query. Each call is consistent on its own; successive calls are not a
+        snapshot.
+        """
+        rows = self.scan(ns, _ALL, now, after, limit, False)
+        found: list[tuple[str, Record]] = []
+        for key, _ in rows:
+            record = self.get_record(ns, key, now)
+            if record is not None:
+                found.append((key, record))
+        return found
+
+    def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
+        """Store each ``(key, write)`` like a plain ``set`` with its own expiry and metadata.
+
+        The user metadata is replaced by ``write.meta``; ``created_at`` is
+        kept for a live key and the version grows, as for any write. Used by
+        import and migration. The default writes key by key (a failure leaves
+        a prefix of ``items`` written); backends that can make the batch one
+        transaction override it.
+        """
+        for key, write in items:
+            self.put(ns, key, (write.tag, write.payload), write.expires_at, write.meta, now)
+
+
+# Every key, for the defaults above.
+_ALL = compile_pattern("*")

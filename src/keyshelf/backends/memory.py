@@ -20,7 +20,7 @@ from ..codec import payload_size
 from ..errors import InvalidURLError, StoreClosedError
 from ..options import refuse_unknown
 from ..patterns import Matcher
-from ..records import Decision, R, Record, Value, new_record, stats_dict
+from ..records import Decision, R, Record, Value, Write, new_record, stats_dict
 from ._bridge import AsyncBridge
 from .base import Backend
 
@@ -228,6 +228,26 @@ class MemoryBackend(Backend):
             for r in list(self._table(ns).values())
             if r.expires_at is None or r.expires_at > now
         )
+
+    def scan_records(
+        self, ns: str, now: int, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        # A snapshot of the items (other threads may write meanwhile); the
+        # smallest ``limit`` keys cost O(n log limit), not a full sort.
+        items = list(self._table(ns).items())
+        live = {
+            key: record
+            for key, record in items
+            if (record.expires_at is None or record.expires_at > now)
+            and (after is None or key > after)
+        }
+        return [(key, live[key]) for key in heapq.nsmallest(limit, live)]
+
+    def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
+        with self._lock:
+            table = self._table(ns)
+            for key, write in items:
+                self._store(ns, table, key, new_record(write, self._live(table, key, now), now))
 
     def close(self) -> None:
         with self._lock:

@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..options import as_bool, as_number, as_str, refuse_unknown
 from ..patterns import Matcher, prefix_upper_bound
-from ..records import INT64_MAX, INT64_MIN, Decision, R, Record, Value, stats_dict
+from ..records import INT64_MAX, INT64_MIN, Decision, R, Record, Value, Write, stats_dict
 from ._bridge import AsyncBridge
 from .base import Backend
 
@@ -505,6 +505,27 @@ class SQLiteBackend(Backend):
         found = dict(self._query("storage_size", sql, (ns, *unique, now)))
         return {key: found[key] for key in unique if key in found}
 
+    def scan_records(
+        self, ns: str, now: int, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        sql = self._sql.scan_records if after is not None else self._sql.scan_records_first
+        params = (ns, now, limit, after) if after is not None else (ns, now, limit)
+        return [(row[0], Record(*row[1:])) for row in self._query("scan_records", sql, params)]
+
+    def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
+        # The plain-set upsert (no nx, keep_ttl or keep_meta) for every row, in
+        # one transaction: the batch is all or nothing.
+        rows = [
+            (ns, key, w.tag, w.payload, w.expires_at, w.meta, now, False, False, False)
+            for key, w in items
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            with self._transaction(conn):
+                conn.executemany(self._sql.put, rows)
+
+        self._run("put_records", work)
+
     def close(self) -> None:
         with self._guard:
             self._closed = True
@@ -584,6 +605,16 @@ class _Statements:
             f"AND expires_at IS NOT NULL AND expires_at > ?3"
         )
         self.expire = f"UPDATE {t} SET expires_at = ?4 WHERE ns = ?1 AND key = ?2 AND {live}"
+        # ?1 ns ?2 now ?3 limit ?4 after: a range scan of the primary key.
+        record_columns = "key, type, value, expires_at, meta, created_at, updated_at, version"
+        self.scan_records_first = (
+            f"SELECT {record_columns} FROM {t} WHERE ns = ?1 AND {_LIVE.format(now='?2')} "
+            "ORDER BY key LIMIT ?3"
+        )
+        self.scan_records = (
+            f"SELECT {record_columns} FROM {t} WHERE ns = ?1 AND key > ?4 "
+            f"AND {_LIVE.format(now='?2')} ORDER BY key LIMIT ?3"
+        )
         self._t = t
 
     def get_many(self, n: int) -> str:
