@@ -44,6 +44,7 @@ NAMES = {
     "redis.asyncio": "redis",
     "_redis_async": "_redis_sync",
     "AsyncWaitingPool": "WaitingPool",
+    "AsyncGate": "Gate",
     "AsyncPostgresBackend": "PostgresBackend",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",

@@ -33,12 +33,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def is_cluster(url: str) -> bool:
+    """A test URL may name a Redis Cluster node with ``?cluster=true``."""
+    return "cluster=true" in url.partition("?")[2].lower()
+
+
+def client_for(url: str, **options: Any) -> Any:
+    """A redis-py client for ``url``: a RedisCluster for a cluster URL."""
+    import redis
+
+    if is_cluster(url):
+        return redis.RedisCluster.from_url(url.partition("?")[0], **options)
+    return redis.Redis.from_url(url, **options)
+
+
 def reachable(url: str) -> bool:
     try:
         import redis
     except ImportError:
         return False
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        client = client_for(url, socket_connect_timeout=1, socket_timeout=2)
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
+        return False
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -115,9 +132,7 @@ def _unavailable(reason: str) -> None:
 
 def delete_prefix(url: str, prefix: str) -> None:
     """Delete every key under ``prefix`` (SCAN + UNLINK, never FLUSH)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
+    client = client_for(url)
     try:
         pattern = "".join("\\" + c if c in "\\*?[]" else c for c in prefix) + ":*"
         batch: list[bytes] = []

@@ -69,8 +69,14 @@ from . import _redis_common as rc
 from . import _redis_pools
 from ._base_async import AsyncBackend
 
-_DRIVER_ERRORS = (redis_errors.RedisError, OSError)
-_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_DRIVER_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException, OSError)
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
 
 
 class AsyncRedisBackend(AsyncBackend):
@@ -80,23 +86,37 @@ class AsyncRedisBackend(AsyncBackend):
         self.location = settings.location
         self.prefix = settings.prefix
         self._layout = rc.Layout(settings.prefix)
-        connection_class = {
-            "tcp": redis.asyncio.Connection,
-            "ssl": redis.asyncio.SSLConnection,
-            "unix": redis.asyncio.UnixDomainSocketConnection,
-        }[settings.transport]
-        # Callers beyond max_connections wait for a free connection (up to
-        # pool_timeout) instead of failing at once.
-        self._pool = _redis_pools.AsyncWaitingPool.build(
-            settings.max_connections,
-            settings.pool_timeout,
-            connection_class=connection_class,
-            retry=redis_retry.Retry(NoBackoff(), 0),
-            **settings.connection_kwargs,
-        )
+        retry = redis_retry.Retry(NoBackoff(), 0)
+        self._pool: Any = None
         # redis-py's command methods are untyped; replies are checked here.
-        self._client: Any = redis.asyncio.Redis(connection_pool=self._pool)
+        self._client: Any
+        if settings.cluster:
+            # Commands are routed by key; every script and transaction touches
+            # one namespace, whose keys share one slot (the braces are a hash tag).
+            self._client = redis.asyncio.RedisCluster(retry=retry, **settings.cluster_kwargs())
+        else:
+            connection_class = {
+                "tcp": redis.asyncio.Connection,
+                "ssl": redis.asyncio.SSLConnection,
+                "unix": redis.asyncio.UnixDomainSocketConnection,
+            }[settings.transport]
+            # Callers beyond max_connections wait for a free connection (up to
+            # pool_timeout) instead of failing at once.
+            self._pool = _redis_pools.AsyncWaitingPool.build(
+                settings.max_connections,
+                settings.pool_timeout,
+                connection_class=connection_class,
+                retry=retry,
+                **settings.connection_kwargs,
+            )
+            self._client = redis.asyncio.Redis(connection_pool=self._pool)
         self._closed = False
+        # A cluster client discovers the topology on first use; redis-py loses
+        # connections if many calls race to do that, so the first call does it
+        # alone (see _prepare). Checked, with _closed, by one flag per call.
+        self._cold = settings.cluster
+        self._ready = not self._cold
+        self._warming = _redis_pools.AsyncGate()
 
     @property
     def client(self) -> Any:
@@ -114,6 +134,19 @@ class AsyncRedisBackend(AsyncBackend):
 
     def _closed_error(self) -> StoreClosedError:
         return StoreClosedError(f"The store {self.location} is closed")
+
+    async def _prepare(self) -> None:
+        """Raise if closed; else make the client ready (a cluster's first call)."""
+        if self._closed:
+            raise self._closed_error()
+        async with self._warming:
+            if self._cold:
+                try:
+                    await self._client.execute_command("PING")
+                except _DRIVER_ERRORS as exc:
+                    raise self._fail(exc, "connect") from exc
+                self._cold = False
+        self._ready = not self._closed
 
     async def _eval(
         self, script: rc.Script, keys: Sequence[str], args: Sequence[Any], client: Any = None
@@ -146,8 +179,8 @@ class AsyncRedisBackend(AsyncBackend):
     # -- reads --------------------------------------------------------------
 
     async def get(self, ns: str, key: str, now: int) -> Value | None:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             t, v = await self._client.execute_command(
                 "HMGET", self._layout.space(ns).base + key, "t", "v"
@@ -157,8 +190,8 @@ class AsyncRedisBackend(AsyncBackend):
         return None if t is None else rc.from_redis(t, v)
 
     async def get_record(self, ns: str, key: str, now: int) -> Record | None:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             reply = await self._eval(rc.GET_RECORD, (self._layout.space(ns).base + key,), ())
         except _DRIVER_ERRORS as exc:
@@ -166,8 +199,8 @@ class AsyncRedisBackend(AsyncBackend):
         return rc.record_from_reply(reply, now) if reply else None
 
     async def exists(self, ns: str, key: str, now: int) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             found = await self._client.execute_command("EXISTS", self._layout.space(ns).base + key)
         except _DRIVER_ERRORS as exc:
@@ -175,8 +208,8 @@ class AsyncRedisBackend(AsyncBackend):
         return bool(found)
 
     async def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             return await self._get_many(self._layout.space(ns), list(dict.fromkeys(keys)))
         except _DRIVER_ERRORS as exc:
@@ -198,8 +231,8 @@ class AsyncRedisBackend(AsyncBackend):
         return found
 
     async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         unique = list(dict.fromkeys(keys))
         if not unique:
             return {}
@@ -225,8 +258,8 @@ class AsyncRedisBackend(AsyncBackend):
         xx: bool = False,
         keep_ttl: bool = False,
     ) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         t, v = rc.to_redis(value)
         space = self._layout.space(ns)
         if isinstance(meta, Keep):
@@ -248,8 +281,8 @@ class AsyncRedisBackend(AsyncBackend):
     async def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         space = self._layout.space(ns)
         base = space.base
         keys = [space.catalog, space.expiring]
@@ -264,8 +297,8 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "mset") from exc
 
     async def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         unique = list(dict.fromkeys(keys))
         if not unique:
             return []
@@ -280,8 +313,8 @@ class AsyncRedisBackend(AsyncBackend):
         return [space.catalog, space.expiring, *(space.base + key for key in keys)]
 
     async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         space = self._layout.space(ns)
         try:
             done = await self._eval(
@@ -292,8 +325,8 @@ class AsyncRedisBackend(AsyncBackend):
         return bool(done == 1)
 
     async def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         if type(delta) is int:
             if not INT64_MIN <= delta <= INT64_MAX:
                 return await self.update(ns, key, now, decide_increment(delta))
@@ -322,8 +355,8 @@ class AsyncRedisBackend(AsyncBackend):
         return await self.update(ns, key, now, decide_increment(delta))
 
     async def append(self, ns: str, key: str, value: Value, now: int, max_size: int) -> Value:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         t, v = rc.to_redis(value)
         space = self._layout.space(ns)
         try:
@@ -346,8 +379,8 @@ class AsyncRedisBackend(AsyncBackend):
     async def compare_and_swap(
         self, ns: str, key: str, expected: Value, new: Value, now: int
     ) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         et, ev = rc.to_redis(expected)
         nt, nv = rc.to_redis(new)
         try:
@@ -362,8 +395,8 @@ class AsyncRedisBackend(AsyncBackend):
 
     async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
         """Read, decide in Python, write under WATCH; retried if the key changed."""
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         space = self._layout.space(ns)
         data = space.base + key
         try:
@@ -408,8 +441,8 @@ class AsyncRedisBackend(AsyncBackend):
         limit: int | None,
         values: bool,
     ) -> list[tuple[str, Value | None]]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         if matcher.literal:
             key = matcher.prefix
             if after is not None and key <= after:
@@ -455,8 +488,8 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "scan") from exc
 
     async def count(self, ns: str, matcher: Matcher, now: int) -> int:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         if matcher.literal:
             return int(await self.exists(ns, matcher.prefix, now))
         space = self._layout.space(ns)
@@ -479,8 +512,8 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "count") from exc
 
     async def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         if matcher.literal:
             return len(await self.delete(ns, [matcher.prefix], now))
         space = self._layout.space(ns)
@@ -544,8 +577,8 @@ class AsyncRedisBackend(AsyncBackend):
         return sorted(names)
 
     async def namespaces(self, now: int) -> list[str]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             found = []
             for ns in await self._spaces("#keys"):
@@ -561,8 +594,8 @@ class AsyncRedisBackend(AsyncBackend):
 
         Returns how many expired keys still had index entries.
         """
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             names = [ns] if ns is not None else await self._spaces("#ttl")
             removed = 0
@@ -574,8 +607,8 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "delete_expired") from exc
 
     async def stats(self, ns: str, now: int) -> dict[str, Any]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         try:
             _gone, reply = await self._tidy(self._layout.space(ns))
         except _DRIVER_ERRORS as exc:
@@ -584,8 +617,8 @@ class AsyncRedisBackend(AsyncBackend):
         return stats_dict(int(reply[2]), int(reply[2]), int(reply[3]))
 
     async def total_size(self, ns: str, now: int) -> int:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            await self._prepare()
         space = self._layout.space(ns)
         total, low = 0, "-"
         try:
@@ -604,9 +637,11 @@ class AsyncRedisBackend(AsyncBackend):
         if self._closed:
             return
         self._closed = True
+        self._ready = False
         try:
             await self._client.aclose()
-            await self._pool.disconnect()
+            if self._pool is not None:
+                await self._pool.disconnect()
         except _DRIVER_ERRORS:
             pass
 

@@ -23,7 +23,9 @@ hold braces either. The first ``}`` therefore ends the namespace, a data key
 continues with ``:`` and bookkeeping keys with ``#``: no (namespace, key) pair
 can produce the name of another pair, of a bookkeeping key, or of a key of
 another prefix. The braces are also a Redis Cluster hash tag: every key of one
-namespace lives in one slot, so every script below touches one slot only.
+namespace lives in one slot, so every script below touches one slot only
+(scripts that walk an index derive record names from it, in the same slot),
+which is what lets the backend run on a cluster (``cluster=true``).
 
 Record hash fields:
 
@@ -66,7 +68,7 @@ from ..codec import (
     Payload,
 )
 from ..errors import InvalidURLError, SerializationError
-from ..options import as_number, as_str, refuse_unknown
+from ..options import as_bool, as_number, as_str, refuse_unknown
 from ..patterns import Matcher, compile_pattern
 from ..records import Record, Value
 
@@ -97,6 +99,17 @@ class RedisSettings(NamedTuple):
     connection_kwargs: dict[str, Any]  # for redis-py's connection class
     max_connections: int | None  # pool size (None: the API's default); callers beyond wait
     pool_timeout: float  # how long they wait before BackendUnavailableError
+    cluster: bool  # connect with redis-py's RedisCluster client
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``RedisCluster`` (the URL's node seeds the topology)."""
+        kwargs = {k: v for k, v in self.connection_kwargs.items() if k != "db"}
+        if self.transport == "ssl":
+            kwargs["ssl"] = True
+        # Per node; redis-py's async cluster client fails beyond it rather than
+        # waiting, so the default leaves it unbounded.
+        kwargs["max_connections"] = self.max_connections or 2**31
+        return kwargs
 
 
 def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
@@ -171,6 +184,13 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
             if name in options:
                 raise InvalidURLError(f"Option {name} needs a rediss:// (TLS) URL")
     prefix = check_prefix(options.pop("prefix", DEFAULT_PREFIX))
+    cluster = as_bool("cluster", options.pop("cluster", False))
+    if cluster and scheme == "unix":
+        raise InvalidURLError(
+            "A Redis Cluster is reached over TCP: use a redis:// or rediss:// URL"
+        )
+    if cluster and db != 0:
+        raise InvalidURLError(f"A Redis Cluster has only database 0, got database {db}")
     refuse_unknown(scheme, options)
     if scheme == "unix":
         location = f"unix://{kwargs['path']}?db={db}"
@@ -178,8 +198,12 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
         host = kwargs["host"]
         shown = f"[{host}]" if ":" in host else host
         location = f"{scheme}://{shown}:{kwargs['port']}/{db}"
+        if cluster:
+            location += "?cluster=true"
     transport = {"unix": "unix", "rediss": "ssl"}.get(scheme, "tcp")
-    return RedisSettings(prefix, location, transport, kwargs, max_connections, pool_timeout)
+    return RedisSettings(
+        prefix, location, transport, kwargs, max_connections, pool_timeout, cluster
+    )
 
 
 def _db_from_path(url: SplitResult) -> int:

@@ -70,8 +70,14 @@ from . import _redis_common as rc
 from . import _redis_pools
 from .base import Backend
 
-_DRIVER_ERRORS = (redis_errors.RedisError, OSError)
-_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_DRIVER_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException, OSError)
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
 
 
 class RedisBackend(Backend):
@@ -81,23 +87,37 @@ class RedisBackend(Backend):
         self.location = settings.location
         self.prefix = settings.prefix
         self._layout = rc.Layout(settings.prefix)
-        connection_class = {
-            "tcp": redis.Connection,
-            "ssl": redis.SSLConnection,
-            "unix": redis.UnixDomainSocketConnection,
-        }[settings.transport]
-        # Callers beyond max_connections wait for a free connection (up to
-        # pool_timeout) instead of failing at once.
-        self._pool = _redis_pools.WaitingPool.build(
-            settings.max_connections,
-            settings.pool_timeout,
-            connection_class=connection_class,
-            retry=redis_retry.Retry(NoBackoff(), 0),
-            **settings.connection_kwargs,
-        )
+        retry = redis_retry.Retry(NoBackoff(), 0)
+        self._pool: Any = None
         # redis-py's command methods are untyped; replies are checked here.
-        self._client: Any = redis.Redis(connection_pool=self._pool)
+        self._client: Any
+        if settings.cluster:
+            # Commands are routed by key; every script and transaction touches
+            # one namespace, whose keys share one slot (the braces are a hash tag).
+            self._client = redis.RedisCluster(retry=retry, **settings.cluster_kwargs())
+        else:
+            connection_class = {
+                "tcp": redis.Connection,
+                "ssl": redis.SSLConnection,
+                "unix": redis.UnixDomainSocketConnection,
+            }[settings.transport]
+            # Callers beyond max_connections wait for a free connection (up to
+            # pool_timeout) instead of failing at once.
+            self._pool = _redis_pools.WaitingPool.build(
+                settings.max_connections,
+                settings.pool_timeout,
+                connection_class=connection_class,
+                retry=retry,
+                **settings.connection_kwargs,
+            )
+            self._client = redis.Redis(connection_pool=self._pool)
         self._closed = False
+        # A cluster client discovers the topology on first use; redis-py loses
+        # connections if many calls race to do that, so the first call does it
+        # alone (see _prepare). Checked, with _closed, by one flag per call.
+        self._cold = settings.cluster
+        self._ready = not self._cold
+        self._warming = _redis_pools.Gate()
 
     @property
     def client(self) -> Any:
@@ -115,6 +135,19 @@ class RedisBackend(Backend):
 
     def _closed_error(self) -> StoreClosedError:
         return StoreClosedError(f"The store {self.location} is closed")
+
+    def _prepare(self) -> None:
+        """Raise if closed; else make the client ready (a cluster's first call)."""
+        if self._closed:
+            raise self._closed_error()
+        with self._warming:
+            if self._cold:
+                try:
+                    self._client.execute_command("PING")
+                except _DRIVER_ERRORS as exc:
+                    raise self._fail(exc, "connect") from exc
+                self._cold = False
+        self._ready = not self._closed
 
     def _eval(
         self, script: rc.Script, keys: Sequence[str], args: Sequence[Any], client: Any = None
@@ -147,8 +180,8 @@ class RedisBackend(Backend):
     # -- reads --------------------------------------------------------------
 
     def get(self, ns: str, key: str, now: int) -> Value | None:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             t, v = self._client.execute_command(
                 "HMGET", self._layout.space(ns).base + key, "t", "v"
@@ -158,8 +191,8 @@ class RedisBackend(Backend):
         return None if t is None else rc.from_redis(t, v)
 
     def get_record(self, ns: str, key: str, now: int) -> Record | None:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             reply = self._eval(rc.GET_RECORD, (self._layout.space(ns).base + key,), ())
         except _DRIVER_ERRORS as exc:
@@ -167,8 +200,8 @@ class RedisBackend(Backend):
         return rc.record_from_reply(reply, now) if reply else None
 
     def exists(self, ns: str, key: str, now: int) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             found = self._client.execute_command("EXISTS", self._layout.space(ns).base + key)
         except _DRIVER_ERRORS as exc:
@@ -176,8 +209,8 @@ class RedisBackend(Backend):
         return bool(found)
 
     def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             return self._get_many(self._layout.space(ns), list(dict.fromkeys(keys)))
         except _DRIVER_ERRORS as exc:
@@ -199,8 +232,8 @@ class RedisBackend(Backend):
         return found
 
     def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         unique = list(dict.fromkeys(keys))
         if not unique:
             return {}
@@ -226,8 +259,8 @@ class RedisBackend(Backend):
         xx: bool = False,
         keep_ttl: bool = False,
     ) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         t, v = rc.to_redis(value)
         space = self._layout.space(ns)
         if isinstance(meta, Keep):
@@ -249,8 +282,8 @@ class RedisBackend(Backend):
     def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         space = self._layout.space(ns)
         base = space.base
         keys = [space.catalog, space.expiring]
@@ -265,8 +298,8 @@ class RedisBackend(Backend):
             raise self._fail(exc, "mset") from exc
 
     def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         unique = list(dict.fromkeys(keys))
         if not unique:
             return []
@@ -281,8 +314,8 @@ class RedisBackend(Backend):
         return [space.catalog, space.expiring, *(space.base + key for key in keys)]
 
     def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         space = self._layout.space(ns)
         try:
             done = self._eval(
@@ -293,8 +326,8 @@ class RedisBackend(Backend):
         return bool(done == 1)
 
     def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         if type(delta) is int:
             if not INT64_MIN <= delta <= INT64_MAX:
                 return self.update(ns, key, now, decide_increment(delta))
@@ -323,8 +356,8 @@ class RedisBackend(Backend):
         return self.update(ns, key, now, decide_increment(delta))
 
     def append(self, ns: str, key: str, value: Value, now: int, max_size: int) -> Value:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         t, v = rc.to_redis(value)
         space = self._layout.space(ns)
         try:
@@ -345,8 +378,8 @@ class RedisBackend(Backend):
         )
 
     def compare_and_swap(self, ns: str, key: str, expected: Value, new: Value, now: int) -> bool:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         et, ev = rc.to_redis(expected)
         nt, nv = rc.to_redis(new)
         try:
@@ -361,8 +394,8 @@ class RedisBackend(Backend):
 
     def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
         """Read, decide in Python, write under WATCH; retried if the key changed."""
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         space = self._layout.space(ns)
         data = space.base + key
         try:
@@ -407,8 +440,8 @@ class RedisBackend(Backend):
         limit: int | None,
         values: bool,
     ) -> list[tuple[str, Value | None]]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         if matcher.literal:
             key = matcher.prefix
             if after is not None and key <= after:
@@ -454,8 +487,8 @@ class RedisBackend(Backend):
             raise self._fail(exc, "scan") from exc
 
     def count(self, ns: str, matcher: Matcher, now: int) -> int:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         if matcher.literal:
             return int(self.exists(ns, matcher.prefix, now))
         space = self._layout.space(ns)
@@ -478,8 +511,8 @@ class RedisBackend(Backend):
             raise self._fail(exc, "count") from exc
 
     def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         if matcher.literal:
             return len(self.delete(ns, [matcher.prefix], now))
         space = self._layout.space(ns)
@@ -543,8 +576,8 @@ class RedisBackend(Backend):
         return sorted(names)
 
     def namespaces(self, now: int) -> list[str]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             found = []
             for ns in self._spaces("#keys"):
@@ -560,8 +593,8 @@ class RedisBackend(Backend):
 
         Returns how many expired keys still had index entries.
         """
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             names = [ns] if ns is not None else self._spaces("#ttl")
             removed = 0
@@ -573,8 +606,8 @@ class RedisBackend(Backend):
             raise self._fail(exc, "delete_expired") from exc
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         try:
             _gone, reply = self._tidy(self._layout.space(ns))
         except _DRIVER_ERRORS as exc:
@@ -583,8 +616,8 @@ class RedisBackend(Backend):
         return stats_dict(int(reply[2]), int(reply[2]), int(reply[3]))
 
     def total_size(self, ns: str, now: int) -> int:
-        if self._closed:
-            raise self._closed_error()
+        if not self._ready:
+            self._prepare()
         space = self._layout.space(ns)
         total, low = 0, "-"
         try:
@@ -603,9 +636,11 @@ class RedisBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        self._ready = False
         try:
             self._client.close()
-            self._pool.disconnect()
+            if self._pool is not None:
+                self._pool.disconnect()
         except _DRIVER_ERRORS:
             pass
 

@@ -17,13 +17,18 @@ URL and options (keyword arguments or query parameters):
   several stores or applications can share one database;
 * ``db``, ``username``, ``password`` (override the URL's);
 * ``socket_timeout`` (default 10 s), ``socket_connect_timeout`` (default 5 s),
-  ``max_connections``, ``health_check_interval``, ``client_name``;
+  ``health_check_interval``, ``client_name``;
+* ``max_connections`` (sync: unbounded, async: 64; callers beyond it wait up
+  to ``pool_timeout`` seconds, default ``socket_timeout``);
+* ``cluster=true``: the URL names a node of a Redis Cluster;
 * with ``rediss://``: ``ssl_cert_reqs`` (``none``/``optional``/``required``),
   ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``.
 
-Opening connects once (``PING``): an unreachable server raises
-:class:`BackendUnavailableError` naming host and port, a wrong password or
-missing database number :class:`InvalidURLError`, at open time.
+Opening connects once (``PING``, ``INFO``): an unreachable server raises
+:class:`BackendUnavailableError` naming host and port; a wrong password, a
+missing database number or a cluster/standalone mismatch
+:class:`InvalidURLError`; a server older than 6.2
+:class:`IncompatibleStoreError` -- all at open time.
 """
 
 from __future__ import annotations
@@ -52,7 +57,10 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     cannot work is refused now rather than at the first operation.
     """
     settings = parse_settings(url, options)
-    backend = RedisBackend(settings)
+    try:
+        backend = RedisBackend(settings)  # a cluster client connects here
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
+        raise _open_error(exc, settings) from exc
     try:
         probe(backend, settings)
     except BaseException:
@@ -66,31 +74,46 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
 
 
 def probe(backend: RedisBackend, settings: RedisSettings) -> None:
-    """Connect, authenticate, select the database and check the server version."""
+    """Connect, authenticate, select the database, check the server version and mode."""
     where = settings.location
+    client = backend.client
     try:
-        backend.client.execute_command("PING")
+        client.execute_command("PING")
         try:
-            info = backend.client.execute_command("INFO", "server")
+            info = client.execute_command("INFO", "server")
+            clustered = client.execute_command("INFO", "cluster").get("cluster_enabled")
         except redis_errors.ResponseError:
-            info = {}  # INFO disabled (managed services): skip the version check
-        version = str(info.get("redis_version", ""))
-        numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if version and numbers < MIN_SERVER_VERSION:
-            raise IncompatibleStoreError(
-                f"Redis server {where} runs version {version}; keyshelf needs Redis "
-                f"{'.'.join(map(str, MIN_SERVER_VERSION))} or later"
-            )
-    except redis_errors.AuthenticationError as exc:
-        raise InvalidURLError(f"Redis server {where} refused the credentials: {exc}") from exc
-    except redis_errors.ResponseError as exc:
-        text = str(exc)
+            info, clustered = {}, None  # INFO disabled (managed services): skip the checks
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
+        raise _open_error(exc, settings) from exc
+    version = str(info.get("redis_version", ""))
+    numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if version and numbers < MIN_SERVER_VERSION:
+        raise IncompatibleStoreError(
+            f"Redis server {where} runs version {version}; keyshelf needs Redis "
+            f"{'.'.join(map(str, MIN_SERVER_VERSION))} or later"
+        )
+    if clustered and not settings.cluster:
+        raise InvalidURLError(
+            f"Redis server {where} is a Redis Cluster node: open it with the option cluster=true"
+        )
+
+
+def _open_error(exc: BaseException, settings: RedisSettings) -> Exception:
+    """The keyshelf error for a failure while opening."""
+    where = settings.location
+    text = str(exc)
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return InvalidURLError(f"Redis server {where} refused the credentials: {text}")
+    if isinstance(exc, redis_errors.ResponseError):
         if "DB index" in text or "invalid DB" in text.lower():
-            raise InvalidURLError(
-                f"Redis server {where} has no database {settings.connection_kwargs['db']}: {text}"
-            ) from exc
+            db = settings.connection_kwargs["db"]
+            return InvalidURLError(f"Redis server {where} has no database {db}: {text}")
         if "NOAUTH" in text or "WRONGPASS" in text or "AUTH" in text:
-            raise InvalidURLError(f"Redis server {where} refused the credentials: {text}") from exc
-        raise BackendUnavailableError(f"Redis server {where} refused to serve: {text}") from exc
-    except (redis_errors.RedisError, OSError) as exc:
-        raise BackendUnavailableError(f"Cannot connect to Redis at {where}: {exc}") from exc
+            return InvalidURLError(f"Redis server {where} refused the credentials: {text}")
+        return BackendUnavailableError(f"Redis server {where} refused to serve: {text}")
+    if isinstance(exc, redis_errors.RedisClusterException) and "not enabled" in text:
+        return InvalidURLError(
+            f"Redis server {where} is not a Redis Cluster node: drop the option cluster=true"
+        )
+    return BackendUnavailableError(f"Cannot connect to Redis at {where}: {text}")
