@@ -164,12 +164,16 @@ def server_url() -> str:
     if "url" in _server:
         return str(_server["url"])
     if "error" in _server:
+        if _server.get("fatal"):
+            pytest.fail(str(_server["error"]))
         _unavailable(str(_server["error"]))
     explicit = os.environ.get(ENV)
     if explicit:
         problem = reachable(explicit)
         if problem is not None:
+            # A server asked for by name must be there: fail, never skip.
             _server["error"] = f"${ENV} server unreachable: {problem}"
+            _server["fatal"] = True
             pytest.fail(str(_server["error"]))
         _server["url"] = explicit
         return explicit
