@@ -23,6 +23,7 @@ PAIRS = [
     (PACKAGE / "_store_async.py", PACKAGE / "_store_sync.py"),
     (PACKAGE / "backends" / "_redis_async.py", PACKAGE / "backends" / "_redis_sync.py"),
     (PACKAGE / "backends" / "_postgres_async.py", PACKAGE / "backends" / "_postgres_sync.py"),
+    (PACKAGE / "_transfer_async.py", PACKAGE / "_transfer_sync.py"),
 ]
 
 # Whole-word renames, applied in order.
@@ -50,6 +51,8 @@ NAMES = {
     "AsyncConnection": "Connection",
     "asynccontextmanager": "contextmanager",
     "_postgres_async": "_postgres_sync",
+    "_transfer_async": "_transfer_sync",
+    "_store_async": "_store_sync",
 }
 
 PATTERNS = [

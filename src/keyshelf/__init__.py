@@ -4,7 +4,8 @@ Redis-like operations (TTL, atomic counters, set-if-absent, compare-and-swap,
 batches, glob patterns) with exact type preservation, namespaces and per-key
 metadata, behind one sync API (:func:`open`) and one async API
 (:func:`open_async`), over interchangeable backends chosen by URL: an embedded
-SQLite file by default, memory, Redis and PostgreSQL.
+SQLite file by default, memory, a JSON file, Redis and PostgreSQL; :func:`migrate`
+copies between them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .errors import (
     AppendTypeError,
     BackendError,
     BackendUnavailableError,
+    ExportFormatError,
     IncompatibleStoreError,
     IncrementOverflowError,
     InvalidArgumentError,
@@ -33,6 +35,7 @@ from .errors import (
     StoreClosedError,
     ValueTooLargeError,
 )
+from .migration import migrate, migrate_async
 from .registry import register
 
 __version__ = "0.1.0"
@@ -44,6 +47,7 @@ __all__ = [
     "BackendUnavailableError",
     "Codec",
     "Entry",
+    "ExportFormatError",
     "IncompatibleStoreError",
     "IncrementOverflowError",
     "InvalidArgumentError",
@@ -60,6 +64,8 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "ValueTooLargeError",
+    "migrate",
+    "migrate_async",
     "open",
     "open_async",
     "register",

@@ -19,11 +19,13 @@ from typing import Any
 
 from ._acompat import ASweeper, AsyncDunders
 from ._core import StoreCore, check_append, check_delta
+from ._transfer_async import check_batch_size, export_store, import_store
 from .backends._base_async import AsyncBackend
 from .entry import Entry
 from .errors import InvalidArgumentError, KeysNotFoundError
 from .expiry import remaining
 from .keys import check_key, check_keys, check_namespace
+from .transfer import Destination, Progress, Source
 
 TTLArg = int | float | timedelta | None
 
@@ -331,3 +333,60 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
     async def clear_namespace(self, name: str) -> int:
         """Delete every key of namespace ``name``; returns how many were live."""
         return await self._backend.delete_matching(check_namespace(name), self._all, self._now())
+
+    # -- spec section 9: export and import ------------------------------------------
+
+    async def export(
+        self,
+        destination: Destination,
+        *,
+        all_namespaces: bool = False,
+        progress: Progress | None = None,
+        batch_size: int = 1000,
+    ) -> int:
+        """Write this namespace (or every namespace) as line-oriented JSON; count the records.
+
+        ``destination`` is a path (``.gz``: gzip) or a binary or text stream.
+        Every live record keeps its type (as the codec's tag and payload), its
+        absolute expiry and its user metadata; expired keys are skipped. A
+        path is written to a temporary file and renamed into place when
+        complete, so a failed export leaves nothing behind. The export streams
+        ``batch_size`` records at a time; each batch is read atomically, but
+        the export is not one snapshot: keys changed while it runs may appear
+        with their old or new value. ``progress(done, total)`` is called after
+        each batch. The format is specified in docs/transfer.md.
+        """
+        return await export_store(
+            self,
+            destination,
+            all_namespaces=bool(all_namespaces),
+            progress=progress,
+            batch_size=check_batch_size(batch_size),
+        )
+
+    async def import_(
+        self,
+        source: Source,
+        *,
+        progress: Progress | None = None,
+        batch_size: int = 1000,
+    ) -> int:
+        """Load an export written by :meth:`export`; return how many records were written.
+
+        ``source`` is a path (gzip is detected) or a binary or text stream.
+        Records of a one-namespace export go into this store's namespace;
+        those of an ``all_namespaces`` export into the namespaces they came
+        from. Each record replaces the key's value, expiry and user metadata
+        (like ``set``); records already expired are skipped.
+
+        All or nothing against bad input: the whole source is validated first
+        (JSON, header, keys, types, payloads, sizes, the end line that counts
+        the records), and a corrupt or truncated line raises
+        :class:`ExportFormatError` naming the line, with nothing written. Only
+        then is it written, ``batch_size`` records per backend call; if the
+        backend fails part-way, the records before the failing batch stay
+        written (in file order) and importing again completes the job.
+        """
+        return await import_store(
+            self, source, progress=progress, batch_size=check_batch_size(batch_size)
+        )

@@ -17,6 +17,7 @@ already catch, so ``except ValueError`` keeps working::
     ├── IncrementOverflowError     (also OverflowError) int result beyond 64 bits
     ├── SerializationError         (also TypeError and ValueError)
     ├── KeyNotFoundError           (also KeyError)     kv[key] on a missing key
+    ├── ExportFormatError          (also ValueError)   import_ of a corrupt export (names the line)
     └── BackendError                                   the storage failed
         ├── BackendUnavailableError                    cannot connect / timed out
         ├── StoreClosedError                           the store was closed
@@ -92,6 +93,17 @@ class KeyNotFoundError(KVError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ExportFormatError(KVError, ValueError):
+    """An export being imported is corrupt or truncated; nothing was imported.
+
+    The message names the source and the line; ``line`` holds the number.
+    """
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 class BackendError(KVError):
     """The storage backend failed; the driver's exception is chained."""
 
@@ -112,6 +124,7 @@ __all__ = [
     "AppendTypeError",
     "BackendError",
     "BackendUnavailableError",
+    "ExportFormatError",
     "IncompatibleStoreError",
     "IncrementOverflowError",
     "InvalidArgumentError",
