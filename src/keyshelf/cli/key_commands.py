@@ -14,7 +14,14 @@ from .context import Invocation, common_options, current
 from .exit_codes import NOT_FOUND, OK, CommandUsageError
 from .help import examples
 from .output import json_text, stdin_is_terminal
-from .values import decode_value, parse_delta, parse_json_value, parse_ttl, value_json
+from .values import (
+    decode_value,
+    parse_delta,
+    parse_json_value,
+    parse_ttl,
+    spaced_json,
+    value_json,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -22,10 +29,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MISSING = object()
 
-#: Commands whose arguments may be negative numbers (``set n -3``,
-#: ``incr n -2``): click would read "-3" as an unknown option, so these let
-#: unknown option-like tokens through as arguments and check them themselves.
-_NUMBERS_OK = {"ignore_unknown_options": True}
+
+class NumbersCommand(click.Command):
+    """A command whose arguments may be negative numbers (``set n -3``).
+
+    Click reads "-3" as an unknown short option. These commands let unknown
+    options through as arguments (``ignore_unknown_options``), and refuse
+    unknown long options (``--tll``) themselves, before parsing, so a typo is
+    still reported as one. After ``--`` everything is an argument.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", {})["ignore_unknown_options"] = True
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse unknown ``--options``, then parse as usual."""
+        known = {name for param in self.get_params(ctx) for name in param.opts}
+        known.update(name for param in self.get_params(ctx) for name in param.secondary_opts)
+        for token in args:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if token.startswith("--") and name not in known:
+                raise click.NoSuchOption(name, ctx=ctx)
+        return super().parse_args(ctx, args)
 
 
 def _value_format_options(f: F) -> F:
@@ -49,13 +77,6 @@ def _value_format_options(f: F) -> F:
         help="VALUE is stored as a string, exactly as given.",
     )(f)
     return f
-
-
-def _check_not_option(token: str, fmt: str) -> None:
-    # With ignore_unknown_options a mistyped option ("--tll") arrives as an
-    # argument; as JSON it could never be valid, so name the real problem.
-    if fmt == "json" and token.startswith("--") and len(token) > 2:
-        raise CommandUsageError(f"No such option: {token.split('=', 1)[0]}")
 
 
 def _key_text(key: str) -> str:
@@ -112,7 +133,7 @@ def get(key: str, raw: bool) -> int:
 
 @click.command(
     "set",
-    context_settings=_NUMBERS_OK,
+    cls=NumbersCommand,
     epilog=examples(
         "keyshelf set n 42                      # an int",
         "keyshelf set name '\"Alice\"'            # a string (JSON)",
@@ -150,7 +171,6 @@ def set_(
     inv = current()
     fmt = fmt or "json"
     text = value if value is not None else _read_stdin(inv, "VALUE")
-    _check_not_option(text, fmt)
     parsed = decode_value(text, fmt)
     seconds = _parse_optional_ttl(ttl)
     with inv.store() as store:
@@ -225,7 +245,7 @@ def ttl(key: str) -> int:
 
 
 @click.command(
-    context_settings=_NUMBERS_OK,
+    cls=NumbersCommand,
     epilog=examples("keyshelf expire session:abc 30m", "keyshelf expire cache:x 1.5"),
 )
 @click.argument("key")
@@ -270,7 +290,7 @@ def _counter(direction: int) -> click.Command:
 
     @click.command(
         name,
-        context_settings=_NUMBERS_OK,
+        cls=NumbersCommand,
         epilog=examples(
             f"keyshelf {name} page:views",
             f"keyshelf {name} page:views 5",
@@ -292,8 +312,6 @@ def _counter(direction: int) -> click.Command:
         if amount is not None and by is not None:
             raise CommandUsageError("give AMOUNT or --by, not both")
         text = amount if amount is not None else by
-        if text is not None and text.startswith("--"):
-            raise CommandUsageError(f"No such option: {text.split('=', 1)[0]}")
         delta = 1 if text is None else parse_delta(text)
         with inv.store() as store:
             change = store.increment if direction > 0 else store.decrement
@@ -329,12 +347,12 @@ def mget(keys: tuple[str, ...]) -> int:
     if inv.as_json:
         inv.out.json("{" + ",".join(f"{json_text(k)}:{v}" for k, v in items) + "}")
     else:
-        inv.out.table(["key", "value"], items)
+        inv.out.table(["key", "value"], [(key, spaced_json(text)) for key, text in items])
     return OK
 
 
 @click.command(
-    context_settings=_NUMBERS_OK,
+    cls=NumbersCommand,
     epilog=examples(
         "keyshelf mset config:debug true config:timeout 30",
         'keyshelf mset \'{"a": 1, "b": [1, 2]}\' --ttl 10m',
@@ -360,7 +378,6 @@ def mset(args: tuple[str, ...], ttl: str | None, fmt: str | None) -> int:
                 "a JSON object of keys cannot be combined with --str or --bytes-*"
             )
         text = args[0] if args[0] != "-" else _read_stdin(inv, "OBJECT")
-        _check_not_option(text, fmt)
         parsed = parse_json_value(text)
         if type(parsed) is not dict:
             raise CommandUsageError("a single argument must be a JSON object of keys and values")
@@ -370,7 +387,6 @@ def mset(args: tuple[str, ...], ttl: str | None, fmt: str | None) -> int:
             raise CommandUsageError(f"expected KEY VALUE pairs, got {len(args)} arguments")
         mapping = {}
         for key, text in zip(args[::2], args[1::2], strict=True):
-            _check_not_option(text, fmt)
             if key in mapping:
                 raise CommandUsageError(f"key {_key_text(key)} is given twice")
             mapping[key] = decode_value(text, fmt)
@@ -411,7 +427,7 @@ def info(key: str) -> int:
     fields: list[tuple[str, str, str]] = [
         ("key", json_text(entry.key), entry.key),
         ("type", json_text(type(entry.value).__name__), type(entry.value).__name__),
-        ("value", value_json(entry.value), value_json(entry.value)),
+        ("value", value_json(entry.value), spaced_json(value_json(entry.value))),
         (
             "ttl",
             json_text(seconds),
@@ -424,7 +440,7 @@ def info(key: str) -> int:
         ("size", json_text(entry.size), f"{entry.size} bytes"),
         ("checksum", json_text(entry.checksum), entry.checksum),
         ("content_type", json_text(entry.content_type), entry.content_type),
-        ("metadata", value_json(entry.metadata), value_json(entry.metadata)),
+        ("metadata", value_json(entry.metadata), spaced_json(value_json(entry.metadata))),
     ]
     if inv.as_json:
         inv.out.json("{" + ",".join(f"{json_text(name)}:{text}" for name, text, _ in fields) + "}")

@@ -32,7 +32,7 @@ def error_line(message: str) -> None:
 def _usage_message(exc: click.UsageError) -> str:
     message = exc.format_message()
     if exc.ctx is not None:
-        message = f"{message.rstrip()} (see '{exc.ctx.command_path} --help')"
+        message = f"{message.rstrip().rstrip('.')} (see '{exc.ctx.command_path} --help')"
     return message
 
 

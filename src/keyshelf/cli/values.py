@@ -48,6 +48,7 @@ __all__ = [
     "parse_json_value",
     "parse_ttl",
     "pretty_json",
+    "spaced_json",
     "value_json",
 ]
 
@@ -287,6 +288,16 @@ def _pretty(node: Any, indent: int) -> str:
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
     items = [f"{pad}{_pretty(v, indent + 2)}" for v in node]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def spaced_json(text: str) -> str:
+    """Compact JSON on one line with a space after ``,`` and ``:``, for table cells."""
+    if not text.startswith(("{", "[")):
+        return text
+    try:
+        return _flat(json.loads(text))
+    except RecursionError:
+        return text
 
 
 def pretty_json(text: str) -> str:
