@@ -104,6 +104,17 @@ def file_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
+def memory_cache_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # The read-through cache tier in front of a backend (cache=..., spec section 9).
+    yield "memory://", {"cache": "memory"}
+
+
+@contextlib.contextmanager
+def sqlite_cache_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield f"sqlite:///{tmp_path / 'store.db'}", {"cache": "memory", "cache_size": 64}
+
+
+@contextlib.contextmanager
 def redis_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     # A real server (tests/backends/__init__.py finds or starts one), own key prefix.
     from importlib import import_module
@@ -129,6 +140,8 @@ BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     "memory": (memory_backend, False),
     "sqlite": (sqlite_backend, False),
     "file": (file_backend, False),
+    "memory+cache": (memory_cache_backend, False),
+    "sqlite+cache": (sqlite_cache_backend, False),
     "redis": (redis_backend, True),
     "postgres": (postgres_backend, True),
 }
@@ -183,7 +196,7 @@ def clock(backend_name: str) -> Any:
 def opener(backend_name: str, api: str, clock: Any, tmp_path: Path) -> Iterator[Opener]:
     factory, _native = BACKENDS[backend_name]
     with factory(tmp_path) as (url, options):
-        opened = Opener(url, options, api, clock, shared=backend_name != "memory")
+        opened = Opener(url, options, api, clock, shared=not backend_name.startswith("memory"))
         try:
             yield opened
         finally:

@@ -24,6 +24,7 @@ PAIRS = [
     (PACKAGE / "backends" / "_redis_async.py", PACKAGE / "backends" / "_redis_sync.py"),
     (PACKAGE / "backends" / "_postgres_async.py", PACKAGE / "backends" / "_postgres_sync.py"),
     (PACKAGE / "_transfer_async.py", PACKAGE / "_transfer_sync.py"),
+    (PACKAGE / "backends" / "_cache_async.py", PACKAGE / "backends" / "_cache_sync.py"),
 ]
 
 # Whole-word renames, applied in order.
@@ -53,6 +54,8 @@ NAMES = {
     "_postgres_async": "_postgres_sync",
     "_transfer_async": "_transfer_sync",
     "_store_async": "_store_sync",
+    "AsyncCachedBackend": "CachedBackend",
+    "_cache_async": "_cache_sync",
 }
 
 PATTERNS = [

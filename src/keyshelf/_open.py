@@ -10,6 +10,8 @@ from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 from ._core import DEFAULT_MAX_VALUE_SIZE
 from ._store_async import AsyncStore
 from ._store_sync import Store
+from .backends.cache import cache_options
+from .backends.cache import wrap as wrap_cache
 from .codec import Codec, get_codec
 from .errors import InvalidURLError
 from .expiry import Clock, system_clock
@@ -29,6 +31,8 @@ _STORE_OPTIONS = {
     "auto_cleanup",
     "cleanup_interval",
     "cache",
+    "cache_ttl",
+    "cache_size",
 }
 
 
@@ -61,8 +65,7 @@ def _options(
     parts, query = _split(url)
     merged = {**query, **options}
     store: dict[str, Any] = {}
-    if merged.pop("cache", None) is not None:
-        raise InvalidURLError("The cache= option is not available in this keyshelf version yet")
+    cache = cache_options(merged)
     store["namespace"] = merged.pop("namespace", DEFAULT_NAMESPACE)
     separator = merged.pop("separator", None)
     store["separator"] = None if separator in (None, "") else as_str("separator", separator)
@@ -80,6 +83,8 @@ def _options(
     store["cleanup_interval"] = interval if auto_cleanup else None
     factory = factory_for(parts.scheme)
     backend = factory(parts, merged, asynchronous)
+    if cache is not None:
+        backend = wrap_cache(backend, cache, asynchronous)
     return backend, store
 
 
@@ -91,8 +96,10 @@ def open(url: str | os.PathLike[str] | None = None, **options: Any) -> Store:
     ``memory://``, ``sqlite:///rel.db``, ``redis://...``,
     ``postgresql://...`` name the others. Options (also as URL query
     parameters): ``namespace``, ``separator``, ``codec``, ``clock``,
-    ``max_value_size``, ``auto_cleanup``, ``cleanup_interval``, plus the
-    backend's own. An unusable URL or option raises InvalidURLError now.
+    ``max_value_size``, ``auto_cleanup``, ``cleanup_interval``, ``cache``
+    (``"memory"``: a read-through cache tier, bounded by ``cache_size``
+    entries and ``cache_ttl`` seconds of staleness), plus the backend's own.
+    An unusable URL or option raises InvalidURLError now.
     """
     backend, store = _options(url, options, asynchronous=False)
     try:
