@@ -52,6 +52,13 @@ def _problem(key: object, what: str) -> str | None:
     return None
 
 
+def _remember(key: str) -> str:
+    if len(_valid_cache) >= _VALID_CACHE_LIMIT:
+        _valid_cache.clear()
+    _valid_cache.add(key)
+    return key
+
+
 def check_key(key: object) -> str:
     """Return ``key`` if it follows the key rules, else raise InvalidKeyError."""
     if key in _valid_cache:
@@ -59,11 +66,7 @@ def check_key(key: object) -> str:
     message = _problem(key, "Key")
     if message is not None:
         raise InvalidKeyError(message)
-    assert isinstance(key, str)
-    if len(_valid_cache) >= _VALID_CACHE_LIMIT:
-        _valid_cache.clear()
-    _valid_cache.add(key)
-    return key
+    return _remember(key)  # type: ignore[arg-type]
 
 
 def check_keys(keys: Iterable[object]) -> list[str]:
@@ -73,14 +76,14 @@ def check_keys(keys: Iterable[object]) -> list[str]:
             f"Invalid key batch: expected a list of keys, got a {type(keys).__name__}"
         )
     out: list[str] = []
+    append = out.append
     for key in keys:
-        if key in _valid_cache:
-            out.append(key)
-            continue
-        message = _problem(key, "Key")
-        if message is not None:
-            raise InvalidKeyError(f"Invalid key {key!r}: {message}")
-        out.append(check_key(key))
+        if key not in _valid_cache:
+            message = _problem(key, "Key")
+            if message is not None:
+                raise InvalidKeyError(f"Invalid key {key!r}: {message}")
+            _remember(key)  # type: ignore[arg-type]
+        append(key)  # type: ignore[arg-type]
     return out
 
 
