@@ -108,10 +108,8 @@ def decide_put(
         if (nx and old is not None) or (xx and old is None):
             return None, False
         expiry = old.expires_at if keep_ttl and old is not None else expires_at
-        if isinstance(meta, Keep):
-            stored_meta = None if old is None else old.meta
-        else:
-            stored_meta = meta
+        kept = None if old is None else old.meta
+        stored_meta = kept if isinstance(meta, Keep) else meta
         return Write(value[0], value[1], expiry, stored_meta), True
 
     return decide
