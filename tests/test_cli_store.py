@@ -160,3 +160,19 @@ def test_cleanup_deletes_expired_keys(url: str) -> None:
     assert (result.exit_code, result.stdout) == (0, "removed 1 expired keys\n")
     assert invoke("cleanup", "--url", url, "--json").stdout == "0\n"
     assert invoke("keys", "--url", url).stdout == "long\n"
+
+
+def test_a_real_progress_bar_leaves_stdout_to_the_command(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rich redirects sys.stdout into its live display unless told not to;
+    # then listed keys would land on stderr, around the bar.
+    fill(url, 1500)
+    monkeypatch.setattr(output, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(store_commands, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(store_commands, "stdout_is_terminal", lambda: False)
+    # rich draws (and would redirect) only for what it takes for a terminal.
+    result = invoke("keys", "--url", url, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")
+    assert result.stdout.splitlines() == [f"k{i:05d}" for i in range(1500)]
+    assert "k00000" not in result.stderr
+    assert "Listing keys" in result.stderr

@@ -165,6 +165,10 @@ def progress(description: str, total: int | None = None) -> Iterator[ProgressCal
         TimeElapsedColumn(),
         console=Console(file=sys.stderr),
         transient=True,
+        # rich would otherwise swap sys.stdout for a proxy drawn above the
+        # bar, on stderr: the command's output must stay on stdout.
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
     with bar:
         task = bar.add_task(description, total=total)
