@@ -32,10 +32,38 @@ from typing import Any
 
 import orjson
 
-from ..codec import TAG_EXT, TAG_JSON, Payload
+from ..codec import (
+    TAG_BIGINT,
+    TAG_BOOL,
+    TAG_BYTES,
+    TAG_EXT,
+    TAG_FLOAT,
+    TAG_INT,
+    TAG_JSON,
+    TAG_NONE,
+    TAG_PICKLE,
+    TAG_SPECIAL_FLOAT,
+    TAG_STR,
+    Payload,
+)
 from ..records import Write
 
 _EMBEDDED = (TAG_JSON, TAG_EXT)
+# The payload type each of keyshelf's own tags stores (docs/encoding.md).
+_PAYLOAD_TYPES: dict[str, tuple[type, ...]] = {
+    TAG_NONE: (type(None),),
+    TAG_BOOL: (int,),
+    TAG_INT: (int,),
+    TAG_BIGINT: (str,),
+    TAG_FLOAT: (float,),
+    TAG_SPECIAL_FLOAT: (str,),
+    TAG_STR: (str,),
+    TAG_BYTES: (bytes,),
+    TAG_JSON: (bytes,),
+    TAG_EXT: (bytes,),
+    TAG_PICKLE: (bytes,),
+}
+_I64 = (-(2**63), 2**63 - 1)
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # Instants must fit a signed 64-bit millisecond column on every backend.
 _MAX_MS = 2**63 - 1
@@ -190,6 +218,22 @@ def write_from(obj: object, *, iso: bool = False) -> Write:
     if not isinstance(tag, str) or not tag or "\x00" in tag:
         raise FormatError('"tag" must be a non-empty string')
     payload = payload_from(obj, tag)
+    _check_payload(tag, payload)
     expires = obj.get("expires_at")
     expires_at = None if expires is None else instant_from(expires, '"expires_at"', iso=iso)
     return Write(tag, payload, expires_at, metadata_from(obj))
+
+
+def _check_payload(tag: str, payload: Payload) -> None:
+    """Refuse a payload of the wrong kind for one of keyshelf's own tags."""
+    if len(tag) != 1:
+        return  # a custom codec's tag: any payload kind
+    kinds = _PAYLOAD_TYPES.get(tag)
+    if kinds is None:
+        raise FormatError(f"unknown tag {tag!r} (one-letter tags are keyshelf's own)")
+    if type(payload) not in kinds:
+        raise FormatError(f"a {tag!r} record cannot hold a {type(payload).__name__} payload")
+    if tag == TAG_BOOL and payload not in (0, 1):
+        raise FormatError(f"a 'b' record holds 0 or 1, not {payload!r}")
+    if tag == TAG_INT and not _I64[0] <= payload <= _I64[1]:  # type: ignore[operator]
+        raise FormatError(f"an 'i' record holds a signed 64-bit integer, not {payload!r}")
