@@ -157,7 +157,7 @@ def test_cleanup_deletes_expired_keys(url: str) -> None:
     invoke("set", "long", "1", "--ttl", "1h", "--url", url)
     time.sleep(0.1)
     result = invoke("cleanup", "--url", url)
-    assert (result.exit_code, result.stdout) == (0, "removed 1 expired keys\n")
+    assert (result.exit_code, result.stdout) == (0, "removed 1 expired key\n")
     assert invoke("cleanup", "--url", url, "--json").stdout == "0\n"
     assert invoke("keys", "--url", url).stdout == "long\n"
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["examples"]
+__all__ = ["examples", "keys_text"]
+
+
+def keys_text(count: int, adjective: str = "") -> str:
+    """``"1 key"``, ``"2 keys"``, ``"0 expired keys"``: a count of keys in a sentence."""
+    noun = "key" if count == 1 else "keys"
+    return f"{count} {adjective} {noun}" if adjective else f"{count} {noun}"
 
 
 def examples(*lines: str) -> str:

@@ -11,7 +11,7 @@ import click
 
 from .context import common_options, current
 from .exit_codes import OK, CommandUsageError
-from .help import examples
+from .help import examples, keys_text
 from .output import (
     json_text,
     progress,
@@ -163,7 +163,7 @@ def clear_namespace(name: str | None, yes: bool) -> int:
                 )
             click.confirm(f"Delete every key of namespace {target!r}?", abort=True, err=True)
         removed = store.clear_namespace(target)
-    inv.out.result(removed, f"removed {removed} keys from namespace {target!r}")
+    inv.out.result(removed, f"removed {keys_text(removed)} from namespace {target!r}")
     return OK
 
 
@@ -178,7 +178,7 @@ def cleanup() -> int:
     inv = current()
     with inv.store() as store, progress("Deleting expired keys", None):
         removed = store.delete_expired()
-    inv.out.result(removed, f"removed {removed} expired keys")
+    inv.out.result(removed, f"removed {keys_text(removed, 'expired')}")
     return OK
 
 

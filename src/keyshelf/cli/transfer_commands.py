@@ -17,7 +17,7 @@ import keyshelf
 
 from .context import Invocation, common_options, current
 from .exit_codes import OK, CommandUsageError
-from .help import examples
+from .help import examples, keys_text
 from .output import progress
 
 __all__ = ["COMMANDS"]
@@ -66,9 +66,9 @@ def export(file: str, all_namespaces: bool) -> int:
         written = store.export(destination, all_namespaces=all_namespaces, progress=update)
     if file == "-":
         if not inv.as_json:
-            inv.out.note(f"exported {written} keys")
+            inv.out.note(f"exported {keys_text(written)}")
     else:
-        inv.out.result({"exported": written}, f"exported {written} keys to {file}")
+        inv.out.result({"exported": written}, f"exported {keys_text(written)} to {file}")
     return OK
 
 
@@ -93,7 +93,7 @@ def import_(file: str) -> int:
     with inv.store() as store, progress("Importing", None) as update:
         source: Any = _binary_stdin() if file == "-" else file
         loaded = store.import_(source, progress=update)
-    inv.out.result({"imported": loaded}, f"imported {loaded} keys")
+    inv.out.result({"imported": loaded}, f"imported {keys_text(loaded)}")
     return OK
 
 
@@ -139,7 +139,7 @@ def migrate(target_url: str, only: tuple[str, ...], batch_size: int) -> int:
             namespaces=only or None,
             progress=update,
         )
-    inv.out.result({"migrated": copied}, f"migrated {copied} keys")
+    inv.out.result({"migrated": copied}, f"migrated {keys_text(copied)}")
     return OK
 
 
