@@ -172,7 +172,7 @@ def test_a_real_progress_bar_leaves_stdout_to_the_command(
     monkeypatch.setattr(store_commands, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(store_commands, "stdout_is_terminal", lambda: False)
     # rich draws (and would redirect) only for what it takes for a terminal.
-    result = invoke("keys", "--url", url, TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")
+    result = invoke("keys", "--url", url, FORCE_COLOR="1")
     assert result.stdout.splitlines() == [f"k{i:05d}" for i in range(1500)]
     assert "k00000" not in result.stderr
     assert "Listing keys" in result.stderr
