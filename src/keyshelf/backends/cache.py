@@ -77,6 +77,8 @@ def cache_options(options: dict[str, Any]) -> CacheConfig | None:
             name = "cache_ttl" if ttl is not None else "cache_size"
             raise InvalidURLError(f"Option {name} needs cache='memory'")
         return None
+    if isinstance(size, float) and not size.is_integer():
+        raise InvalidURLError(f"Option cache_size must be an integer, got {size!r}")
     return CacheConfig(
         as_number("cache_ttl", DEFAULT_TTL if ttl is None else ttl),
         as_number("cache_size", DEFAULT_SIZE if size is None else size, integer=True),
