@@ -64,6 +64,7 @@ _PAYLOAD_TYPES: dict[str, tuple[type, ...]] = {
     TAG_PICKLE: (bytes,),
 }
 _I64 = (-(2**63), 2**63 - 1)
+_SCALARS = frozenset((str, int, float))
 _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # Instants must fit a signed 64-bit millisecond column on every backend.
 _MAX_MS = 2**63 - 1
@@ -123,28 +124,28 @@ def payload_fields(tag: str, payload: Payload) -> dict[str, Any]:
 
 def payload_from(obj: dict[str, Any], tag: str) -> Payload:
     """Rebuild the payload from a record object's ``value``/``bytes``/``float``."""
-    present = [name for name in ("value", "bytes", "float") if name in obj]
-    if len(present) != 1:
+    has_value, has_bytes, has_float = "value" in obj, "bytes" in obj, "float" in obj
+    if has_value + has_bytes + has_float != 1:
         raise FormatError('a record needs exactly one of "value", "bytes" or "float"')
-    if present[0] == "bytes":
+    if has_value:
+        value = obj["value"]
+        if tag in _EMBEDDED:
+            try:
+                return orjson.dumps(value)
+            except orjson.JSONEncodeError as exc:
+                raise FormatError(f'"value" cannot be re-serialised: {exc}') from None
+        if value is None or type(value) in _SCALARS:
+            return value  # type: ignore[no-any-return]
+        raise FormatError(
+            f'"value" of a {tag!r} record must be null, a number or a string, '
+            f"not {type(value).__name__}"
+        )
+    if has_bytes:
         return _unb64(obj["bytes"], '"bytes"')
-    if present[0] == "float":
-        text = obj["float"]
-        if text not in _SPECIAL:
-            raise FormatError('"float" must be "nan", "inf" or "-inf"')
-        return _SPECIAL[text]
-    value = obj["value"]
-    if tag in _EMBEDDED:
-        try:
-            return orjson.dumps(value)
-        except orjson.JSONEncodeError as exc:
-            raise FormatError(f'"value" cannot be re-serialised: {exc}') from None
-    if value is None or type(value) in (str, int, float):
-        return value  # type: ignore[no-any-return]
-    raise FormatError(
-        f'"value" of a {tag!r} record must be null, a number or a string, '
-        f"not {type(value).__name__}"
-    )
+    text = obj["float"]
+    if text not in _SPECIAL:
+        raise FormatError('"float" must be "nan", "inf" or "-inf"')
+    return _SPECIAL[text]
 
 
 def metadata_field(meta: bytes | None) -> dict[str, Any]:

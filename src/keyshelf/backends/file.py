@@ -62,7 +62,7 @@ from ..errors import (
     InvalidURLError,
     StoreClosedError,
 )
-from ..keys import check_key, check_namespace
+from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_str, refuse_unknown
 from ..patterns import Matcher, compile_pattern
 from ..records import Decision, R, Record, Value, Write, new_record, stats_dict
@@ -285,7 +285,11 @@ class FileBackend(Backend):
             complete: dict[str, Any] = {}
             for key, obj in table.items():
                 try:
-                    check_key(key)
+                    # The common case inline: check_key would also fill the
+                    # process-wide cache of hot keys with every key of the file.
+                    plain = 0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()
+                    if not plain or key.startswith("__"):
+                        check_key(key)
                     records[key], full = self._record(obj, mtime)
                 except (FormatError, InvalidKeyError) as exc:
                     raise self._incompatible(
@@ -302,13 +306,12 @@ class FileBackend(Backend):
     def _record(obj: Any, mtime: int) -> tuple[Record, bool]:
         """A record from its object; True if the object has every field."""
         write = write_from(obj)
-        times = []
-        for name in ("created_at", "updated_at", "version"):
-            value = obj.get(name)
+        created = obj.get("created_at")
+        updated = obj.get("updated_at")
+        version = obj.get("version")
+        for name, value in (("created_at", created), ("updated_at", updated), ("version", version)):
             if value is not None and (type(value) is not int or value < 0):
                 raise FormatError(f'"{name}" must be a non-negative integer')
-            times.append(value)
-        created, updated, version = times
         # A hand-written record may leave out the system fields.
         record = Record(
             write.tag,
@@ -319,7 +322,7 @@ class FileBackend(Backend):
             mtime if updated is None else updated,
             1 if version is None else version,
         )
-        return record, None not in times
+        return record, created is not None and updated is not None and version is not None
 
     # -- writing ------------------------------------------------------------
 
