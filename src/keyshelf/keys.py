@@ -61,7 +61,9 @@ def _remember(key: str) -> str:
 
 def check_key(key: object) -> str:
     """Return ``key`` if it follows the key rules, else raise InvalidKeyError."""
-    if key in _valid_cache:
+    # Exact str only: an unhashable key must not reach the set, and a str
+    # subclass equal to a cached key must not skip the type rule.
+    if type(key) is str and key in _valid_cache:
         return key
     message = _problem(key, "Key")
     if message is not None:
@@ -75,10 +77,16 @@ def check_keys(keys: Iterable[object]) -> list[str]:
         raise InvalidKeyError(
             f"Invalid key batch: expected a list of keys, got a {type(keys).__name__}"
         )
+    try:
+        iterator = iter(keys)
+    except TypeError:
+        raise InvalidKeyError(
+            f"Invalid key batch: expected an iterable of keys, got a {type(keys).__name__}"
+        ) from None
     out: list[str] = []
     append = out.append
-    for key in keys:
-        if key not in _valid_cache:
+    for key in iterator:
+        if type(key) is not str or key not in _valid_cache:
             message = _problem(key, "Key")
             if message is not None:
                 raise InvalidKeyError(f"Invalid key {key!r}: {message}")
