@@ -44,8 +44,8 @@ def migrate(
     before they are written are skipped.
 
     Streams ``batch_size`` keys per backend call. Each batch is read in one
-    call and written in one call (atomically on the memory, SQLite and file
-    backends); the migration as a whole is not atomic and not a snapshot: if
+    call and written in one call (atomically on the memory, SQLite, file and
+    PostgreSQL backends); the migration as a whole is not atomic and not a snapshot: if
     it fails part-way, the batches before the failure stay copied, and
     running it again completes it. ``progress(done, total)`` is called with
     ``(0, total)`` first and after each batch (``total`` counts the live keys
