@@ -119,6 +119,10 @@ class _RefusedError(Exception):
     """Internal: the value holds something the typed codec cannot encode."""
 
 
+class _CycleError(Exception):
+    """Internal: the value contains itself; its message is the refusal's."""
+
+
 class _TooDeepError(Exception):
     """Internal: the value is deeper than FAST_DEPTH; use the iterative path."""
 
@@ -479,6 +483,15 @@ _CLOSE_EXT = _Lit(b"]}")
 _OPEN_PAIR = _Lit(b"[")
 
 
+class _Leave:
+    """On the emitter's work stack: the container ``ident`` is fully written."""
+
+    __slots__ = ("ident",)
+
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+
+
 def _push_items(todo: list[Any], items: list[Any], close: _Lit) -> None:
     """Schedule ``items`` comma-separated, then ``close`` (the stack is LIFO)."""
     todo.append(close)
@@ -496,12 +509,24 @@ def _dump_deep(root: Any) -> tuple[bool, bytes]:
     out: list[bytes] = []
     uses_ext = False
     todo: list[Any] = [root]
+    # Containers being written (by id): meeting one again inside itself is a
+    # cycle, which would otherwise be written forever.
+    open_ids: set[int] = set()
     while todo:
         x = todo.pop()
         t = type(x)
         if t is _Lit:
             out.append(x)
-        elif t is list:
+            continue
+        if t is _Leave:
+            open_ids.discard(x.ident)
+            continue
+        if t is list or t is dict or t is tuple or t is set or t is frozenset:
+            if id(x) in open_ids:
+                raise _CycleError(f"{_REFUSED}: a {t.__name__} that contains itself")
+            open_ids.add(id(x))
+            todo.append(_Leave(id(x)))
+        if t is list:
             out.append(b"[")
             _push_items(todo, x, _CLOSE_LIST)
         elif t is dict:
@@ -758,10 +783,14 @@ def _encode_tree(value: Any) -> tuple[str, bytes]:
         return TAG_EXT, _dumps(_to_ext(value, 0))
     except (_TooDeepError, RecursionError):
         pass
+    except _CycleError as exc:  # met while ordering a set's elements
+        raise SerializationError(str(exc)) from None
     except (_RefusedError, _JSONEncodeError):
         raise _refusal(value) from None
     try:
         uses_ext, data = _dump_deep(value)
+    except _CycleError as exc:
+        raise SerializationError(str(exc)) from None
     except (_RefusedError, _JSONEncodeError):
         raise _refusal(value) from None
     except RecursionError:  # only via deeply nested, mixed-type sets

@@ -68,3 +68,60 @@ def test_non_iterable_key_batches_are_invalid_keys(kv: Any, batch: Any) -> None:
         with pytest.raises(keyshelf.InvalidKeyError, match="Invalid key batch"):
             call()
     assert unchanged(kv) == before
+
+
+# -- values that contain themselves -------------------------------------------------------
+
+
+def _cycles() -> list[Any]:
+    in_list: list[Any] = []
+    in_list.append(in_list)
+    in_dict: dict[str, Any] = {}
+    in_dict["self"] = in_dict
+    in_map: dict[Any, Any] = {}
+    in_map[1] = in_map
+    through_tuple: tuple[list[Any]] = ([],)
+    through_tuple[0].append(through_tuple)
+    mutual: list[Any] = []
+    mutual.append([mutual])
+    late: list[Any] = [1, "two"]
+    late.append(late)
+    late.append(object())  # refused too, but only after the cycle
+    return [in_list, in_dict, in_map, through_tuple, mutual, late]
+
+
+@pytest.mark.timeout(60)
+def test_self_containing_values_are_refused_not_written_forever(kv: Any) -> None:
+    # Was: set() of a list that contains itself never returned, growing memory.
+    kv.set("k", "old", metadata={"m": 1})
+    before = unchanged(kv), kv.get_metadata("k")
+    for value in _cycles():
+        for method, args, kwargs in (
+            ("set", ("k", value), {}),
+            ("mset", ({"k": 1, "other": value},), {}),
+            ("set", ("k", 1), {"metadata": {"m": value}}),
+            ("set_metadata", ("k", {"m": value}), {}),
+            ("compare_and_swap", ("k", "old", value), {}),
+            ("compare_and_swap", ("k", value, "new"), {}),
+        ):
+            with pytest.raises(keyshelf.SerializationError, match="contains itself"):
+                getattr(kv, method)(*args, **kwargs)
+    assert (unchanged(kv), kv.get_metadata("k")) == before
+
+
+def test_shared_but_acyclic_values_still_round_trip(kv: Any) -> None:
+    shared = [1, "x"]
+    value: list[Any] = []
+    node = value
+    for _ in range(400):  # deeper than the fast path, sharing one list everywhere
+        child: list[Any] = [shared, (shared,), {"s": shared}]
+        node.append(child)
+        node = child
+    kv.set("k", value)
+    got = kv.get("k")[0]
+    depth = 0
+    while got:
+        assert got[0] == [1, "x"] and got[1] == ([1, "x"],) and got[2] == {"s": [1, "x"]}
+        got = got[3] if len(got) > 3 else None
+        depth += 1
+    assert depth == 400
