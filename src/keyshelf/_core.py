@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
+from ._show import show
 from .codec import Codec, payload_size
 from .errors import AppendTypeError, InvalidArgumentError, ValueTooLargeError
 from .expiry import Clock, ttl_seconds
@@ -117,7 +118,7 @@ class StoreCore(Generic[B]):
             raise InvalidArgumentError(f"Metadata must be a dict, not {type(metadata).__name__}")
         for name in metadata:
             if type(name) is not str:
-                raise InvalidArgumentError(f"Metadata keys must be strings, not {name!r}")
+                raise InvalidArgumentError(f"Metadata keys must be strings, not {show(name)}")
         user = dict(metadata)
         ttl = user.pop("ttl", None)
         if ttl is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 from ._core import DEFAULT_MAX_VALUE_SIZE
+from ._show import show
 from ._store_async import AsyncStore
 from ._store_sync import Store
 from .backends.cache import cache_options
@@ -42,7 +43,7 @@ def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, A
     if isinstance(url, PurePath | os.PathLike):
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
-        raise InvalidURLError(f"A store URL must be a non-empty string, got {url!r}")
+        raise InvalidURLError(f"A store URL must be a non-empty string, got {show(url)}")
     if "://" not in url:
         # A bare path is an SQLite file (spec section 2): the same as
         # sqlite:///<path>, quoted so that no character of it is special.

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ._show import show
 from .backends.base import Backend
 from .codec import payload_size
 from .errors import InvalidArgumentError, ValueTooLargeError
@@ -46,7 +47,7 @@ _ALL = compile_pattern("*")
 def check_batch_size(batch_size: object) -> int:
     """A positive int batch size."""
     if type(batch_size) is not int or batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InvalidArgumentError(f"batch_size must be a positive int, got {show(batch_size)}")
     return batch_size
 
 

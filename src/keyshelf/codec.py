@@ -57,6 +57,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from keyshelf._show import show
 from keyshelf.errors import InvalidURLError, SerializationError
 
 __all__ = [
@@ -1023,7 +1024,7 @@ def get_codec(codec: str | Codec | None) -> Codec:
     if isinstance(codec, type) and issubclass(codec, Codec):
         return codec()
     raise InvalidURLError(
-        f"Unknown codec {codec!r}: use 'typed' (the default), 'pickle', "
+        f"Unknown codec {show(codec)}: use 'typed' (the default), 'pickle', "
         "or a keyshelf.codec.Codec instance"
     )
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from ._show import show
 from .errors import InvalidTTLError
 
 Clock = Callable[[], float]
@@ -35,6 +36,11 @@ def ttl_seconds(ttl: object) -> float:
     """
     kind = type(ttl)
     if kind is int or kind is float:
+        if kind is int and not -MAX_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:  # type: ignore[operator]
+            # float() of such an int can overflow: refuse it before converting.
+            if ttl < 0:  # type: ignore[operator]
+                raise InvalidTTLError(f"TTL must be positive, got {show(ttl)}")
+            raise InvalidTTLError(f"TTL must be at most {MAX_TTL_SECONDS} seconds, got {show(ttl)}")
         seconds = float(ttl)  # type: ignore[arg-type]
     elif isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
@@ -47,11 +53,11 @@ def ttl_seconds(ttl: object) -> float:
     if math.isnan(seconds):
         raise InvalidTTLError("TTL must be positive, not nan")
     if seconds <= 0:
-        raise InvalidTTLError(f"TTL must be positive, got {ttl!r}")
+        raise InvalidTTLError(f"TTL must be positive, got {show(ttl)}")
     if math.isinf(seconds):
         raise InvalidTTLError("TTL must be finite, not inf")
     if seconds > MAX_TTL_SECONDS:
-        raise InvalidTTLError(f"TTL must be at most {MAX_TTL_SECONDS} seconds, got {ttl!r}")
+        raise InvalidTTLError(f"TTL must be at most {MAX_TTL_SECONDS} seconds, got {show(ttl)}")
     return seconds
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
+from ._show import show
 from .errors import InvalidKeyError
 
 MAX_KEY_LENGTH = 255
@@ -89,7 +90,7 @@ def check_keys(keys: Iterable[object]) -> list[str]:
         if type(key) is not str or key not in _valid_cache:
             message = _problem(key, "Key")
             if message is not None:
-                raise InvalidKeyError(f"Invalid key {key!r}: {message}")
+                raise InvalidKeyError(f"Invalid key {show(key)}: {message}")
             _remember(key)  # type: ignore[arg-type]
         append(key)  # type: ignore[arg-type]
     return out
@@ -99,7 +100,7 @@ def check_namespace(name: object) -> str:
     """Return ``name`` if it is a valid namespace name (the key rules apply)."""
     message = _problem(name, "Namespace")
     if message is not None:
-        raise InvalidKeyError(f"Invalid namespace {name!r}: {message}")
+        raise InvalidKeyError(f"Invalid namespace {show(name)}: {message}")
     assert isinstance(name, str)
     return name
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._show import show
 from .errors import InvalidURLError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -21,7 +22,7 @@ def as_bool(name: str, value: Any) -> bool:
         return value
     if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
         return value.lower() in _TRUE
-    raise InvalidURLError(f"Option {name} must be true or false, got {value!r}")
+    raise InvalidURLError(f"Option {name} must be true or false, got {show(value)}")
 
 
 def as_number(name: str, value: Any, *, integer: bool = False, minimum: float = 0) -> Any:
@@ -32,16 +33,18 @@ def as_number(name: str, value: Any, *, integer: bool = False, minimum: float = 
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):
         kind = "an integer" if integer else "a number"
-        raise InvalidURLError(f"Option {name} must be {kind}, got {value!r}") from None
-    if not math.isfinite(number) or number <= minimum:
-        raise InvalidURLError(f"Option {name} must be greater than {minimum:g}, got {value!r}")
+        raise InvalidURLError(f"Option {name} must be {kind}, got {show(value)}") from None
+    except OverflowError:  # float() of an int beyond the float range
+        raise InvalidURLError(f"Option {name} is too large, got {show(value)}") from None
+    if not (integer or math.isfinite(number)) or number <= minimum:
+        raise InvalidURLError(f"Option {name} must be greater than {minimum:g}, got {show(value)}")
     return number
 
 
 def as_str(name: str, value: Any) -> str:
     """A non-empty string option."""
     if not isinstance(value, str) or not value:
-        raise InvalidURLError(f"Option {name} must be a non-empty string, got {value!r}")
+        raise InvalidURLError(f"Option {name} must be a non-empty string, got {show(value)}")
     return value
 
 

@@ -98,6 +98,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from keyshelf._show import show
 from keyshelf.errors import InvalidPatternError
 
 __all__ = ["Matcher", "compile_pattern", "prefix_upper_bound"]
@@ -150,7 +151,7 @@ def compile_pattern(pattern: str, separator: str | None = None) -> Matcher:
         raise InvalidPatternError(f"Pattern must be a string, not {type(pattern).__name__}")
     if separator is not None and (not isinstance(separator, str) or not separator):
         raise InvalidPatternError(
-            f"Pattern separator must be a non-empty string or None, not {separator!r}"
+            f"Pattern separator must be a non-empty string or None, not {show(separator)}"
         )
     return _compile_cached(pattern, separator)
 

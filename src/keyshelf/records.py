@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+from ._show import show
 from .codec import (
     TAG_BIGINT,
     TAG_BOOL,
@@ -131,7 +132,7 @@ def encode_number(number: int | float) -> Value:
     if type(number) is int:
         if not INT64_MIN <= number <= INT64_MAX:
             raise IncrementOverflowError(
-                f"Increment result {number} is outside the signed 64-bit range"
+                f"Increment result {show(number)} is outside the signed 64-bit range"
             )
         return TAG_INT, number
     assert type(number) is float

@@ -125,3 +125,67 @@ def test_shared_but_acyclic_values_still_round_trip(kv: Any) -> None:
         got = got[3] if len(got) > 3 else None
         depth += 1
     assert depth == 400
+
+
+# -- arguments too big (or too hostile) to print in an error message --------------------
+
+HUGE = 10**5000  # repr() of it raises ValueError (sys.get_int_max_str_digits)
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    "bad", [HUGE, -HUGE, (HUGE,), Unprintable()], ids=["huge", "-huge", "tuple", "unprintable"]
+)
+def test_unprintable_arguments_still_get_keyshelf_errors(kv: Any, bad: Any) -> None:
+    # Was: ValueError/OverflowError/RuntimeError while building the error message,
+    # or OverflowError converting a huge int TTL to float.
+    kv.set("n", 1)
+    before = unchanged(kv)
+    expected: list[tuple[type[Exception], str, tuple[Any, ...], dict[str, Any]]] = [
+        (keyshelf.InvalidKeyError, "mget", (["n", bad],), {}),
+        (keyshelf.InvalidKeyError, "delete", ("n", bad), {}),
+        (keyshelf.InvalidKeyError, "mset", ({"n": 2, bad: 1},), {}),
+        (keyshelf.InvalidKeyError, "namespace", (bad,), {}),
+        (keyshelf.InvalidKeyError, "clear_namespace", (bad,), {}),
+        (keyshelf.InvalidTTLError, "set", ("n", 2, bad), {}),
+        (keyshelf.InvalidTTLError, "expire", ("n", bad), {}),
+        (keyshelf.InvalidArgumentError, "set", ("n", 2), {"metadata": {bad: 1}}),
+    ]
+    for error, method, args, kwargs in expected:
+        with pytest.raises(error):
+            getattr(kv, method)(*args, **kwargs)
+    if type(bad) is int:
+        with pytest.raises(keyshelf.IncrementOverflowError):
+            kv.increment("n", bad)
+    assert unchanged(kv) == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_value_size": -HUGE},
+        {"auto_cleanup": True, "cleanup_interval": HUGE},
+        {"separator": HUGE},
+        {"codec": HUGE},
+        {"codec": Unprintable()},
+        {"cache": Unprintable()},
+        {"namespace": HUGE},
+    ],
+    ids=["size", "interval", "separator", "codec", "codec-unprintable", "cache", "namespace"],
+)
+def test_unprintable_options_are_refused_at_open(options: dict[str, Any]) -> None:
+    with pytest.raises((keyshelf.InvalidURLError, keyshelf.InvalidKeyError)):
+        keyshelf.open("memory://", **options)
+    with pytest.raises((keyshelf.InvalidURLError, keyshelf.InvalidKeyError)):
+        keyshelf.open_async("memory://", **options)
+
+
+def test_huge_int_timeout_is_refused(tmp_path: Any) -> None:
+    with pytest.raises(keyshelf.InvalidURLError, match="timeout is too large"):
+        keyshelf.open(f"sqlite:///{tmp_path / 's.db'}", timeout=HUGE)
+    with pytest.raises(keyshelf.InvalidURLError):
+        keyshelf.open(HUGE)  # type: ignore[arg-type]

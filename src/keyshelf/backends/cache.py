@@ -31,6 +31,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+from .._show import show
 from ..errors import InvalidURLError
 from ..options import as_number
 from ..patterns import Matcher
@@ -70,7 +71,7 @@ def cache_options(options: dict[str, Any]) -> CacheConfig | None:
         enabled = False
     else:
         raise InvalidURLError(
-            f"Unknown cache {cache!r}: use cache='memory' (or True) for the in-memory cache"
+            f"Unknown cache {show(cache)}: use cache='memory' (or True) for the in-memory cache"
         )
     if not enabled:
         if cache is None and (ttl is not None or size is not None):
@@ -78,7 +79,7 @@ def cache_options(options: dict[str, Any]) -> CacheConfig | None:
             raise InvalidURLError(f"Option {name} needs cache='memory'")
         return None
     if isinstance(size, float) and not size.is_integer():
-        raise InvalidURLError(f"Option cache_size must be an integer, got {size!r}")
+        raise InvalidURLError(f"Option cache_size must be an integer, got {show(size)}")
     return CacheConfig(
         as_number("cache_ttl", DEFAULT_TTL if ttl is None else ttl),
         as_number("cache_size", DEFAULT_SIZE if size is None else size, integer=True),

@@ -53,6 +53,7 @@ from urllib.parse import SplitResult, unquote
 
 import orjson
 
+from .._show import show
 from ..codec import payload_size
 from ..errors import (
     BackendError,
@@ -685,10 +686,10 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     elif isinstance(compression, str) and compression.lower() == "none":
         compress = False
     else:
-        raise InvalidURLError(f"Option compression must be gzip or none, got {compression!r}")
+        raise InvalidURLError(f"Option compression must be gzip or none, got {show(compression)}")
     fmt = options.pop("format", "json")
     if fmt != "json":
-        raise InvalidURLError(f"The file backend stores JSON only; got format={fmt!r}")
+        raise InvalidURLError(f"The file backend stores JSON only; got format={show(fmt)}")
     durable = as_bool("durable", options.pop("durable", True))
     refuse_unknown("file", options)
     try:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, unquote
 
+from .._show import show
 from ..codec import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NONE
 from ..errors import (
     BackendError,
@@ -89,7 +90,7 @@ class SQLiteBackend(Backend):
             "PERSIST",
             "MEMORY",
         }:
-            raise InvalidURLError(f"Unknown SQLite journal_mode {journal_mode!r}")
+            raise InvalidURLError(f"Unknown SQLite journal_mode {show(journal_mode)}")
         if timeout <= 0:
             raise InvalidURLError("SQLite timeout must be positive")
         self.path = Path(path)
