@@ -155,6 +155,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
     async def aiter_keys(self, pattern: str = "*", *, batch_size: int = 1000) -> AsyncIterator[str]:
         """Stream matching keys in order, ``batch_size`` per backend call."""
         matcher = self._matcher(pattern)
+        batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
             rows = await self._backend.scan(
@@ -171,6 +172,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
     ) -> AsyncIterator[tuple[str, Any]]:
         """Stream matching (key, value) pairs in key order."""
         matcher = self._matcher(pattern)
+        batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
             rows = await self._backend.scan(self._ns, matcher, self._now(), after, batch_size, True)

@@ -154,6 +154,7 @@ class Store(StoreCore[Backend], SyncDunders):
     def iter_keys(self, pattern: str = "*", *, batch_size: int = 1000) -> Iterator[str]:
         """Stream matching keys in order, ``batch_size`` per backend call."""
         matcher = self._matcher(pattern)
+        batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
             rows = self._backend.scan(self._ns, matcher, self._now(), after, batch_size, False)
@@ -168,6 +169,7 @@ class Store(StoreCore[Backend], SyncDunders):
     ) -> Iterator[tuple[str, Any]]:
         """Stream matching (key, value) pairs in key order."""
         matcher = self._matcher(pattern)
+        batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
             rows = self._backend.scan(self._ns, matcher, self._now(), after, batch_size, True)

@@ -44,10 +44,16 @@ if TYPE_CHECKING:
 _ALL = compile_pattern("*")
 
 
+# Every backend can take this as a LIMIT (SQLite, for one, cannot bind a larger int).
+MAX_BATCH_SIZE = 2**31 - 1
+
+
 def check_batch_size(batch_size: object) -> int:
-    """A positive int batch size."""
-    if type(batch_size) is not int or batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be a positive int, got {show(batch_size)}")
+    """A positive int batch size, at most MAX_BATCH_SIZE."""
+    if type(batch_size) is not int or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InvalidArgumentError(
+            f"batch_size must be a positive int up to {MAX_BATCH_SIZE}, got {show(batch_size)}"
+        )
     return batch_size
 
 

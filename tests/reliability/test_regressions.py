@@ -189,3 +189,24 @@ def test_huge_int_timeout_is_refused(tmp_path: Any) -> None:
         keyshelf.open(f"sqlite:///{tmp_path / 's.db'}", timeout=HUGE)
     with pytest.raises(keyshelf.InvalidURLError):
         keyshelf.open(HUGE)  # type: ignore[arg-type]
+
+
+# -- batch sizes of the streaming methods ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "batch_size",
+    [0, -1, True, 2.0, "10", None, 2**31, 2**63, HUGE],
+    ids=["0", "-1", "True", "2.0", "str", "None", "2**31", "2**63", "huge"],
+)
+def test_stream_batch_sizes_are_checked(kv: Any, batch_size: Any) -> None:
+    # Was: IndexError for 0 and negatives, TypeError for strings, bools accepted,
+    # OverflowError from SQLite for sizes beyond 64 bits.
+    kv.mset({"a": 1, "b": 2})
+    for method in ("iter_keys", "iter_items"):
+        with pytest.raises(keyshelf.InvalidArgumentError, match="batch_size"):
+            list(getattr(kv, method)("*", batch_size=batch_size))
+        with pytest.raises(keyshelf.InvalidArgumentError, match="batch_size"):
+            list(getattr(kv, method)("a*", batch_size=batch_size))
+    assert list(kv.iter_keys(batch_size=2**31 - 1)) == ["a", "b"]
+    assert list(kv.iter_items("a*", batch_size=1)) == [("a", 1)]
