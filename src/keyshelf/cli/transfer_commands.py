@@ -83,9 +83,10 @@ def export(file: str, all_namespaces: bool) -> int:
 def import_(file: str) -> int:
     """Load keys from an exported file.
 
-    Reads records written by 'keyshelf export' from FILE ("-": stdin).
-    Each record goes to the namespace it was exported from, with its type,
-    expiry and metadata; expired records are skipped.
+    Reads records written by 'keyshelf export' from FILE ("-": stdin), with
+    their types, expiry and metadata; expired records are skipped. Records of
+    a one-namespace export go to --namespace (like every command); an
+    --all-namespaces export restores each record to its own namespace.
     """
     inv = current()
     if file == "-":
