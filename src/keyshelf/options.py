@@ -7,6 +7,7 @@ open time with a message that says what to fix.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ._show import show
@@ -46,6 +47,17 @@ def as_str(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidURLError(f"Option {name} must be a non-empty string, got {show(value)}")
     return value
+
+
+def as_path(what: str, path: str) -> str:
+    """A file path the OS can take: no NUL byte, and encodable as a file name."""
+    if "\0" in path:
+        raise InvalidURLError(f"{what} {show(path)} contains a NUL byte")
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        raise InvalidURLError(f"{what} {show(path)} cannot be encoded as a file name") from None
+    return path
 
 
 def refuse_unknown(scheme: str, options: dict[str, Any]) -> None:

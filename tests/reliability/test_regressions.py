@@ -210,3 +210,37 @@ def test_stream_batch_sizes_are_checked(kv: Any, batch_size: Any) -> None:
             list(getattr(kv, method)("a*", batch_size=batch_size))
     assert list(kv.iter_keys(batch_size=2**31 - 1)) == ["a", "b"]
     assert list(kv.iter_items("a*", batch_size=1)) == [("a", 1)]
+
+
+# -- file paths the operating system cannot take -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{tmp}/nul\0.db",
+        "sqlite:///{tmp}/nul\0.db",
+        "sqlite:///{tmp}/nul%00.db",
+        "sqlite:///{tmp}/lone\ud800.db",
+        "file://{tmp}/nul\0.json",
+        "file://{tmp}/nul%00.json",
+        "file://{tmp}/lone\udfff.json",
+    ],
+    ids=[
+        "bare-nul",
+        "sqlite-nul",
+        "sqlite-%00",
+        "sqlite-surrogate",
+        "file-nul",
+        "file-%00",
+        "file-surrogate",
+    ],
+)
+def test_unusable_file_paths_are_invalid_urls(tmp_path: Any, url: str) -> None:
+    # Was: ValueError("embedded null byte") / UnicodeEncodeError escaping open().
+    url = url.format(tmp=tmp_path)
+    with pytest.raises(keyshelf.InvalidURLError):
+        keyshelf.open(url)
+    with pytest.raises(keyshelf.InvalidURLError):
+        keyshelf.open_async(url)
+    assert list(tmp_path.iterdir()) == []

@@ -64,7 +64,7 @@ from ..errors import (
     StoreClosedError,
 )
 from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
-from ..options import as_bool, as_str, refuse_unknown
+from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher, compile_pattern
 from ..records import Decision, R, Record, Value, Write, new_record, stats_dict
 from ._bridge import AsyncBridge
@@ -667,7 +667,7 @@ def _path(url: SplitResult, options: dict[str, Any]) -> str:
         raise InvalidURLError(
             f"A file store needs a file path (file:///data/store.json), got {url.geturl()!r}"
         )
-    return path
+    return as_path("File store path", path)
 
 
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:

@@ -45,7 +45,7 @@ from ..errors import (
     InvalidURLError,
     StoreClosedError,
 )
-from ..options import as_bool, as_number, as_str, refuse_unknown
+from ..options import as_bool, as_number, as_path, as_str, refuse_unknown
 from ..patterns import Matcher, prefix_upper_bound
 from ..records import INT64_MAX, INT64_MIN, Decision, R, Record, Value, Write, stats_dict
 from ._bridge import AsyncBridge
@@ -642,6 +642,7 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
             "An SQLite store needs a file path (sqlite:///app.db); use memory:// for a "
             "store in memory"
         )
+    as_path("SQLite file", path)
     table = as_str("table", options.pop("table", "keyshelf"))
     durable = as_bool("durable", options.pop("durable", False))
     timeout = as_number("timeout", options.pop("timeout", 30.0))
