@@ -1,0 +1,1 @@
+"""Tests of keyshelf.compat: the seed documents' examples run against the facades."""
