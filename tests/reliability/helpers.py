@@ -133,3 +133,64 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
                 info = path.lstat()
                 out[str(path.relative_to(root))] = (info.st_size, info.st_mtime_ns)
     return out
+
+
+# -- running as an unprivileged user ---------------------------------------------------
+
+# Everything the snippets need is imported before dropping privileges: the
+# interpreter's own files may not be readable by the unprivileged user.
+_PRELUDE = """
+import asyncio, fcntl, gzip, json, os, pwd, sqlite3, stat, sys, tempfile
+import keyshelf, keyshelf.backends.sqlite, keyshelf.backends.file
+if os.geteuid() == 0:
+    user = pwd.getpwnam(sys.argv[1])
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+assert os.geteuid() != 0
+"""
+
+UNPRIVILEGED_USER = "nobody"
+
+
+def unprivileged_reason() -> str | None:
+    """Why permission tests cannot run here, or None if they can."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        return f"running as root and there is no '{UNPRIVILEGED_USER}' user to drop to"
+    return None
+
+
+def shared_directory(owner_is_unprivileged: bool) -> Path:
+    """A fresh directory the unprivileged user can reach (tmp_path is root-only)."""
+    import pwd
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="keyshelf-perm-"))
+    directory.chmod(0o755)
+    if owner_is_unprivileged and os.geteuid() == 0:
+        user = pwd.getpwnam(UNPRIVILEGED_USER)
+        os.chown(directory, user.pw_uid, user.pw_gid)
+    return directory
+
+
+def run_unprivileged(code: str, *args: str) -> Any:
+    """Run ``code`` as a non-root user (``nobody`` when we are root); it prints JSON."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _PRELUDE + code, UNPRIVILEGED_USER, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])

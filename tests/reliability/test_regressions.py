@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import pytest
 
 import keyshelf
+
+from . import helpers
 
 
 def unchanged(kv: Any) -> Any:
@@ -244,3 +247,42 @@ def test_unusable_file_paths_are_invalid_urls(tmp_path: Any, url: str) -> None:
     with pytest.raises(keyshelf.InvalidURLError):
         keyshelf.open_async(url)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a read-only JSON store file --------------------------------------------------------
+
+_WRITE_READ_ONLY = """
+url, path = sys.argv[2], sys.argv[3]
+with keyshelf.open(url) as kv:
+    kv.set("k", 1)
+os.chmod(path, 0o444)
+before = open(path, "rb").read()
+out = {}
+with keyshelf.open(url) as kv:
+    out["get"] = kv.get("k")
+    try:
+        kv.set("k", 2)
+        out["set"] = "ok"
+    except keyshelf.KVError as exc:
+        out["set"] = f"{type(exc).__name__}: {exc}"
+    out["after"] = kv.get("k")
+out["unchanged"] = open(path, "rb").read() == before
+out["leftovers"] = sorted(n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp"))
+print(json.dumps(out))
+"""
+
+
+def test_read_only_json_store_is_not_replaced() -> None:
+    # Was: the file backend renamed a new document over a chmod 444 store file.
+    reason = helpers.unprivileged_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    directory = helpers.shared_directory(owner_is_unprivileged=True)
+    try:
+        path = directory / "s.json"
+        out = helpers.run_unprivileged(_WRITE_READ_ONLY, f"file://{path}", str(path))
+    finally:
+        shutil.rmtree(directory)
+    assert out["get"] == 1 and out["after"] == 1
+    assert out["set"] == f"BackendUnavailableError: Cannot write {path}: the file is read-only"
+    assert out["unchanged"] is True and out["leftovers"] == []

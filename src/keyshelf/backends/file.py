@@ -427,6 +427,10 @@ class FileBackend(Backend):
             # mtime=0: the same store gives the same bytes.
             body = gzip.compress(body, compresslevel=6, mtime=0)
         directory = self.path.parent
+        # Renaming over a read-only file would succeed: honour its permissions.
+        effective = os.access in os.supports_effective_ids
+        if os.path.exists(self.path) and not os.access(self.path, os.W_OK, effective_ids=effective):
+            raise BackendUnavailableError(f"Cannot write {self.path}: the file is read-only")
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
         except OSError as exc:
