@@ -89,7 +89,9 @@ def backend_target(backend: str, config: Mapping[str, Any] | None = None) -> Tar
         )
     if config is not None and not isinstance(config, Mapping):
         raise InvalidURLError(f"config must be a dict, not {type(config).__name__}")
-    settings = {**DEFAULT_CONFIG.get(name, {}), **(config or {})}
+    config = dict(config or {})
+    # A URL in config says everything: the defaults are for building one.
+    settings = config if "url" in config else {**DEFAULT_CONFIG.get(name, {}), **config}
     url = settings.pop("url", None)
     if url is not None:
         return str(url), settings

@@ -93,4 +93,3 @@ class KeyshelfKVStore(KVStoreProtocol):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
