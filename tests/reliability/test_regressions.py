@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
@@ -286,3 +287,18 @@ def test_read_only_json_store_is_not_replaced() -> None:
     assert out["get"] == 1 and out["after"] == 1
     assert out["set"] == f"BackendUnavailableError: Cannot write {path}: the file is read-only"
     assert out["unchanged"] is True and out["leftovers"] == []
+
+
+# -- a FIFO where the JSON store should be -----------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_fifo_in_place_of_a_json_store_is_refused_without_waiting(tmp_path: Any) -> None:
+    # Was: open() blocked forever, waiting for a writer on the FIFO.
+    path = tmp_path / "store.json"
+    os.mkfifo(path)
+    with pytest.raises(keyshelf.IncompatibleStoreError, match="is not a regular file"):
+        keyshelf.open(f"file://{path}")
+    with pytest.raises(keyshelf.IncompatibleStoreError, match="is not a regular file"):
+        keyshelf.open_async(f"file://{path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.json"]

@@ -215,7 +215,8 @@ class FileBackend(Backend):
 
     def _load(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO in the store's place must be refused, not wait for a writer.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             self._reset()
             return
