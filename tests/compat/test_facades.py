@@ -333,3 +333,15 @@ def test_redis_store_arguments(redis_defaults: dict[str, Any]) -> None:
     other = {**redis_defaults, "prefix": redis_defaults["prefix"] + "-other"}
     with RedisKVStore(**other) as isolated:
         assert isolated.keys() == []
+
+
+def test_migrating_doc_flatten_recipe_runs() -> None:
+    """The JSON-config recipe of docs/migrating.md works as printed."""
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "migrating.md").read_text()
+    (recipe,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.DOTALL) if "flatten" in b]
+    Path("config.json").write_text('{"database": {"host": "db", "port": 5432}, "debug": true}')
+    exec(compile(recipe, "docs/migrating.md recipe", "exec"), {})
+    with keyshelf.open("file://", path="kv_store.json") as kv:
+        assert kv.dump() == {"database.host": "db", "database.port": 5432, "debug": True}
