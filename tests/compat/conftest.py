@@ -146,9 +146,14 @@ async def opened(monkeypatch: pytest.MonkeyPatch) -> Any:
 
         monkeypatch.setattr(cls, "__init__", init)
     yield stores
+    errors: list[Exception] = []
     for store in reversed(stores):
-        with contextlib.suppress(Exception):
+        try:
             if isinstance(store, dataknobs_kv.KVStore):
                 await store.close()
             else:
                 store.close()
+        except Exception as exc:  # close the others, then report it
+            errors.append(exc)
+    if errors:
+        raise errors[0]
