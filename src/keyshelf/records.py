@@ -153,7 +153,12 @@ def decide_increment(delta: int | float) -> Decision[int | float]:
         current = numeric(old.tag, old.payload)
         if current is None:
             raise NotNumericError("Cannot increment non-numeric value")
-        result = current + delta
+        try:
+            result = current + delta
+        except OverflowError:  # a float plus an int too large to be a float
+            raise IncrementOverflowError(
+                "Increment result is outside the range of a float"
+            ) from None
         tag, payload = encode_number(result)
         return Write(tag, payload, old.expires_at, old.meta), result
 

@@ -302,3 +302,18 @@ def test_fifo_in_place_of_a_json_store_is_refused_without_waiting(tmp_path: Any)
     with pytest.raises(keyshelf.IncompatibleStoreError, match="is not a regular file"):
         keyshelf.open_async(f"file://{path}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.json"]
+
+
+# -- a float plus an int too large to be a float ---------------------------------------------
+
+
+def test_float_plus_huge_int_is_an_overflow_error(kv: Any) -> None:
+    # Was: a bare OverflowError("int too large to convert to float") from Python.
+    kv.set("f", 1.5)
+    for delta in (10**400, -(10**400)):
+        with pytest.raises(keyshelf.IncrementOverflowError):
+            kv.increment("f", delta)
+        with pytest.raises(keyshelf.IncrementOverflowError):
+            kv.decrement("f", delta)
+    assert kv.get("f") == 1.5
+    assert kv.increment("f", 2**70) == 1.5 + 2**70  # converts fine: a float result
