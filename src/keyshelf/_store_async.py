@@ -99,6 +99,8 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         user metadata; ``metadata={...}`` replaces it (a ``ttl`` entry in it
         sets the expiry when ``ttl`` is not given).
         """
+        # Flags are truth values; backends bind them as SQL parameters, so pass real bools.
+        nx, xx, keep_ttl = bool(nx), bool(xx), bool(keep_ttl)
         if nx and xx:
             raise InvalidArgumentError("nx and xx cannot both be set")
         key, encoded, meta, now, expires = self._prepare_set(key, value, ttl, metadata, keep_ttl)

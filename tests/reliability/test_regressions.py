@@ -317,3 +317,26 @@ def test_float_plus_huge_int_is_an_overflow_error(kv: Any) -> None:
             kv.decrement("f", delta)
     assert kv.get("f") == 1.5
     assert kv.increment("f", 2**70) == 1.5 + 2**70  # converts fine: a float result
+
+
+# -- truthy flags that are not bools -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, [1], 2.5], ids=["str", "int", "list", "float"])
+def test_truthy_set_flags_mean_true_everywhere(kv: Any, flag: Any) -> None:
+    # Was: SQLite bound "yes" as a string that SQL reads as false (nx="yes" overwrote,
+    # keep_ttl="yes" dropped the TTL); a list raised BackendError (SQLite) or
+    # TypeError (PostgreSQL).
+    kv.set("a", 1, ttl=100)
+    assert kv.set("a", 2, nx=flag) is False
+    assert kv.set("missing", 2, xx=flag) is False
+    assert kv.set("a", 3, keep_ttl=flag) is True
+    assert kv.get("a") == 3 and kv.ttl("a") is not None and kv.ttl("a") > 50
+    assert kv.exists("missing") is False
+
+
+@pytest.mark.parametrize("flag", ["", 0, [], None], ids=["str", "int", "list", "None"])
+def test_falsy_set_flags_mean_false_everywhere(kv: Any, flag: Any) -> None:
+    kv.set("a", 1, ttl=100)
+    assert kv.set("a", 2, nx=flag, xx=flag, keep_ttl=flag) is True
+    assert kv.get("a") == 2 and kv.ttl("a") is None
