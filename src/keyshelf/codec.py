@@ -190,11 +190,19 @@ def _enc_bytes(value: Any) -> dict[str, Any]:
     return {"$bytes": base64.b64encode(value).decode("ascii")}
 
 
+def _view_bytes(view: memoryview) -> bytes:
+    """The bytes of a memoryview; a released one is refused, not a bare ValueError."""
+    try:
+        return view.tobytes()
+    except ValueError as exc:
+        raise SerializationError(f"{_REFUSED}: memoryview ({exc})") from None
+
+
 # Non-container types that only the extended encoding can carry.
 _EXT_SCALARS: dict[type, Any] = {
     bytes: _enc_bytes,
     bytearray: _enc_bytes,
-    memoryview: lambda v: _enc_bytes(v.tobytes()),  # any layout: read as bytes
+    memoryview: lambda v: _enc_bytes(_view_bytes(v)),  # any layout: read as bytes
     datetime: _enc_datetime,
     date: lambda v: {"$date": v.isoformat()},
     time: _enc_time,
@@ -880,7 +888,7 @@ class Codec:
         if t is bytearray:
             return TAG_BYTES, bytes(v)
         if t is memoryview:
-            return TAG_BYTES, v.tobytes()
+            return TAG_BYTES, _view_bytes(v)
         if t in _EXT_TYPES:
             return _encode_tree(v)
         raise _refusal(value)

@@ -340,3 +340,22 @@ def test_falsy_set_flags_mean_false_everywhere(kv: Any, flag: Any) -> None:
     kv.set("a", 1, ttl=100)
     assert kv.set("a", 2, nx=flag, xx=flag, keep_ttl=flag) is True
     assert kv.get("a") == 2 and kv.ttl("a") is None
+
+
+# -- a released memoryview -------------------------------------------------------------------
+
+
+def _released() -> memoryview:
+    view = memoryview(b"data")
+    view.release()
+    return view
+
+
+def test_released_memoryview_is_a_serialization_error(kv: Any) -> None:
+    # Was: a bare ValueError("operation forbidden on released memoryview object").
+    kv.set("k", "old")
+    for value in (_released(), [_released()], {"a": (_released(),)}):
+        for method, args in (("set", ("k", value)), ("mset", ({"k": value},))):
+            with pytest.raises(keyshelf.SerializationError, match="not JSON serializable"):
+                getattr(kv, method)(*args)
+    assert kv.get("k") == "old"
