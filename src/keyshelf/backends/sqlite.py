@@ -55,6 +55,8 @@ SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RETRIES = 8
+_MMAP_SIZE = 256 * 1024 * 1024
+_CACHE_KIB = 16 * 1024
 
 T = TypeVar("T")
 
@@ -207,6 +209,10 @@ class SQLiteBackend(Backend):
             )
             conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+            # Reads of the database file through a memory map, not a read()
+            # per page; a larger page cache for pages still in the WAL.
+            conn.execute(f"PRAGMA mmap_size={_MMAP_SIZE}")
+            conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from exc
         with self._guard:
@@ -255,6 +261,25 @@ class SQLiteBackend(Backend):
             raise
         conn.execute("COMMIT")
 
+    def _after_fast(
+        self, exc: Exception, action: str, work: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """Finish a call whose first attempt ran inline (the hot paths) and raised.
+
+        The inline attempt is ``work(self._local.conn)`` without :meth:`_run`'s
+        frame: an AttributeError means this thread has no connection yet (or
+        the store was closed), and a busy error left nothing written; both go
+        through :meth:`_run`, which connects, or raises StoreClosedError, and
+        retries. Any other error is reported exactly as :meth:`_run` would.
+        """
+        if isinstance(exc, sqlite3.Error):
+            busy = isinstance(exc, sqlite3.OperationalError) and (
+                "locked" in str(exc) or "busy" in str(exc)
+            )
+            if not busy:
+                raise self._error(exc, action) from exc
+        return self._run(action, work)
+
     def _query(self, action: str, sql: str, params: Sequence[Any]) -> list[Any]:
         return self._run(action, lambda conn: conn.execute(sql, params).fetchall())
 
@@ -267,7 +292,12 @@ class SQLiteBackend(Backend):
     # -- primitives ---------------------------------------------------------
 
     def get(self, ns: str, key: str, now: int) -> Value | None:
-        row = self._one("get", self._sql.get, (ns, key, now))
+        params = (ns, key, now)
+        try:
+            row = self._local.conn.execute(self._sql.get, params).fetchone()
+        except (AttributeError, sqlite3.Error) as exc:
+            sql = self._sql.get
+            row = self._after_fast(exc, "get", lambda conn: conn.execute(sql, params).fetchone())
         return None if row is None else (row[0], row[1])
 
     def get_record(self, ns: str, key: str, now: int) -> Record | None:
@@ -275,7 +305,13 @@ class SQLiteBackend(Backend):
         return None if row is None else Record(*row)
 
     def exists(self, ns: str, key: str, now: int) -> bool:
-        return self._one("exists", self._sql.exists, (ns, key, now)) is not None
+        params = (ns, key, now)
+        try:
+            row = self._local.conn.execute(self._sql.exists, params).fetchone()
+        except (AttributeError, sqlite3.Error) as exc:
+            sql = self._sql.exists
+            row = self._after_fast(exc, "exists", lambda conn: conn.execute(sql, params).fetchone())
+        return row is not None
 
     def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
         found: dict[str, Value] = {}
@@ -320,7 +356,12 @@ class SQLiteBackend(Backend):
             keep_meta,
             nx,
         )
-        return self._change("set", self._sql.put, params) > 0
+        try:
+            return self._local.conn.execute(self._sql.put, params).rowcount > 0  # type: ignore[no-any-return]
+        except (AttributeError, sqlite3.Error) as exc:
+            sql = self._sql.put
+            changed = self._after_fast(exc, "set", lambda conn: conn.execute(sql, params).rowcount)
+        return changed > 0
 
     def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
         def work(conn: sqlite3.Connection) -> R:
@@ -344,7 +385,14 @@ class SQLiteBackend(Backend):
         # other case (missing key, wrong type, overflow, special floats) runs
         # the shared decision in one transaction.
         if (INT64_MIN <= delta <= INT64_MAX) if type(delta) is int else not math.isnan(delta):
-            row = self._one("increment", self._sql.increment, (ns, key, delta, now))
+            params = (ns, key, delta, now)
+            try:
+                row = self._local.conn.execute(self._sql.increment, params).fetchone()
+            except (AttributeError, sqlite3.Error) as exc:
+                sql = self._sql.increment
+                row = self._after_fast(
+                    exc, "increment", lambda conn: conn.execute(sql, params).fetchone()
+                )
             if row is not None:
                 return row[0]  # type: ignore[no-any-return]
         return super().increment(ns, key, delta, now)
@@ -363,7 +411,14 @@ class SQLiteBackend(Backend):
     def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
         unique = list(dict.fromkeys(keys))
         if len(unique) == 1:
-            rows = self._query("delete", self._sql.delete_one, (ns, unique[0]))
+            params = (ns, unique[0])
+            try:
+                rows = self._local.conn.execute(self._sql.delete_one, params).fetchall()
+            except (AttributeError, sqlite3.Error) as exc:
+                sql = self._sql.delete_one
+                rows = self._after_fast(
+                    exc, "delete", lambda conn: conn.execute(sql, params).fetchall()
+                )
             return [key for key, expires in rows if expires is None or expires > now]
 
         def work(conn: sqlite3.Connection) -> list[str]:
