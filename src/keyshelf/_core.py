@@ -14,7 +14,12 @@ from typing import Any, Generic, TypeVar
 
 from ._show import show
 from .codec import Codec, payload_size
-from .errors import AppendTypeError, InvalidArgumentError, ValueTooLargeError
+from .errors import (
+    AppendTypeError,
+    InvalidArgumentError,
+    SerializationError,
+    ValueTooLargeError,
+)
 from .expiry import Clock, ttl_seconds
 from .keys import check_key, check_keys, check_namespace
 from .patterns import Matcher, compile_pattern
@@ -93,7 +98,8 @@ class StoreCore(Generic[B]):
 
     def _encode(self, key: str, value: object) -> Value:
         tag, payload = self._codec.encode(value)
-        size = payload_size(tag, payload)
+        # Bytes payloads (containers) are measured inline; the rest by the codec.
+        size = len(payload) if type(payload) is bytes else payload_size(tag, payload)
         if size > self._max_value_size:
             raise ValueTooLargeError(
                 f"Value for key {key!r} is {size} bytes encoded, "
@@ -137,7 +143,9 @@ class StoreCore(Generic[B]):
             if ttl is None:
                 ttl = meta_ttl
             meta = self._codec.encode_metadata(user)
-        if keep_ttl and ttl is not None:
+        if ttl is None:  # _times inlined for the common case
+            return checked, encoded, meta, math.floor(self._clock() * 1000), None
+        if keep_ttl:
             raise InvalidArgumentError("keep_ttl cannot be combined with a ttl")
         now, expires = self._times(ttl)
         return checked, encoded, meta, now, expires
@@ -170,5 +178,8 @@ def check_append(value: object) -> bytes | str:
     if type(value) is str or type(value) is bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
+        try:
+            return bytes(value)
+        except ValueError as exc:  # a released memoryview
+            raise SerializationError(f"Value is not JSON serializable: a {exc}") from None
     raise AppendTypeError(f"Cannot append a {type(value).__name__}: append takes str or bytes")

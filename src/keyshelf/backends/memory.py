@@ -16,11 +16,22 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from ..codec import payload_size
+from ..codec import TAG_INT, payload_size
 from ..errors import InvalidURLError, StoreClosedError
 from ..options import refuse_unknown
 from ..patterns import Matcher
-from ..records import Decision, R, Record, Value, Write, new_record, stats_dict
+from ..records import (
+    INT64_MAX,
+    INT64_MIN,
+    Decision,
+    Keep,
+    R,
+    Record,
+    Value,
+    Write,
+    new_record,
+    stats_dict,
+)
 from ._bridge import AsyncBridge
 from .base import Backend
 
@@ -64,8 +75,76 @@ class MemoryBackend(Backend):
     # -- primitives -------------------------------------------------------
 
     def get(self, ns: str, key: str, now: int) -> Value | None:
-        record = self._live(self._table(ns), key, now)
-        return None if record is None else (record.tag, record.payload)
+        # _live and _table inlined: this is the hottest path of the backend.
+        table = self._data.get(ns)
+        record = (self._table(ns) if table is None else table).get(key)
+        if record is None:
+            return None
+        expires = record.expires_at
+        if expires is not None and expires <= now:
+            return None
+        return record.tag, record.payload
+
+    def put(
+        self,
+        ns: str,
+        key: str,
+        value: Value,
+        expires_at: int | None,
+        meta: Any,
+        now: int,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        # records.decide_put and new_record, inlined under the lock.
+        with self._lock:
+            table = self._table(ns)
+            old = self._live(table, key, now)
+            if old is None:
+                if xx:
+                    return False
+                stored_meta = None if type(meta) is Keep else meta
+                record = Record(value[0], value[1], expires_at, stored_meta, now, now, 1)
+            else:
+                if nx:
+                    return False
+                record = Record(
+                    value[0],
+                    value[1],
+                    old.expires_at if keep_ttl else expires_at,
+                    old.meta if type(meta) is Keep else meta,
+                    old.created_at,
+                    now,
+                    old.version + 1,
+                )
+            table[key] = record
+            if record.expires_at is not None:
+                heapq.heappush(self._expiries, (record.expires_at, ns, key))
+        return True
+
+    def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
+        # Fast path: a live 64-bit int plus an int delta that stays in range
+        # (the expiry is unchanged, so its heap entry stays valid); anything
+        # else runs the shared decision.
+        if type(delta) is int:
+            with self._lock:
+                old = self._live(self._table(ns), key, now)
+                if old is not None and old.tag == TAG_INT:
+                    result = old.payload + delta  # type: ignore[operator]
+                    if INT64_MIN <= result <= INT64_MAX:
+                        self._data[ns][key] = Record(
+                            TAG_INT,
+                            result,
+                            old.expires_at,
+                            old.meta,
+                            old.created_at,
+                            now,
+                            old.version + 1,
+                        )
+                        return result
+        return super().increment(ns, key, delta, now)
 
     def get_record(self, ns: str, key: str, now: int) -> Record | None:
         return self._live(self._table(ns), key, now)
