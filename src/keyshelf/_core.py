@@ -181,5 +181,5 @@ def check_append(value: object) -> bytes | str:
         try:
             return bytes(value)
         except ValueError as exc:  # a released memoryview
-            raise SerializationError(f"Value is not JSON serializable: a {exc}") from None
+            raise SerializationError(f"Value is not JSON serializable: {exc}") from None
     raise AppendTypeError(f"Cannot append a {type(value).__name__}: append takes str or bytes")

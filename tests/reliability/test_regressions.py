@@ -359,3 +359,13 @@ def test_released_memoryview_is_a_serialization_error(kv: Any) -> None:
             with pytest.raises(keyshelf.SerializationError, match="not JSON serializable"):
                 getattr(kv, method)(*args)
     assert kv.get("k") == "old"
+
+
+def test_appending_a_released_memoryview_is_a_serialization_error(kv: Any) -> None:
+    # Was: a bare ValueError from bytes() of the released view.
+    kv.set("b", b"x")
+    with pytest.raises(keyshelf.SerializationError, match="released memoryview"):
+        kv.append("b", _released())
+    with pytest.raises(keyshelf.SerializationError, match="released memoryview"):
+        kv.append("new", _released())
+    assert kv.dump() == {"b": b"x"}
