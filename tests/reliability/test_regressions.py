@@ -369,3 +369,16 @@ def test_appending_a_released_memoryview_is_a_serialization_error(kv: Any) -> No
     with pytest.raises(keyshelf.SerializationError, match="released memoryview"):
         kv.append("new", _released())
     assert kv.dump() == {"b": b"x"}
+
+
+# -- append onto a number ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", [5, 1.5, True, None, 2**70, [1], {"a": 1}, (1,)], ids=repr)
+def test_append_onto_a_non_string_value_is_an_append_type_error(kv: Any, stored: Any) -> None:
+    # Was (Redis): ValueError("invalid literal for int() ...") for ints, floats and bools.
+    kv.set("k", stored)
+    for value in ("", "x", b"", b"x"):
+        with pytest.raises(keyshelf.AppendTypeError, match="Cannot append"):
+            kv.append("k", value)
+    assert kv.get("k") == stored and type(kv.get("k")) is type(stored)

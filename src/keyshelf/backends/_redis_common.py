@@ -392,6 +392,12 @@ def from_redis(t: bytes, v: bytes | None) -> Value:
     return t[1:].decode("utf-8"), payload
 
 
+def tag_of(t: bytes) -> str:
+    """The codec tag named by a ``t`` hash field, without decoding any payload."""
+    known = _DECODERS.get(t)
+    return known[0] if known is not None else t[1:].decode("utf-8", "replace")
+
+
 def record_from_reply(reply: list[Any], now: int) -> Record | None:
     """A :data:`GET_RECORD` reply (t, v, m, c, u, n, expires_at) -> Record or None."""
     if not reply or reply[0] is None:

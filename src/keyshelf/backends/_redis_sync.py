@@ -370,7 +370,8 @@ class RedisBackend(Backend):
         if code == 0:
             return rc.from_redis(reply[1], reply[2])
         if code == 1:
-            stored = rc.from_redis(reply[1], None)[0]
+            # The script sends back the stored type only: its payload is not needed.
+            stored = rc.tag_of(reply[1])
             # The shared decision raises the type error, worded like everywhere else.
             decide_append(value, max_size)(Record(stored, None, None, None, now, now, 1))
         raise ValueTooLargeError(
