@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit stress generate clean
+.PHONY: demo test lint typecheck unit stress generate clean bench bench-scale
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,15 +14,15 @@ $(VENV)/.demo: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,redis,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,redis,postgres,bench]'
 	touch $@ $(VENV)/.demo
 
 demo: $(VENV)/.demo
 	$(BIN)/python -m keyshelf.demo
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests tools
-	$(BIN)/ruff format --check src tests tools
+	$(BIN)/ruff check src tests tools benchmarks
+	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/python tools/async_to_sync.py --check
 
 typecheck: $(VENV)/.dev
@@ -32,6 +32,14 @@ unit: $(VENV)/.dev
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# keyshelf against the libraries users would pick instead (docs/performance.md).
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks
+
+# 10,000,000 keys in the SQLite backend: minutes and ~2 GB of disk.
+bench-scale: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.scale
 
 stress: $(VENV)/.dev
 	$(BIN)/pytest -q -m stress -p no:cacheprovider

@@ -94,7 +94,11 @@ class Bench:
         self.rows.append((name, k, r))
         report(name, k, r)
 
-    def run_ops(self) -> None:
+    def cases(self) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+        """(name, keyshelf call, raw call) for each operation, keys in place.
+
+        Also used by the shared runner (``python -m benchmarks``).
+        """
         kv, raw, sql = self.kv, self.raw, self.sql
         kv.set("bench:get", "value-" * 8)
         kv.set("bench:counter", 0)
@@ -103,37 +107,11 @@ class Bench:
         kv.mset(mapping)
 
         get_sql = sql.get
-        self.compare(
-            "get",
-            lambda: kv.get("bench:get"),
-            lambda: raw.execute(get_sql, (NS, "bench:get"), prepare=True, binary=True).fetchone(),
-        )
-
         value = "value-" * 8
         put_sql = sql.put(False, False, True)
         put_params = (NS, "bench:set", "s", *columns("s", value), None, None)
-        self.compare(
-            "set",
-            lambda: kv.set("bench:set", value),
-            lambda: raw.execute(put_sql, put_params, prepare=True),
-        )
-
         inc_sql = sql.increment_int
-        self.compare(
-            "increment",
-            lambda: kv.increment("bench:counter"),
-            lambda: raw.execute(
-                inc_sql, (NS, "bench:counter", 1), prepare=True, binary=True
-            ).fetchone(),
-        )
-
         many_sql = sql.get_many
-        self.compare(
-            "mget 100",
-            lambda: kv.mget(keys),
-            lambda: raw.execute(many_sql, (NS, keys), prepare=True, binary=True).fetchall(),
-        )
-
         put_many_sql = sql.put_many
         ordered = sorted(mapping)
         cols = [columns("s", mapping[key]) for key in ordered]
@@ -147,11 +125,41 @@ class Bench:
             [c[2] for c in cols],
             [c[3] for c in cols],
         )
-        self.compare(
-            "mset 100",
-            lambda: kv.mset(mapping),
-            lambda: raw.execute(put_many_sql, many_params, prepare=True),
-        )
+        return [
+            (
+                "get",
+                lambda: kv.get("bench:get"),
+                lambda: raw.execute(
+                    get_sql, (NS, "bench:get"), prepare=True, binary=True
+                ).fetchone(),
+            ),
+            (
+                "set",
+                lambda: kv.set("bench:set", value),
+                lambda: raw.execute(put_sql, put_params, prepare=True),
+            ),
+            (
+                "increment",
+                lambda: kv.increment("bench:counter"),
+                lambda: raw.execute(
+                    inc_sql, (NS, "bench:counter", 1), prepare=True, binary=True
+                ).fetchone(),
+            ),
+            (
+                "mget 100",
+                lambda: kv.mget(keys),
+                lambda: raw.execute(many_sql, (NS, keys), prepare=True, binary=True).fetchall(),
+            ),
+            (
+                "mset 100",
+                lambda: kv.mset(mapping),
+                lambda: raw.execute(put_many_sql, many_params, prepare=True),
+            ),
+        ]
+
+    def run_ops(self) -> None:
+        for name, ours, raw in self.cases():
+            self.compare(name, ours, raw)
 
     def run_async_ops(self) -> None:
         """The same five operations through the async API (one event loop)."""

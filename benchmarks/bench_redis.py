@@ -56,9 +56,13 @@ def _cases(kv: Any, r: Any, tag: str) -> dict[str, tuple[Callable[[], Any], Call
     }
 
 
-def bench_sync(url: str, prefix: str) -> dict[str, tuple[float, float]]:
-    """Each operation: keyshelf and raw calls alternate one by one (order flipped
-    every call), so load from other processes hits both sides alike."""
+def open_sync(
+    url: str, prefix: str
+) -> tuple[Any, Any, dict[str, tuple[Callable[[], Any], Callable[[], Any]]]]:
+    """A keyshelf store, a raw client and the cases, with every key they read in place.
+
+    Also used by the shared runner (``python -m benchmarks``).
+    """
     kv = keyshelf.open(url, prefix=prefix)
     r = redis.Redis.from_url(url)
     cases = _cases(kv, r, prefix + "-raw")
@@ -67,6 +71,13 @@ def bench_sync(url: str, prefix: str) -> dict[str, tuple[float, float]]:
     for ours, theirs in reversed(cases.values()):  # mset first: mget reads its keys
         ours()
         theirs()
+    return kv, r, cases
+
+
+def bench_sync(url: str, prefix: str) -> dict[str, tuple[float, float]]:
+    """Each operation: keyshelf and raw calls alternate one by one (order flipped
+    every call), so load from other processes hits both sides alike."""
+    kv, r, cases = open_sync(url, prefix)
     results = {}
     clock = time.perf_counter_ns
     for name, (ours, theirs) in cases.items():

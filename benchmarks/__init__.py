@@ -1,0 +1,1 @@
+"""keyshelf's benchmarks: ``python -m benchmarks`` (``make bench``); see docs/performance.md."""

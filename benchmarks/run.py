@@ -1,0 +1,566 @@
+"""The benchmark runner: keyshelf's backends and the libraries users would pick instead.
+
+Usage (``make bench`` runs the defaults)::
+
+    python -m benchmarks [--only memory,sqlite,bulk,procs,redis,postgres]
+                         [--rounds 5] [--calls 2000] [--warmup 300]
+                         [--listing-keys 100000] [--bulk 1000000]
+                         [--procs 4] [--proc-calls 5000]
+                         [--redis-url URL] [--postgres-url URL] [--json PATH]
+
+Every group measures keyshelf and its anchors in the same run, interleaved
+by rounds (see :mod:`benchmarks.timing`), prints a markdown table of medians,
+p99 and the ratios keyshelf / anchor, checks the targets of issue 7, and
+writes everything as JSON (default ``benchmarks/results/<timestamp>.json``).
+Redis and PostgreSQL are included when their servers answer (URLs from the
+options, ``$KEYSHELF_TEST_REDIS_URL`` / ``$KEYSHELF_TEST_POSTGRES_URL``, else
+the local defaults) and skipped with a note otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import local, procs
+from .timing import Op, Summary, compare, fmt_ratio, fmt_us, markdown_table, ratio
+from .workload import OPS, expected_listing
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres")
+
+
+@dataclass
+class Group:
+    """The results of one comparison: keyshelf's contestant and its anchors."""
+
+    title: str
+    ours: str
+    anchors: list[str]
+    results: dict[str, dict[str, Summary]] = field(default_factory=dict)  # op -> name -> summary
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "keyshelf": self.ours,
+            "anchors": self.anchors,
+            "operations": {
+                op: {name: s.as_dict() for name, s in by_name.items()}
+                for op, by_name in self.results.items()
+            },
+        }
+
+    def median(self, op: str, name: str) -> float | None:
+        summary = self.results.get(op, {}).get(name)
+        return None if summary is None else summary.median_us
+
+    def p99(self, op: str, name: str) -> float | None:
+        summary = self.results.get(op, {}).get(name)
+        return None if summary is None else summary.p99_us
+
+    def table(self) -> str:
+        names = [self.ours, *self.anchors]
+        header = ["operation", *(f"{n} µs median (p99)" for n in names)]
+        header += [f"÷ {a}" for a in self.anchors]
+        header.append(f"{self.ours} spread")
+        rows = []
+        for op, by_name in self.results.items():
+            row = [op]
+            for name in names:
+                s = by_name.get(name)
+                row.append("—" if s is None else f"{fmt_us(s.median_us)} ({fmt_us(s.p99_us)})")
+            mine = by_name[self.ours]
+            for anchor in self.anchors:
+                theirs = by_name.get(anchor)
+                row.append(
+                    "—" if theirs is None else fmt_ratio(ratio(mine.median_us, theirs.median_us))
+                )
+            low, high = mine.spread_us
+            row.append(f"{fmt_us(low)}-{fmt_us(high)}")
+            rows.append(row)
+        return f"### {self.title}\n\n" + markdown_table(header, rows, align="l")
+
+
+def run_group(
+    group: Group,
+    contestants: Sequence[Any],
+    *,
+    rounds: int,
+    calls: int,
+    warmup: int,
+    log: Callable[[str], None],
+) -> Group:
+    """Time every operation on every contestant (each offers ``ops()``)."""
+    all_ops = {c.name: c.ops() for c in contestants}
+    order = [op for op in OPS if op in all_ops[group.ours]]
+    order += [op for op in all_ops[group.ours] if op not in order]
+    for op in order:
+        entries = [(name, ops[op]) for name, ops in all_ops.items() if op in ops]
+        started = time.perf_counter()
+        group.results[op] = compare(entries, rounds=rounds, calls=calls, warmup=warmup)
+        mine = group.results[op][group.ours].median_us
+        others = ", ".join(
+            f"{name} {s.median_us:.2f}"
+            for name, s in group.results[op].items()
+            if name != group.ours
+        )
+        log(
+            f"  {group.title}: {op:<14} keyshelf {mine:8.2f} µs | {others} "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
+    return group
+
+
+# ---------------------------------------------------------------------------
+# groups
+# ---------------------------------------------------------------------------
+
+
+def bench_memory(args: argparse.Namespace, workdir: Path, log: Callable[[str], None]) -> Group:
+    contestants = [
+        local.KeyshelfStore(workdir, args.listing_keys, "memory://", "keyshelf memory"),
+        local.CachetoolsTTL(workdir, args.listing_keys),
+        local.LockedDict(workdir, args.listing_keys),
+    ]
+    return _run_local("memory backend", contestants, args, log)
+
+
+def bench_sqlite(args: argparse.Namespace, workdir: Path, log: Callable[[str], None]) -> Group:
+    contestants = [
+        local.KeyshelfStore(
+            workdir, args.listing_keys, f"sqlite:///{workdir / 'keyshelf.db'}", "keyshelf sqlite"
+        ),
+        local.RawSQLite(workdir, args.listing_keys),
+        local.DiskCache(workdir, args.listing_keys),
+        local.SqliteDictStore(workdir, args.listing_keys),
+    ]
+    return _run_local("SQLite backend", contestants, args, log)
+
+
+def _run_local(
+    title: str, contestants: list[Any], args: argparse.Namespace, log: Callable[[str], None]
+) -> Group:
+    try:
+        for c in contestants:
+            started = time.perf_counter()
+            c.load()
+            log(
+                f"  loaded {args.listing_keys:,} keys into {c.name} "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
+        expected = expected_listing(args.listing_keys)
+        for c in contestants:  # every side must return the same listing
+            got = len(c.ops()["list user:1*"].run(0))
+            if got != expected:
+                raise AssertionError(f"{c.name} listed {got} keys, expected {expected}")
+        group = Group(title, contestants[0].name, [c.name for c in contestants[1:]])
+        return run_group(
+            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+        )
+    finally:
+        for c in contestants:
+            c.close()
+
+
+def bench_bulk(
+    args: argparse.Namespace, workdir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Load ``--bulk`` fresh sessions into each SQLite contestant, one after another."""
+    out: dict[str, Any] = {"keys": args.bulk, "batch": args.bulk_batch, "results": {}}
+    for name, load in local.BULK.items():
+        target = workdir / f"bulk-{name.replace(' ', '-')}"
+        if name == "diskcache":
+            target.mkdir()
+        else:
+            target = target.with_suffix(".db")
+        took, size = load(target, args.bulk, args.bulk_batch)
+        out["results"][name] = {
+            "seconds": round(took, 3),
+            "keys_per_s": round(args.bulk / took),
+            "bytes_on_disk": size,
+            "bytes_per_key": round(size / args.bulk, 1),
+        }
+        log(
+            f"  bulk {args.bulk:,}: {name:<16} {args.bulk / took:>10,.0f} keys/s  "
+            f"{size / args.bulk:6.1f} B/key"
+        )
+        local.remove(target)
+    return out
+
+
+def bench_procs(
+    args: argparse.Namespace, workdir: Path, log: Callable[[str], None], remote: dict[str, str]
+) -> dict[str, Any]:
+    targets = {
+        "keyshelf sqlite": ("keyshelf", f"sqlite:///{workdir / 'procs-keyshelf.db'}"),
+        "raw sqlite3": ("raw sqlite3", str(workdir / "procs-raw.db")),
+        "diskcache": ("diskcache", str(workdir / "procs-diskcache")),
+        "sqlitedict": ("sqlitedict", str(workdir / "procs-sqlitedict.db")),
+    }
+    for name, url in remote.items():
+        targets[f"keyshelf {name}"] = ("keyshelf", url)
+    out: dict[str, Any] = {}
+    for name, (kind, target) in targets.items():
+        out[name] = procs.run(kind, target, args.procs, args.proc_calls)
+        r = out[name]
+        log(
+            f"  {args.procs} processes x {args.proc_calls:,} increments: {name:<18} "
+            f"{r['increments_per_s']:>8,}/s  lost {r['lost_updates']}"
+        )
+    return out
+
+
+def bench_redis(args: argparse.Namespace, url: str, log: Callable[[str], None]) -> Group:
+    from . import bench_redis as br
+
+    prefix = f"keyshelf-bench-{os.getpid()}-{int(time.time())}"
+    kv, r, cases = br.open_sync(url, prefix)
+    try:
+        contestants = [
+            _Fixed("keyshelf redis", {_name(n): Op(_nullary(o)) for n, (o, _) in cases.items()}),
+            _Fixed("raw redis-py", {_name(n): Op(_nullary(t)) for n, (_, t) in cases.items()}),
+        ]
+        group = Group("Redis backend", "keyshelf redis", ["raw redis-py"])
+        return run_group(
+            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+        )
+    finally:
+        kv.close()
+        r.close()
+        br.cleanup(url, prefix)
+
+
+def bench_postgres(args: argparse.Namespace, url: str, log: Callable[[str], None]) -> Group:
+    from . import bench_postgres as bp
+
+    bench = bp.Bench(url, args.rounds, args.calls)
+    try:
+        cases = bench.cases()
+        contestants = [
+            _Fixed("keyshelf postgres", {_name(n): Op(_nullary(o)) for n, o, _ in cases}),
+            _Fixed("raw psycopg", {_name(n): Op(_nullary(t)) for n, _, t in cases}),
+        ]
+        group = Group("PostgreSQL backend", "keyshelf postgres", ["raw psycopg"])
+        return run_group(
+            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+        )
+    finally:
+        bench.close()
+
+
+@dataclass
+class _Fixed:
+    name: str
+    _ops: dict[str, Op]
+
+    def ops(self) -> dict[str, Op]:
+        return self._ops
+
+
+def _name(op: str) -> str:
+    """The scripts' ``get`` is a hit: name it as in the other tables."""
+    return "get hit" if op == "get" else op
+
+
+def _nullary(fn: Callable[[], Any]) -> Callable[[int], Any]:
+    return lambda i: fn()
+
+
+def reachable(kind: str, url: str) -> str | None:
+    """None if the server answers, else why not."""
+    try:
+        if kind == "redis":
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=2)
+            client.ping()
+            client.close()
+        else:
+            import psycopg
+
+            psycopg.connect(url, connect_timeout=3).close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".strip()
+    return None
+
+
+# ---------------------------------------------------------------------------
+# targets (issue 7)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    what: str
+    value: float
+    limit: float
+    higher_is_better: bool = False
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+
+    def line(self) -> str:
+        sign = "≥" if self.higher_is_better else "≤"
+        mark = "met" if self.met else "MISSED"
+        return f"| {self.what} | {self.value:.2f} | {sign} {self.limit:g} | {mark} |"
+
+
+# operation -> (target ÷ diskcache, target ÷ raw sqlite3)
+SQLITE_TARGETS: dict[str, tuple[float | None, float | None]] = {
+    "get hit": (0.75, 1.2),
+    "get miss": (0.75, 1.2),
+    "get hit (int)": (0.75, 1.2),
+    "set": (0.35, 1.3),
+    "set (int)": (0.35, 1.3),
+    "set with TTL": (0.25, None),
+    "increment": (0.75, None),
+    "mset 100": (0.15, None),
+    "mget 100": (0.5, None),
+    "list user:1*": (0.1, 1.5),
+}
+
+
+def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
+    out: list[Check] = []
+    sq = groups.get("sqlite")
+    if sq is not None:
+        for op, (vs_dc, vs_raw) in SQLITE_TARGETS.items():
+            mine = sq.median(op, sq.ours)
+            if mine is None:
+                continue
+            for anchor, limit in (("diskcache", vs_dc), ("raw sqlite3", vs_raw)):
+                theirs = sq.median(op, anchor)
+                if limit is not None and theirs:
+                    out.append(Check(f"SQLite {op} ÷ {anchor}", mine / theirs, limit))
+        for op in sq.results:
+            mine_p99, theirs_p99 = sq.p99(op, sq.ours), sq.p99(op, "diskcache")
+            if mine_p99 is not None and theirs_p99:
+                out.append(Check(f"SQLite {op} p99 ÷ diskcache p99", mine_p99 / theirs_p99, 1.0))
+    mem = groups.get("memory")
+    if mem is not None:
+        for op in mem.results:
+            mine, theirs = mem.median(op, mem.ours), mem.median(op, "cachetools TTLCache")
+            if mine is not None and theirs:
+                out.append(Check(f"memory {op} ÷ cachetools", mine / theirs, 1.0))
+    for key, anchor in (("redis", "raw redis-py"), ("postgres", "raw psycopg")):
+        g = groups.get(key)
+        if g is None:
+            continue
+        for op in g.results:
+            mine, theirs = g.median(op, g.ours), g.median(op, anchor)
+            if mine is not None and theirs:
+                out.append(Check(f"{g.title.split()[0]} {op} ÷ {anchor}", mine / theirs, 1.1))
+    bulk = report.get("bulk")
+    if bulk:
+        res = bulk["results"]
+        ours, raw = res["keyshelf sqlite"], res["raw sqlite3"]
+        out.append(
+            Check("SQLite bulk keys/s ÷ raw", ours["keys_per_s"] / raw["keys_per_s"], 0.8, True)
+        )
+        out.append(Check("SQLite bytes per key (session)", ours["bytes_per_key"], 175))
+    for name, r in (report.get("procs") or {}).items():
+        if name.startswith("keyshelf"):
+            out.append(Check(f"{name} lost updates", r["lost_updates"], 0))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=2000, help="timed calls per round")
+    p.add_argument("--warmup", type=int, default=300, help="untimed calls per round")
+    p.add_argument("--listing-keys", type=int, default=100_000)
+    p.add_argument("--bulk", type=int, default=1_000_000)
+    p.add_argument("--bulk-batch", type=int, default=10_000)
+    p.add_argument("--procs", type=int, default=4)
+    p.add_argument("--proc-calls", type=int, default=5000)
+    p.add_argument("--redis-url", default=os.environ.get("KEYSHELF_TEST_REDIS_URL", DEFAULT_REDIS))
+    p.add_argument(
+        "--postgres-url", default=os.environ.get("KEYSHELF_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    )
+    p.add_argument("--json", type=Path, default=None, help="where to write the JSON results")
+    p.add_argument("--workdir", type=Path, default=None, help="where the store files go")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = p.parse_args(argv)
+    args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = set(args.only) - set(GROUPS)
+    if unknown:
+        p.error(f"unknown groups: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "workdir", "quiet")},
+        "groups": {},
+        "skipped": {},
+    }
+    groups: dict[str, Group] = {}
+    remote: dict[str, str] = {}
+    for kind, url in (("redis", args.redis_url), ("postgres", args.postgres_url)):
+        if kind in args.only:
+            why = reachable(kind, url)
+            if why is None:
+                remote[kind] = url
+            else:
+                report["skipped"][kind] = why
+                log(f"  {kind}: skipped, {url} does not answer ({why})")
+
+    with tempfile.TemporaryDirectory(prefix="keyshelf-bench-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        runners: dict[str, Callable[[], Group]] = {
+            "memory": lambda: bench_memory(args, workdir, log),
+            "sqlite": lambda: bench_sqlite(args, workdir / "sqlite", log),
+            "redis": lambda: bench_redis(args, remote["redis"], log),
+            "postgres": lambda: bench_postgres(args, remote["postgres"], log),
+        }
+        for name in ("memory", "sqlite", "redis", "postgres"):
+            if name in args.only and (name in ("memory", "sqlite") or name in remote):
+                if name == "sqlite":
+                    (workdir / "sqlite").mkdir()
+                groups[name] = runners[name]()
+                report["groups"][name] = groups[name].as_dict()
+        if "bulk" in args.only and args.bulk:
+            report["bulk"] = bench_bulk(args, workdir, log)
+        if "procs" in args.only and args.procs:
+            remote_urls = {}
+            if "redis" in remote:
+                remote_urls["redis"] = _with_query(remote["redis"], f"prefix=kb{os.getpid()}")
+            if "postgres" in remote:
+                remote_urls["postgres"] = _with_query(remote["postgres"], f"table=kb{os.getpid()}")
+            report["procs"] = bench_procs(args, workdir, log, remote_urls)
+            _drop_remote(remote_urls)
+
+    found = checks(report, groups)
+    report["targets"] = [
+        {"what": c.what, "value": round(c.value, 4), "limit": c.limit, "met": c.met} for c in found
+    ]
+    print(render(report, groups, found))
+    path = args.json or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    log(f"\nJSON written to {path}")
+    return 0
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def _drop_remote(urls: dict[str, str]) -> None:
+    """Remove what the process contest left on the servers."""
+    import keyshelf
+
+    for url in urls.values():
+        try:
+            with keyshelf.open(url) as kv:
+                kv.clear()
+        except Exception:  # best effort: the data is a single counter
+            pass
+
+
+def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check]) -> str:
+    m = report["machine"]
+    s = report["settings"]
+    parts = [
+        f"## keyshelf benchmarks — {report['started']}",
+        "",
+        f"{m['cpu']}, {m['cpus']} CPUs, Python {m['python']}, SQLite {m['sqlite']}. "
+        f"{s['rounds']} rounds x {s['calls']:,} timed calls (after {s['warmup']} warm-up "
+        f"calls) per operation and contestant, interleaved; {s['listing_keys']:,} keys "
+        "present. Cells: median µs (p99); ratios: keyshelf median ÷ anchor median; "
+        "spread: lowest-highest round median.",
+    ]
+    for group in groups.values():
+        parts += ["", group.table()]
+    bulk = report.get("bulk")
+    if bulk:
+        rows = [
+            [name, f"{r['seconds']:.1f}", f"{r['keys_per_s']:,}", f"{r['bytes_per_key']:.0f}"]
+            for name, r in bulk["results"].items()
+        ]
+        parts += [
+            "",
+            f"### Bulk load of {bulk['keys']:,} sessions (batches of {bulk['batch']:,})",
+            "",
+            markdown_table(["contestant", "seconds", "keys/s", "bytes/key on disk"], rows, "l"),
+        ]
+    pr = report.get("procs")
+    if pr:
+        first = next(iter(pr.values()))
+        rows = [
+            [name, f"{r['increments_per_s']:,}", f"{r['final']:,}", str(r["lost_updates"])]
+            for name, r in pr.items()
+        ]
+        parts += [
+            "",
+            f"### {first['processes']} processes x {first['calls_per_process']:,} "
+            "increments of one key",
+            "",
+            markdown_table(
+                ["contestant", "increments/s", "final value", "lost updates"], rows, "l"
+            ),
+        ]
+    for kind, why in report["skipped"].items():
+        parts += ["", f"{kind}: skipped ({why})"]
+    if found:
+        parts += [
+            "",
+            "### Targets (issue 7)",
+            "",
+            "| target | value | limit | |",
+            "|---|---:|---|---|",
+        ]
+        parts += [c.line() for c in found]
+        missed = sum(1 for c in found if not c.met)
+        parts += ["", f"{len(found) - missed} of {len(found)} targets met."]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

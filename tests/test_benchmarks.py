@@ -1,0 +1,96 @@
+"""Smoke test of the benchmark runner (``python -m benchmarks``), so that it cannot rot.
+
+Runs every local group with tiny numbers and checks the shape of the report,
+never a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("diskcache")
+pytest.importorskip("sqlitedict")
+pytest.importorskip("cachetools")
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("benchmarks", None)
+    from benchmarks import run
+
+    return run
+
+
+def test_runner_smoke(runner: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.json"
+    code = runner.main(  # type: ignore[attr-defined]
+        [
+            "--only=memory,sqlite,bulk,procs",
+            "--rounds=2",
+            "--calls=5",
+            "--warmup=1",
+            "--listing-keys=300",
+            "--bulk=500",
+            "--bulk-batch=200",
+            "--procs=2",
+            "--proc-calls=10",
+            f"--json={out}",
+            f"--workdir={tmp_path}",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "### memory backend" in printed
+    assert "### SQLite backend" in printed
+    assert "### Targets (issue 7)" in printed
+
+    report = json.loads(out.read_text())
+    memory = report["groups"]["memory"]["operations"]
+    sqlite = report["groups"]["sqlite"]["operations"]
+    for op in ("set", "get hit", "get miss", "increment", "delete", "mset 100", "mget 100"):
+        assert set(memory[op]) == {"keyshelf memory", "cachetools TTLCache", "dict + lock"}
+        assert {"keyshelf sqlite", "raw sqlite3", "diskcache"} <= set(sqlite[op])
+        assert sqlite[op]["keyshelf sqlite"]["calls"] == 10
+    assert set(report["bulk"]["results"]) == {
+        "keyshelf sqlite",
+        "raw sqlite3",
+        "diskcache",
+        "sqlitedict",
+    }
+    assert report["bulk"]["results"]["keyshelf sqlite"]["bytes_per_key"] > 0
+    procs = report["procs"]
+    assert procs["keyshelf sqlite"]["lost_updates"] == 0
+    assert procs["keyshelf sqlite"]["final"] == 20
+    assert procs["raw sqlite3"]["lost_updates"] == 0
+    assert all("met" in target for target in report["targets"])
+
+
+def test_scale_smoke(runner: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import scale
+
+    out = tmp_path / "scale.json"
+    code = scale.main(
+        [
+            "--keys=600",
+            "--small=200",
+            "--batch=250",
+            "--rounds=1",
+            "--calls=5",
+            "--warmup=1",
+            f"--workdir={tmp_path}",
+            f"--json={out}",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["big"]["keys"] == 600
+    assert set(report["latency"]) == {"get hit", "get miss", "set", "set with TTL"}
+    assert "keyshelf SQLite scale run" in capsys.readouterr().out
