@@ -55,7 +55,7 @@ SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RETRIES = 8
-_MMAP_SIZE = 256 * 1024 * 1024
+_MMAP_SIZE = 2**31 - 2**16  # SQLite's default ceiling (SQLITE_MAX_MMAP_SIZE)
 _CACHE_KIB = 16 * 1024
 
 T = TypeVar("T")
