@@ -47,7 +47,11 @@ def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, A
     if "://" not in url:
         # A bare path is an SQLite file (spec section 2): the same as
         # sqlite:///<path>, quoted so that no character of it is special.
-        return SplitResult("sqlite", "", "/" + quote(url), "", ""), {}
+        try:
+            path = quote(url)
+        except UnicodeEncodeError:  # a lone surrogate: no file can have this name
+            raise InvalidURLError(f"Cannot use {show(url)} as an SQLite file name") from None
+        return SplitResult("sqlite", "", "/" + path, "", ""), {}
     try:
         parts = urlsplit(url)
         query = dict(

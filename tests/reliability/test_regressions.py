@@ -382,3 +382,28 @@ def test_append_onto_a_non_string_value_is_an_append_type_error(kv: Any, stored:
         with pytest.raises(keyshelf.AppendTypeError, match="Cannot append"):
             kv.append("k", value)
     assert kv.get("k") == stored and type(kv.get("k")) is type(stored)
+
+
+# -- open(): a lone surrogate as a bare path, huge ints as PostgreSQL options ------------------
+
+
+def test_bare_path_with_a_lone_surrogate_is_an_invalid_url(tmp_path: Any, monkeypatch: Any) -> None:
+    # Was: UnicodeEncodeError from quoting the path.
+    monkeypatch.chdir(tmp_path)
+    for url in ("\ud800", "a\udfffb.db"):
+        with pytest.raises(keyshelf.InvalidURLError):
+            keyshelf.open(url)
+        with pytest.raises(keyshelf.InvalidURLError):
+            keyshelf.open_async(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["min_size", "application_name", "sslmode"])
+def test_huge_int_postgres_options_are_invalid_urls(option: str) -> None:
+    # Was: ValueError printing the int (libpq parameters, the min_size/max_size message).
+    pytest.importorskip("psycopg")
+    from ..backends import test_postgres_server as pg_server
+
+    url = pg_server.server_url()
+    with pytest.raises(keyshelf.InvalidURLError, match=option):
+        keyshelf.open(url, schema=pg_server.fresh_schema(), **{option: HUGE})

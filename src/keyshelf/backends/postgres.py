@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
+from .._show import show
 from ..errors import InvalidURLError
 from ..options import as_number, as_str, refuse_unknown
 from ._postgres_sql import IDENTIFIER, Config, location_of
@@ -64,7 +65,7 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
     max_size = as_number("max_size", options.pop("max_size", 10), integer=True)
     if max_size < max(min_size, 1):
         raise InvalidURLError(
-            f"Option max_size ({max_size}) must be at least min_size ({min_size})"
+            f"Option max_size ({show(max_size)}) must be at least min_size ({show(min_size)})"
         )
     connect_timeout = as_number("connect_timeout", options.pop("connect_timeout", 10.0))
     statement_timeout = options.pop("statement_timeout", None)
@@ -72,7 +73,13 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         statement_timeout = as_number("statement_timeout", statement_timeout)
 
     known = {opt.keyword.decode() for opt in psycopg.pq.Conninfo.get_defaults()} - _MANAGED
-    libpq = {name: str(options.pop(name)) for name in list(options) if name in known}
+    libpq: dict[str, str] = {}
+    for name in [name for name in options if name in known]:
+        value = options.pop(name)
+        try:
+            libpq[name] = str(value)
+        except ValueError:  # an int with more digits than Python prints
+            raise InvalidURLError(f"Option {name} cannot be used: {show(value)}") from None
     refuse_unknown(url.scheme, options)
 
     conninfo = urlunsplit((url.scheme, url.netloc, url.path, "", ""))
