@@ -116,7 +116,9 @@ class Matcher:
     * ``match(k)`` implies ``k.startswith(prefix)``;
     * if ``literal``, ``match(k)`` is exactly ``k == prefix`` (the pattern
       with its escapes removed);
-    * if ``match_all``, ``match(k)`` is always ``True``.
+    * if ``match_all``, ``match(k)`` is always ``True``;
+    * if ``prefix_only``, ``match(k)`` is exactly ``k.startswith(prefix)``
+      (``user:*``, ``app.**``), so a range scan of the prefix needs no test.
 
     Matchers are immutable, hashable, thread-safe and cheap to share.
     """
@@ -132,6 +134,8 @@ class Matcher:
     match_all: bool
     """The pattern matches every key (``*`` in the default dialect, ``**``)."""
     _test: Callable[[str], bool] = field(repr=False, compare=False)
+    prefix_only: bool = field(default=False, compare=False)
+    """The pattern matches exactly the keys that start with ``prefix``."""
 
     def match(self, key: str) -> bool:
         """Return whether ``key`` matches the pattern (case-sensitive)."""
@@ -633,7 +637,11 @@ def _fast_test(tokens: list[_Token], separator: str | None) -> Callable[[str], b
 
 
 def _startswith_test(prefix: str) -> Callable[[str], bool]:
-    return lambda key: key.startswith(prefix)
+    def test(key: str) -> bool:
+        return key.startswith(prefix)
+
+    test.startswith_prefix = prefix  # type: ignore[attr-defined]
+    return test
 
 
 def _endswith_test(suffix: str) -> Callable[[str], bool]:
@@ -687,6 +695,7 @@ def _compile_cached(pattern: str, separator: str | None) -> Matcher:
     literal = len(prefix) == len(tokens)
     match_all = _match_all_tokens(tokens, separator)
     test: Callable[[str], bool]
+    prefix_only = False
     if literal:
         test = _equals_test(prefix)
     elif match_all:
@@ -695,11 +704,12 @@ def _compile_cached(pattern: str, separator: str | None) -> Matcher:
         fast = _fast_test(tokens, separator)
         if fast is not None:
             test = fast
+            prefix_only = getattr(fast, "startswith_prefix", None) == prefix
         else:
             dialect = _Dialect.for_separator(separator, optimize=True)
             fullmatch = re.compile(_emit(tokens, dialect), re.DOTALL).fullmatch
             test = lambda key: fullmatch(key) is not None  # noqa: E731
-    return Matcher(pattern, separator, prefix, literal, match_all, test)
+    return Matcher(pattern, separator, prefix, literal, match_all, test, prefix_only)
 
 
 def _always(key: str) -> bool:

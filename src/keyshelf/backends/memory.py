@@ -210,13 +210,14 @@ class MemoryBackend(Backend):
             return [matcher.prefix] if self._live(table, matcher.prefix, now) else []
         match = matcher.match
         prefix = matcher.prefix
+        exact = matcher.match_all or matcher.prefix_only  # startswith(prefix) is the test
         # A snapshot of the items: other threads may write while we filter.
         return sorted(
             key
             for key, record in list(table.items())
-            if (record.expires_at is None or record.expires_at > now)
-            and key.startswith(prefix)
-            and (matcher.match_all or match(key))
+            if key.startswith(prefix)
+            and (record.expires_at is None or record.expires_at > now)
+            and (exact or match(key))
         )
 
     def scan(

@@ -468,14 +468,19 @@ class SQLiteBackend(Backend):
             sql += " AND key > ?"
             args.append(after)
         sql += " ORDER BY key"
-        match = None if matcher.match_all or matcher.literal else matcher.match
+        match = None if _exact(matcher) else matcher.match
         if match is None and limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
 
         def work(conn: sqlite3.Connection) -> list[tuple[str, Value | None]]:
+            cursor = conn.execute(sql, args)
+            if match is None:  # every row of the range matches; LIMIT is in the SQL
+                if values:
+                    return [(key, (tag, payload)) for key, tag, payload in cursor]
+                return [(key, None) for (key,) in cursor]
             out: list[tuple[str, Value | None]] = []
-            for row in conn.execute(sql, args):
+            for row in cursor:
                 if match is not None and not match(row[0]):
                     continue
                 out.append((row[0], (row[1], row[2]) if values else None))
@@ -488,7 +493,7 @@ class SQLiteBackend(Backend):
     def count(self, ns: str, matcher: Matcher, now: int) -> int:
         bound, params = self._range(matcher)
         where = f"ns = ? AND {bound} AND {_LIVE.format(now='?')}"
-        if matcher.match_all or matcher.literal:
+        if _exact(matcher):
             row = self._one(
                 "count", f"SELECT count(*) FROM {self._table} WHERE {where}", (ns, *params, now)
             )
@@ -504,7 +509,7 @@ class SQLiteBackend(Backend):
 
         def work(conn: sqlite3.Connection) -> int:
             with self._transaction(conn):
-                if matcher.match_all or matcher.literal:
+                if _exact(matcher):
                     rows = conn.execute(
                         f"DELETE FROM {t} WHERE ns = ? AND {bound} RETURNING expires_at",
                         (ns, *params),
@@ -590,6 +595,11 @@ class SQLiteBackend(Backend):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+
+
+def _exact(matcher: Matcher) -> bool:
+    """True if every key in the matcher's prefix range matches (no per-key test)."""
+    return matcher.match_all or matcher.literal or matcher.prefix_only
 
 
 class _Statements:
