@@ -17,7 +17,7 @@ from .codec import Codec, get_codec
 from .errors import InvalidURLError
 from .expiry import Clock, system_clock
 from .keys import DEFAULT_NAMESPACE
-from .options import as_bool, as_number, as_str
+from .options import MAX_SECONDS, as_bool, as_number, as_str
 from .registry import factory_for
 
 DEFAULT_URL = "sqlite:///keyshelf.db"
@@ -84,7 +84,9 @@ def _options(
         "max_value_size", merged.pop("max_value_size", DEFAULT_MAX_VALUE_SIZE), integer=True
     )
     auto_cleanup = as_bool("auto_cleanup", merged.pop("auto_cleanup", False))
-    interval = as_number("cleanup_interval", merged.pop("cleanup_interval", 60.0))
+    interval = as_number(
+        "cleanup_interval", merged.pop("cleanup_interval", 60.0), maximum=MAX_SECONDS
+    )
     store["cleanup_interval"] = interval if auto_cleanup else None
     factory = factory_for(parts.scheme)
     backend = factory(parts, merged, asynchronous)

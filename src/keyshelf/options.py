@@ -26,8 +26,20 @@ def as_bool(name: str, value: Any) -> bool:
     raise InvalidURLError(f"Option {name} must be true or false, got {show(value)}")
 
 
-def as_number(name: str, value: Any, *, integer: bool = False, minimum: float = 0) -> Any:
-    """A positive (or >= ``minimum``) finite number option."""
+# The longest duration an option may ask for (about 31 years): beyond what
+# threads, sockets and timers accept (they raise OverflowError), and never useful.
+MAX_SECONDS = 1e9
+
+
+def as_number(
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    minimum: float = 0,
+    maximum: float | None = None,
+) -> Any:
+    """A finite number option above ``minimum`` (0) and at most ``maximum`` (if given)."""
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -39,6 +51,8 @@ def as_number(name: str, value: Any, *, integer: bool = False, minimum: float = 
         raise InvalidURLError(f"Option {name} is too large, got {show(value)}") from None
     if not (integer or math.isfinite(number)) or number <= minimum:
         raise InvalidURLError(f"Option {name} must be greater than {minimum:g}, got {show(value)}")
+    if maximum is not None and number > maximum:
+        raise InvalidURLError(f"Option {name} must be at most {maximum:g}, got {show(value)}")
     return number
 
 

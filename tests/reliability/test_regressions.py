@@ -407,3 +407,30 @@ def test_huge_int_postgres_options_are_invalid_urls(option: str) -> None:
     url = pg_server.server_url()
     with pytest.raises(keyshelf.InvalidURLError, match=option):
         keyshelf.open(url, schema=pg_server.fresh_schema(), **{option: HUGE})
+
+
+# -- durations too long for threads, sockets and timers -------------------------------------
+
+
+@pytest.mark.parametrize("seconds", [9223372037.0, 1e300], ids=["2**63ns", "1e300"])
+def test_huge_durations_are_refused_at_open(seconds: float) -> None:
+    # Was: OverflowError from socket/threading (Redis socket timeouts, PostgreSQL
+    # connect_timeout), a cleanup thread that died at its first wait, and a
+    # statement_timeout refused by the server as "cannot connect".
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("memory://", {"auto_cleanup": True, "cleanup_interval": seconds}),
+    ]
+    pytest.importorskip("redis")
+    from ..backends import redis_url
+
+    for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
+        cases.append((redis_url(), {name: seconds, "prefix": "keyshelf-test-never-used"}))
+    pytest.importorskip("psycopg")
+    from ..backends import test_postgres_server as pg_server
+
+    for name in ("connect_timeout", "statement_timeout"):
+        cases.append((pg_server.server_url(), {name: seconds, "schema": "keyshelf_test_never"}))
+    for url, options in cases:
+        for opener in (keyshelf.open, keyshelf.open_async):
+            with pytest.raises(keyshelf.InvalidURLError, match="must be at most"):
+                opener(url, **options)

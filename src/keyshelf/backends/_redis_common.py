@@ -68,7 +68,7 @@ from ..codec import (
     Payload,
 )
 from ..errors import InvalidURLError, SerializationError
-from ..options import as_bool, as_number, as_str, refuse_unknown
+from ..options import MAX_SECONDS, as_bool, as_number, as_str, refuse_unknown
 from ..patterns import Matcher, compile_pattern
 from ..records import Record, Value
 
@@ -155,18 +155,25 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
     if password is not None:
         kwargs["password"] = password
     kwargs["socket_timeout"] = as_number(
-        "socket_timeout", options.pop("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+        "socket_timeout", options.pop("socket_timeout", DEFAULT_SOCKET_TIMEOUT), maximum=MAX_SECONDS
     )
     kwargs["socket_connect_timeout"] = as_number(
-        "socket_connect_timeout", options.pop("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        "socket_connect_timeout",
+        options.pop("socket_connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        maximum=MAX_SECONDS,
     )
     max_connections = None
     if "max_connections" in options:
         max_connections = as_number("max_connections", options.pop("max_connections"), integer=True)
-    pool_timeout = as_number("pool_timeout", options.pop("pool_timeout", kwargs["socket_timeout"]))
+    pool_timeout = as_number(
+        "pool_timeout", options.pop("pool_timeout", kwargs["socket_timeout"]), maximum=MAX_SECONDS
+    )
     if "health_check_interval" in options:
         kwargs["health_check_interval"] = as_number(
-            "health_check_interval", options.pop("health_check_interval"), minimum=-1
+            "health_check_interval",
+            options.pop("health_check_interval"),
+            minimum=-1,
+            maximum=MAX_SECONDS,
         )
     if "client_name" in options:
         kwargs["client_name"] = as_str("client_name", options.pop("client_name"))

@@ -39,7 +39,7 @@ from urllib.parse import SplitResult, urlunsplit
 
 from .._show import show
 from ..errors import InvalidURLError
-from ..options import as_number, as_str, refuse_unknown
+from ..options import MAX_SECONDS, as_number, as_str, refuse_unknown
 from ._postgres_sql import IDENTIFIER, Config, location_of
 
 # Connection parameters keyshelf sets itself.
@@ -67,10 +67,13 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         raise InvalidURLError(
             f"Option max_size ({show(max_size)}) must be at least min_size ({show(min_size)})"
         )
-    connect_timeout = as_number("connect_timeout", options.pop("connect_timeout", 10.0))
+    connect_timeout = as_number(
+        "connect_timeout", options.pop("connect_timeout", 10.0), maximum=MAX_SECONDS
+    )
     statement_timeout = options.pop("statement_timeout", None)
     if statement_timeout is not None:
-        statement_timeout = as_number("statement_timeout", statement_timeout)
+        # The server takes it in whole milliseconds, as a 32-bit int.
+        statement_timeout = as_number("statement_timeout", statement_timeout, maximum=2147483)
 
     known = {opt.keyword.decode() for opt in psycopg.pq.Conninfo.get_defaults()} - _MANAGED
     libpq: dict[str, str] = {}
