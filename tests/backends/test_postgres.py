@@ -674,3 +674,15 @@ def test_record_batches_for_export_and_import(kv: Any) -> None:
     assert list(records) == ["a", "b"]
     assert records["b"].payload == "x\x00y" and records["b"].meta == b"meta"
     assert records["a"].version == 1 and records["a"].expires_at is None
+
+
+def test_host_less_url_with_host_as_parameter(where: tuple[str, str]) -> None:
+    # postgresql:///db (no host) is valid libpq; it once lost its "//" on the way.
+    url, schema = where
+    parts = urlsplit(url)
+    user = f"&user={parts.username}" if parts.username else ""
+    hostless = f"postgresql://{parts.path}?host={parts.hostname}&port={parts.port or 5432}{user}"
+    with keyshelf.open(hostless, schema=schema) as kv:
+        kv.set("k", "v")
+    with keyshelf.open(url, schema=schema) as kv:
+        assert kv.get("k") == "v"

@@ -35,7 +35,7 @@ the server clock, errors) and ``docs/postgres.md`` for the table layout.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import SplitResult, urlunsplit
+from urllib.parse import SplitResult
 
 from .._show import show
 from ..errors import InvalidURLError
@@ -85,7 +85,9 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
             raise InvalidURLError(f"Option {name} cannot be used: {show(value)}") from None
     refuse_unknown(url.scheme, options)
 
-    conninfo = urlunsplit((url.scheme, url.netloc, url.path, "", ""))
+    # Not urlunsplit: it drops the "//" of a host-less URL (postgresql:///db,
+    # the local socket), which libpq then cannot parse.
+    conninfo = f"{url.scheme}://{url.netloc}{url.path}"
     try:
         parts = conninfo_to_dict(conninfo, **libpq)
     except psycopg.Error as exc:
