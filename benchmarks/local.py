@@ -312,13 +312,15 @@ class RawSQLite(Contestant):
         conn, sql, k, ns, now = self.conn, self.sql, self.k, self.NS, self.now
         execute = conn.execute
 
+        put_sql = sql.put_by_flags[False, True, False]
+
         def put(key: str, value: Any, ttl: float | None = None) -> bool:
             t = now()
             expires = None if ttl is None else math.ceil(t + ttl * 1000)
             tag, payload = _encode(value)
             # keep_ttl false, keep_meta true (a set without metadata=), nx false
-            params = (ns, key, tag, payload, expires, None, t, False, True, False)
-            return execute(sql.put, params).rowcount > 0
+            params = (ns, key, tag, payload, expires, None, t)
+            return execute(put_sql, params).rowcount > 0
 
         def get(key: str) -> Any:
             row = execute(sql.get, (ns, key, now())).fetchone()
