@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -391,12 +392,19 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    versions = {}
+    for dist in ("keyshelf", "orjson", "cachetools", "diskcache", "sqlitedict", "redis", "psycopg"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": cpu,
         "cpus": os.cpu_count(),
         "sqlite": sqlite3.sqlite_version,
+        "libraries": versions,
     }
 
 
