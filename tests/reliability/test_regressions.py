@@ -434,3 +434,14 @@ def test_huge_durations_are_refused_at_open(seconds: float) -> None:
         for opener in (keyshelf.open, keyshelf.open_async):
             with pytest.raises(keyshelf.InvalidURLError, match="must be at most"):
                 opener(url, **options)
+
+
+@pytest.mark.parametrize("mode", [0, 1.5, b"wal", ["wal"], None], ids=repr)
+def test_non_string_journal_mode_is_an_invalid_url(tmp_path: Any, mode: Any) -> None:
+    # Was: AttributeError("'int' object has no attribute 'upper'").
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    if mode is None:  # not given: the default
+        keyshelf.open(url, journal_mode=mode).close()
+        return
+    with pytest.raises(keyshelf.InvalidURLError, match="journal_mode"):
+        keyshelf.open(url, journal_mode=mode)

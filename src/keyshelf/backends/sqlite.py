@@ -745,6 +745,8 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     durable = as_bool("durable", options.pop("durable", False))
     timeout = as_number("timeout", options.pop("timeout", 30.0))
     journal_mode = options.pop("journal_mode", None)
+    if journal_mode is not None:
+        journal_mode = as_str("journal_mode", journal_mode)
     refuse_unknown("sqlite", options)
     backend = SQLiteBackend(
         path, table=table, durable=durable, timeout=timeout, journal_mode=journal_mode
