@@ -80,6 +80,7 @@ def _sqlite_cases(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
     page = 4096
     not_db = "not an SQLite database|corrupt or not a database"
     corrupt = "corrupt or not a database|malformed|not an SQLite database"
+    truncated = "is truncated"
     garbage_pages = good[:page] + os.urandom(len(good) - page)
     json_store = tmp_path / "store.json"
     with keyshelf.open(f"file://{json_store}") as kv:
@@ -89,13 +90,14 @@ def _sqlite_cases(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
         "text": (b"name,email\nalice,alice@example.com\n" * 100, not_db),
         "gzip": (gzip.compress(good), not_db),
         "keyshelf-json-store": (json_store.read_bytes(), not_db),
-        "magic-only": (good[:16], corrupt),
-        "truncated-header": (good[:60], corrupt),
-        "truncated-first-page": (good[: page // 2], corrupt),
-        "one-page": (good[:page], corrupt),
-        "truncated-third": (good[: len(good) // 3], corrupt),
-        "truncated-two-thirds": (good[: 2 * len(good) // 3], corrupt),
-        "truncated-last-byte": (good[:-1], corrupt),
+        "magic-only": (good[:16], truncated),
+        "truncated-header": (good[:60], truncated),
+        "truncated-first-page": (good[: page // 2], truncated),
+        "one-page": (good[:page], truncated),
+        "truncated-third": (good[: len(good) // 3], truncated),
+        "truncated-two-thirds": (good[: 2 * len(good) // 3], truncated),
+        "truncated-last-page": (good[:-page], truncated),
+        "truncated-last-byte": (good[:-1], truncated),
         "garbage-pages": (garbage_pages, corrupt),
     }
     return cases
@@ -112,6 +114,8 @@ SQLITE_KINDS = [
     "one-page",
     "truncated-third",
     "truncated-two-thirds",
+    "truncated-last-page",
+    "truncated-last-byte",
     "garbage-pages",
 ]
 
@@ -175,14 +179,45 @@ def test_app_objects_with_keyshelf_names_are_refused_untouched(tmp_path: Path, s
     conn.commit()
     conn.close()
     content = path.read_bytes()
-    with pytest.raises(keyshelf.BackendError) as info:
+    with pytest.raises(keyshelf.IncompatibleStoreError) as info:
         run_ops(str(path), "sync")
     assert str(path) in str(info.value)
+    assert "is not keyshelf's" in str(info.value) and "table=" in str(info.value)
     assert path.read_bytes() == content
     # The same file works with a table name of keyshelf's own.
     with keyshelf.open(path, table="kvstore") as kv:
         kv.set("k", 1)
         assert kv.get("k") == 1
+
+
+def test_own_data_table_without_its_meta_table_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    sqlite_good(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE keyshelf_meta")
+    conn.commit()
+    conn.close()
+    with keyshelf.open(path) as kv:
+        assert kv.get("k0001") == {"i": 1, "pad": "x" * 300}
+        assert kv.size() == 301
+
+
+def test_a_wal_beside_a_short_file_is_not_mistaken_for_truncation(tmp_path: Path) -> None:
+    # Killed mid-checkpoint, a database file may be shorter than its header says
+    # while the WAL still holds the pages: that is not corruption.
+    path = tmp_path / "s.db"
+    sqlite_good(path)
+    holder = sqlite3.connect(path)
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    holder.execute("BEGIN")
+    holder.execute("SELECT count(*) FROM keyshelf").fetchone()  # keeps the WAL from a reset
+    with keyshelf.open(path) as kv:
+        kv.mset({f"n{i:04d}": "y" * 500 for i in range(200)})
+        assert Path(f"{path}-wal").stat().st_size > 0
+        with keyshelf.open(path) as again:
+            assert again.size() == 501
+    holder.rollback()
+    holder.close()
 
 
 # -- the file backend: truncations, symlinks, special files -------------------------------
@@ -246,9 +281,11 @@ def test_special_files_are_refused_without_hanging(
     else:
         path = Path(special)
     url = str(path) if backend == "sqlite" else f"file://{path}"
-    with pytest.raises(keyshelf.BackendError) as info:
+    with pytest.raises(keyshelf.IncompatibleStoreError) as info:
         run_ops(url, "sync")
     assert str(path) in str(info.value)
+    problem = "is a directory" if special == "directory" else "is not a regular file"
+    assert problem in str(info.value)
 
 
 # -- non-writable files and directories ---------------------------------------------------

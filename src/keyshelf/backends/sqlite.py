@@ -55,6 +55,17 @@ SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RETRIES = 8
+_COLUMNS = (
+    "ns",
+    "key",
+    "type",
+    "value",
+    "expires_at",
+    "meta",
+    "created_at",
+    "updated_at",
+    "version",
+)
 _MMAP_SIZE = 2**31 - 2**16  # SQLite's default ceiling (SQLITE_MAX_MMAP_SIZE)
 _CACHE_KIB = 16 * 1024
 
@@ -69,6 +80,31 @@ _SIZE = (
     f"WHEN '{TAG_INT}' THEN 8 WHEN '{TAG_FLOAT}' THEN 8 "
     "ELSE length(CAST(value AS BLOB)) END"
 )
+
+
+def _check_not_truncated(path: Path, header: bytes) -> None:
+    """Refuse a database file shorter than its own header says it is.
+
+    SQLite reads missing pages as zeros and only notices when it meets one,
+    perhaps in the middle of a write. The header's page count is trusted only
+    when SQLite would trust it (change counter = version-valid-for), and not
+    while a WAL or rollback journal beside the file may still supply pages.
+    """
+    if len(header) < 100:
+        raise IncompatibleStoreError(
+            f"{path} is truncated: {len(header)} bytes, shorter than an SQLite header"
+        )
+    if any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")):
+        return
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if pages and header[24:28] == header[92:96]:
+        size = path.stat().st_size
+        if size < pages * page_size:
+            raise IncompatibleStoreError(
+                f"{path} is truncated: {size} bytes, its header says {pages * page_size}"
+            )
 
 
 class SQLiteBackend(Backend):
@@ -114,15 +150,18 @@ class SQLiteBackend(Backend):
         path = self.path
         if path.is_dir():
             raise IncompatibleStoreError(f"{path} is a directory, not an SQLite database file")
+        if path.exists() and not path.is_file():
+            raise IncompatibleStoreError(f"{path} is not a regular file")
         fresh = not path.exists() or path.stat().st_size == 0
         if not fresh:
             try:
                 with path.open("rb") as handle:
-                    header = handle.read(len(_HEADER))
+                    header = handle.read(100)
             except OSError as exc:
                 raise BackendUnavailableError(f"Cannot read {path}: {exc.strerror}") from exc
-            if header != _HEADER:
+            if header[: len(_HEADER)] != _HEADER:
                 raise IncompatibleStoreError(f"{path} is not an SQLite database")
+            _check_not_truncated(path, header)
         elif not path.parent.exists():
             raise BackendUnavailableError(
                 f"Cannot create {path}: directory {path.parent} does not exist"
@@ -154,14 +193,40 @@ class SQLiteBackend(Backend):
         ).fetchone()
         if row is None:
             return None
-        found = conn.execute(
-            f"SELECT value FROM {self._meta_table} WHERE name='schema_version'"
-        ).fetchone()
-        if found is None:
-            raise IncompatibleStoreError(
-                f"{self.path}: table {self._meta_table} exists but is not keyshelf's"
-            )
+        foreign = IncompatibleStoreError(
+            f"{self.path}: table {self._meta_table} exists but is not keyshelf's; "
+            f"open the store with table='...' to give keyshelf's tables other names"
+        )
+        try:
+            found = conn.execute(
+                f"SELECT value FROM {self._meta_table} WHERE name='schema_version'"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:  # other columns: the application's table
+            raise foreign from exc
+        if found is None or not str(found[0]).isdigit():
+            raise foreign
         return int(found[0])
+
+    def _refuse_foreign_objects(self, conn: sqlite3.Connection) -> None:
+        """The application's own table, view or index may not sit under keyshelf's names."""
+        t = self._table
+        ours = False  # keyshelf's own data table, left without its meta table
+        for name in (t, self._meta_table, f"{t}_expiry"):
+            row = conn.execute(
+                "SELECT type, tbl_name FROM sqlite_master WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                continue
+            if row[0] == "table" and name == t:
+                ours = [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] == list(_COLUMNS)
+                if ours:
+                    continue
+            if row[0] == "index" and row[1] == t and ours:
+                continue
+            raise IncompatibleStoreError(
+                f"{self.path} already has a {row[0]} named {name} that is not keyshelf's; "
+                f"open the store with table='...' to give keyshelf's tables other names"
+            )
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         t, m = self._table, self._meta_table
@@ -169,6 +234,7 @@ class SQLiteBackend(Backend):
             # Another process may have created it since we looked.
             if self._schema_version(conn) is not None:
                 return
+            self._refuse_foreign_objects(conn)
             conn.execute(f"CREATE TABLE {m} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             conn.execute(
                 f"INSERT INTO {m} (name, value) VALUES ('schema_version', ?)",
