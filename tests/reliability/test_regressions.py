@@ -445,3 +445,33 @@ def test_non_string_journal_mode_is_an_invalid_url(tmp_path: Any, mode: Any) -> 
         return
     with pytest.raises(keyshelf.InvalidURLError, match="journal_mode"):
         keyshelf.open(url, journal_mode=mode)
+
+
+# -- Redis database numbers and pool sizes beyond reason --------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_absurd_redis_and_postgres_sizes_are_refused_at_open() -> None:
+    # Was: ValueError printing a huge db number; a pool that filled a queue with
+    # one slot per allowed connection until memory ran out (max_connections=10**30).
+    pytest.importorskip("redis")
+    from ..backends import redis_url
+
+    base = redis_url().split("?")[0].rsplit("/", 1)[0]
+    for url, options in [
+        (f"{base}/0", {"db": HUGE}),
+        (f"{base}/0", {"db": 2**40}),
+        (f"{base}/{'9' * 5000}", {}),
+        (f"{base}/{'9' * 30}", {}),
+        (f"{base}/0", {"max_connections": 10**30}),
+        (f"{base}/0", {"max_connections": "9" * 30}),
+    ]:
+        for opener in (keyshelf.open, keyshelf.open_async):
+            with pytest.raises(keyshelf.InvalidURLError):
+                opener(url, prefix="keyshelf-test-never-used", **options)
+    pytest.importorskip("psycopg")
+    from ..backends import test_postgres_server as pg_server
+
+    for options in ({"min_size": 10**9, "max_size": 10**9}, {"max_size": 10**12}):
+        with pytest.raises(keyshelf.InvalidURLError, match="must be at most"):
+            keyshelf.open(pg_server.server_url(), schema="keyshelf_test_never", **options)

@@ -112,6 +112,12 @@ class RedisSettings(NamedTuple):
         return kwargs
 
 
+# Database numbers are C ints on the server. A pool holds one slot per allowed
+# connection, so an absurd max_connections would exhaust memory before any use.
+_MAX_DB = 2**31 - 1
+_MAX_CONNECTIONS = 100_000
+
+
 def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
     """Validate the URL and the backend options; raise InvalidURLError if unusable.
 
@@ -144,7 +150,7 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
         kwargs["port"] = 6379 if port is None else port
         db = _db_from_path(url)
     if "db" in options:
-        db = as_number("db", options.pop("db"), integer=True, minimum=-1)
+        db = as_number("db", options.pop("db"), integer=True, minimum=-1, maximum=_MAX_DB)
     kwargs["db"] = db
     if "username" in options:
         username = as_str("username", options.pop("username"))
@@ -164,7 +170,12 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
     )
     max_connections = None
     if "max_connections" in options:
-        max_connections = as_number("max_connections", options.pop("max_connections"), integer=True)
+        max_connections = as_number(
+            "max_connections",
+            options.pop("max_connections"),
+            integer=True,
+            maximum=_MAX_CONNECTIONS,
+        )
     pool_timeout = as_number(
         "pool_timeout", options.pop("pool_timeout", kwargs["socket_timeout"]), maximum=MAX_SECONDS
     )
@@ -217,7 +228,7 @@ def _db_from_path(url: SplitResult) -> int:
     path = url.path.strip("/")
     if not path:
         return 0
-    if not path.isdigit() or not path.isascii():
+    if not path.isdigit() or not path.isascii() or int(path[:12]) > _MAX_DB:
         raise InvalidURLError(
             f"The path of a Redis URL is the database number (redis://host:6379/0), "
             f"got {_redact(url)!r}"

@@ -61,8 +61,12 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
                 f"PostgreSQL {name} name {value!r} must be a plain identifier "
                 "(letters, digits, underscores; at most 58 characters)"
             )
-    min_size = as_number("min_size", options.pop("min_size", 1), integer=True, minimum=-1)
-    max_size = as_number("max_size", options.pop("max_size", 10), integer=True)
+    # Far above what a server accepts (100 connections by default); a pool opens
+    # min_size connections at once and walks max_size slots when it closes.
+    min_size = as_number(
+        "min_size", options.pop("min_size", 1), integer=True, minimum=-1, maximum=10_000
+    )
+    max_size = as_number("max_size", options.pop("max_size", 10), integer=True, maximum=10_000)
     if max_size < max(min_size, 1):
         raise InvalidURLError(
             f"Option max_size ({show(max_size)}) must be at least min_size ({show(min_size)})"
