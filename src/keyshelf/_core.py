@@ -101,11 +101,14 @@ class StoreCore(Generic[B]):
         # Bytes payloads (containers) are measured inline; the rest by the codec.
         size = len(payload) if type(payload) is bytes else payload_size(tag, payload)
         if size > self._max_value_size:
-            raise ValueTooLargeError(
-                f"Value for key {key!r} is {size} bytes encoded, "
-                f"above max_value_size {self._max_value_size}"
-            )
+            raise self._too_large(key, size)
         return tag, payload
+
+    def _too_large(self, key: str, size: int) -> ValueTooLargeError:
+        return ValueTooLargeError(
+            f"Value for key {key!r} is {size} bytes encoded, "
+            f"above max_value_size {self._max_value_size}"
+        )
 
     def _encode_items(self, mapping: object) -> list[tuple[str, Value]]:
         if not isinstance(mapping, Mapping):
@@ -113,7 +116,19 @@ class StoreCore(Generic[B]):
                 f"Expected a mapping of keys to values, got {type(mapping).__name__}"
             )
         keys = check_keys(list(mapping))
-        return [(key, self._encode(key, mapping[key])) for key in keys]
+        if type(mapping) is not dict:
+            return [(key, self._encode(key, mapping[key])) for key in keys]
+        # A plain dict (the bulk path): its values in key order, _encode inlined.
+        encode, limit = self._codec.encode, self._max_value_size
+        out: list[tuple[str, Value]] = []
+        append = out.append
+        for key, value in zip(keys, mapping.values(), strict=True):
+            tag, payload = encode(value)
+            size = len(payload) if type(payload) is bytes else payload_size(tag, payload)
+            if size > limit:
+                raise self._too_large(key, size)
+            append((key, (tag, payload)))
+        return out
 
     def _matcher(self, pattern: object) -> Matcher:
         return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]

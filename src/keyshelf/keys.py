@@ -86,12 +86,23 @@ def check_keys(keys: Iterable[object]) -> list[str]:
         ) from None
     out: list[str] = []
     append = out.append
+    cache = _valid_cache
     for key in iterator:
-        if type(key) is not str or key not in _valid_cache:
-            message = _problem(key, "Key")
-            if message is not None:
-                raise InvalidKeyError(f"Invalid key {show(key)}: {message}")
-            _remember(key)  # type: ignore[arg-type]
+        if type(key) is not str or key not in cache:
+            # The rules of _problem for the common case, inline (bulk loads
+            # check millions of new keys); anything unusual gets _problem.
+            if not (
+                type(key) is str
+                and 0 < len(key) <= MAX_KEY_LENGTH
+                and key.isprintable()
+                and not key.startswith("__")
+            ):
+                message = _problem(key, "Key")
+                if message is not None:
+                    raise InvalidKeyError(f"Invalid key {show(key)}: {message}")
+            if len(cache) >= _VALID_CACHE_LIMIT:  # _remember, inline
+                cache.clear()
+            cache.add(key)  # type: ignore[arg-type]
         append(key)  # type: ignore[arg-type]
     return out
 
