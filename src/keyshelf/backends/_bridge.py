@@ -75,7 +75,10 @@ class AsyncBridge(AsyncBackend):
         finally:
             self._closed = True
             if self._executor is not None:
-                self._executor.shutdown(wait=False)
+                # Wait for the worker threads to end (off the event loop), so that
+                # a closed store leaves no thread behind.
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._executor.shutdown)
 
 
 def _forward(name: str) -> Callable[..., Any]:
