@@ -117,6 +117,9 @@ def test_look_alike_pairs_never_share_storage(opener: Opener) -> None:
         ("'", "'"), ("''", ""), ("a'", "b"), ("a", "'b"),
         ("a\\", "b"), ("a", "\\b"), ("a/", "b"), ("a", "/b"),
     ]  # fmt: skip
+    # Very long and Unicode-heavy names, at the 255-character limit.
+    pairs += [("n" * 255, "k" * 255), ("🚀" * 255, "é" * 255), ("é" * 255, "🚀" * 255)]
+    pairs += [("\u200d" * 200 + "a", "\U0010fffd" * 255), ("Ω" * 254 + ":", ":" + "Ω" * 254)]
     pairs = [(ns, key) for ns, key in pairs if key]
     _check_pairs(opener(), pairs)
 
