@@ -67,7 +67,7 @@ _COLUMNS = (
     "version",
 )
 _MMAP_SIZE = 2**31 - 2**16  # SQLite's default ceiling (SQLITE_MAX_MMAP_SIZE)
-_CACHE_KIB = 16 * 1024
+_CACHE_KIB = 64 * 1024
 
 T = TypeVar("T")
 
@@ -276,7 +276,10 @@ class SQLiteBackend(Backend):
             conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
             # Reads of the database file through a memory map, not a read()
-            # per page; a larger page cache for pages still in the WAL.
+            # per page. Writes cannot use the map: every page a write
+            # transaction touches goes through the page cache, so it holds up
+            # to 64 MiB (SQLite's default is 2 MiB), enough for the interior
+            # pages and a hot set of leaves of a multi-GB file.
             conn.execute(f"PRAGMA mmap_size={_MMAP_SIZE}")
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         except sqlite3.Error as exc:
