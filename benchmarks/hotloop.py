@@ -62,6 +62,7 @@ def summarize(path: Path, within: str = "Op.run", top: int = 30) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.hotloop", description=__doc__)
     p.add_argument("--store", choices=sorted(STORES), default="sqlite")
+    p.add_argument("--url", default=None, help="keyshelf at this URL instead of --store")
     p.add_argument("--op", default="set")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--listing-keys", type=int, default=100_000)
@@ -73,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize(args.summarize, args.within))
         return 0
     with tempfile.TemporaryDirectory(prefix="keyshelf-hotloop-") as tmp:
-        store = STORES[args.store](Path(tmp), args.listing_keys)
+        if args.url:  # e.g. redis://127.0.0.1:6379/0?prefix=hotloop: cleared at the end
+            store = local.KeyshelfStore(Path(tmp), args.listing_keys, args.url, args.url)
+        else:
+            store = STORES[args.store](Path(tmp), args.listing_keys)
         store.load()
         op = store.ops()[args.op]
         run = op.run
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if profiler is not None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        if args.url:
+            store.kv.clear()
         store.close()
     print(f"{calls:,} calls of {args.op!r} on {args.store}", file=sys.stderr)
     return 0
