@@ -37,6 +37,14 @@ _STORE_OPTIONS = {
 }
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, Any]]:
     if url is None:
         url = os.environ.get("KEYSHELF_URL") or DEFAULT_URL
@@ -44,6 +52,8 @@ def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, A
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
         raise InvalidURLError(f"A store URL must be a non-empty string, got {show(url)}")
+    if not _encodable(url):
+        raise InvalidURLError(f"Store URL {show(url)} holds a lone surrogate: no server takes it")
     if "://" not in url:
         # A bare path is an SQLite file (spec section 2): the same as
         # sqlite:///<path>, quoted so that no character of it is special.

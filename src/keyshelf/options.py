@@ -60,6 +60,10 @@ def as_str(name: str, value: Any) -> str:
     """A non-empty string option."""
     if not isinstance(value, str) or not value:
         raise InvalidURLError(f"Option {name} must be a non-empty string, got {show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidURLError(f"Option {name} holds a lone surrogate: {show(value)}") from None
     return value
 
 

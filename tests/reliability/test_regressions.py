@@ -475,3 +475,33 @@ def test_absurd_redis_and_postgres_sizes_are_refused_at_open() -> None:
     for options in ({"min_size": 10**9, "max_size": 10**9}, {"max_size": 10**12}):
         with pytest.raises(keyshelf.InvalidURLError, match="must be at most"):
             keyshelf.open(pg_server.server_url(), schema="keyshelf_test_never", **options)
+
+
+# -- lone surrogates in server URLs and string options ----------------------------------------
+
+
+def test_lone_surrogates_in_server_urls_and_options_are_invalid_urls() -> None:
+    # Was: UnicodeEncodeError from redis-py or psycopg (user names, passwords,
+    # database names, client_name, application_name).
+    pytest.importorskip("redis")
+    pytest.importorskip("psycopg")
+    from ..backends import redis_url
+    from ..backends import test_postgres_server as pg_server
+
+    redis_base = redis_url().split("?")[0]
+    host = redis_base.split("://", 1)[1].split("/", 1)[0]
+    pg = pg_server.server_url()
+    cases: list[tuple[str, dict[str, Any]]] = [
+        (f"redis://u\ud800:p@{host}/0", {}),
+        (redis_base, {"client_name": "\ud800"}),
+        (redis_base, {"password": "x\udc80"}),
+        (redis_base, {"username": "\udfff"}),
+        (pg.replace("postgres@", "po\ud800@", 1), {}),
+        (pg + "\ud800", {}),
+        (pg, {"application_name": "\ud800"}),
+        (pg, {"options": "-c search_path=\udc80"}),
+    ]
+    for url, options in cases:
+        for opener in (keyshelf.open, keyshelf.open_async):
+            with pytest.raises(keyshelf.InvalidURLError, match=r"surrogate|cannot be used"):
+                opener(url, **options)

@@ -85,7 +85,8 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         value = options.pop(name)
         try:
             libpq[name] = str(value)
-        except ValueError:  # an int with more digits than Python prints
+            libpq[name].encode("utf-8")
+        except ValueError:  # an int too long to print, or a lone surrogate
             raise InvalidURLError(f"Option {name} cannot be used: {show(value)}") from None
     refuse_unknown(url.scheme, options)
 
