@@ -917,7 +917,7 @@ class Model:
 
         def check(entry: Any) -> None:
             assert entry.key == key and same(entry.value, rec.value)
-            assert entry.metadata == rec.meta
+            assert same(entry.metadata, rec.meta)
             assert (entry.expires_at is None) == (rec.ttl is None)
             assert entry.version >= 1
 
@@ -1237,7 +1237,7 @@ def assert_like_model(kv: Any, model: Model) -> None:
     for key, rec in model.data.items():
         assert same(dump[key], rec.value), (key, dump[key], rec.value)
         entry = kv.get_entry(key)
-        assert entry.metadata == rec.meta, (key, entry.metadata, rec.meta)
+        assert same(entry.metadata, rec.meta), (key, entry.metadata, rec.meta)
         assert (entry.expires_at is None) == (rec.ttl is None), key
     got = neighbours(kv)
     for name, data in model.neighbours.items():
@@ -1256,7 +1256,7 @@ def check_call(kv: Any, model: Model, call: Call, tally: collections.Counter[str
             f"{call} raised {type(exc).__name__}: {exc}; the model allows "
             f"{sorted(e.__name__ for e in expected.errors)}"
         )
-        assert observe(kv) == before, f"the rejected {call} changed the store"
+        assert same(observe(kv), before), f"the rejected {call} changed the store"
         event(f"{call.name}: refused ({type(exc).__name__})")
         tally["refused"] += 1
         tally[f"refused: {type(exc).__name__}"] += 1
