@@ -94,3 +94,37 @@ def test_scale_smoke(runner: object, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert report["big"]["keys"] == 600
     assert set(report["latency"]) == {"get hit", "get miss", "set", "set with TTL"}
     assert "keyshelf SQLite scale run" in capsys.readouterr().out
+
+
+def test_runner_servers_smoke(
+    runner: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Redis and PostgreSQL groups (bench_redis.py / bench_postgres.py cases)."""
+    pytest.importorskip("redis")
+    pytest.importorskip("psycopg")
+    from tests.backends import redis_url
+    from tests.backends.test_postgres_server import server_url
+
+    out = tmp_path / "servers.json"
+    code = runner.main(  # type: ignore[attr-defined]
+        [
+            "--only=redis,postgres",
+            "--rounds=1",
+            "--calls=3",
+            "--warmup=1",
+            f"--redis-url={redis_url()}",
+            f"--postgres-url={server_url()}",
+            f"--json={out}",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert not report["skipped"]
+    redis_ops = report["groups"]["redis"]["operations"]
+    postgres_ops = report["groups"]["postgres"]["operations"]
+    assert {"get hit", "set", "increment", "mget 100", "mset 100"} <= set(redis_ops)
+    assert {"get hit", "set", "increment", "mget 100", "mset 100"} <= set(postgres_ops)
+    assert set(redis_ops["set"]) == {"keyshelf redis", "raw redis-py"}
+    assert set(postgres_ops["set"]) == {"keyshelf postgres", "raw psycopg"}
+    assert "### Redis backend" in capsys.readouterr().out
