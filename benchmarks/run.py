@@ -476,13 +476,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "bulk" in args.only and args.bulk:
             report["bulk"] = bench_bulk(args, workdir, log)
         if "procs" in args.only and args.procs:
+            tag = f"keyshelf_bench_procs_{os.getpid()}"
             remote_urls = {}
             if "redis" in remote:
-                remote_urls["redis"] = _with_query(remote["redis"], f"prefix=kb{os.getpid()}")
+                remote_urls["redis"] = _with_query(remote["redis"], f"prefix={tag}")
             if "postgres" in remote:
-                remote_urls["postgres"] = _with_query(remote["postgres"], f"table=kb{os.getpid()}")
-            report["procs"] = bench_procs(args, workdir, log, remote_urls)
-            _drop_remote(remote_urls)
+                remote_urls["postgres"] = _with_query(remote["postgres"], f"schema={tag}")
+            try:
+                report["procs"] = bench_procs(args, workdir, log, remote_urls)
+            finally:
+                _drop_remote(remote, tag)
 
     found = checks(report, groups)
     report["targets"] = [
@@ -500,16 +503,18 @@ def _with_query(url: str, query: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
-def _drop_remote(urls: dict[str, str]) -> None:
-    """Remove what the process contest left on the servers."""
-    import keyshelf
+def _drop_remote(remote: dict[str, str], tag: str) -> None:
+    """Remove what the process contest left on the servers: its prefix, its schema."""
+    if "redis" in remote:
+        from .bench_redis import cleanup
 
-    for url in urls.values():
-        try:
-            with keyshelf.open(url) as kv:
-                kv.clear()
-        except Exception:  # best effort: the data is a single counter
-            pass
+        cleanup(remote["redis"], tag)
+    if "postgres" in remote:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(remote["postgres"], autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(tag)))
 
 
 def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check]) -> str:
