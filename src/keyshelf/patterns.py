@@ -269,6 +269,34 @@ def _scan_class(pattern: str, start: int) -> tuple[_Class, int, bool]:
     return _Class(negated, tuple(ranges)), i, closed
 
 
+def _class_closes(pattern: str) -> list[bool]:
+    """For each index: would a class opened by a ``[`` there be closed by a ``]``?
+
+    The same reading as :func:`_scan_class`, computed for every position at
+    once from the right, so that a pattern with thousands of unclosed ``[``
+    takes linear time instead of one scan to its end per ``[``.
+    """
+    n = len(pattern)
+    # reaches[k]: reading class items from index k meets a closing "]".
+    reaches = [False] * (n + 3)
+    for k in range(n - 1, -1, -1):
+        char = pattern[k]
+        if char == "\\" and k + 1 < n:
+            reaches[k] = reaches[k + 2]
+        elif char == "]":
+            reaches[k] = True
+        elif k + 2 < n and pattern[k + 1] == "-":
+            reaches[k] = reaches[k + 3]
+        else:
+            reaches[k] = reaches[k + 1]
+    closes = [False] * n
+    for i in range(n):
+        if pattern[i] == "[":
+            body = i + 2 if i + 1 < n and pattern[i + 1] == "^" else i + 1
+            closes[i] = reaches[body]
+    return closes
+
+
 # --------------------------------------------------------------------------
 # Parsing.
 
@@ -300,7 +328,7 @@ def _parse_redis(pattern: str) -> list[_Token]:
     return tokens
 
 
-def _pair_braces(pattern: str) -> dict[int, int]:
+def _pair_braces(pattern: str, closes: Sequence[bool]) -> dict[int, int]:
     """Map each ``{`` that opens a group to its ``}``; others are literal."""
     pairs: dict[int, int] = {}
     stack: list[int] = []
@@ -312,8 +340,7 @@ def _pair_braces(pattern: str) -> dict[int, int]:
             i += 2
             continue
         if char == "[":
-            _cls, end, closed = _scan_class(pattern, i)
-            i = end if closed else i + 1
+            i = _scan_class(pattern, i)[1] if closes[i] else i + 1
             continue
         if char == "{":
             stack.append(i)
@@ -326,7 +353,12 @@ def _pair_braces(pattern: str) -> dict[int, int]:
 
 
 def _parse_hierarchical(
-    pattern: str, start: int, end: int, pairs: dict[int, int], in_group: bool
+    pattern: str,
+    start: int,
+    end: int,
+    pairs: dict[int, int],
+    in_group: bool,
+    closes: Sequence[bool],
 ) -> list[list[_Token]]:
     """Parse ``pattern[start:end]``; inside a group, split it at top-level commas."""
     options: list[list[_Token]] = [[]]
@@ -351,16 +383,15 @@ def _parse_hierarchical(
             tokens.append(_ONE)
             i += 1
         elif char == "[":
-            cls, after, closed = _scan_class(pattern, i)
-            if closed:
+            if closes[i]:
+                cls, i, _closed = _scan_class(pattern, i)
                 tokens.append(cls)
-                i = after
             else:
                 tokens.append(_Lit("["))
                 i += 1
         elif char == "{" and i in pairs:
             close = pairs[i]
-            inner = _parse_hierarchical(pattern, i + 1, close, pairs, True)
+            inner = _parse_hierarchical(pattern, i + 1, close, pairs, True, closes)
             tokens.append(_Alt(tuple(tuple(option) for option in inner)))
             i = close + 1
         elif char == "," and in_group:
@@ -581,8 +612,9 @@ def _emit(seq: Sequence[_Token], dialect: _Dialect) -> str:
 def _tokens(pattern: str, separator: str | None) -> list[_Token]:
     if separator is None:
         return _parse_redis(pattern)
-    pairs = _pair_braces(pattern)
-    (top,) = _parse_hierarchical(pattern, 0, len(pattern), pairs, in_group=False)
+    closes = _class_closes(pattern)
+    pairs = _pair_braces(pattern, closes)
+    (top,) = _parse_hierarchical(pattern, 0, len(pattern), pairs, False, closes)
     return _classify(top, separator, left=True, right=True)
 
 

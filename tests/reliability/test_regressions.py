@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any
 
 import pytest
@@ -505,3 +506,24 @@ def test_lone_surrogates_in_server_urls_and_options_are_invalid_urls() -> None:
         for opener in (keyshelf.open, keyshelf.open_async):
             with pytest.raises(keyshelf.InvalidURLError, match=r"surrogate|cannot be used"):
                 opener(url, **options)
+
+
+# -- long runs of unclosed "[" in hierarchical patterns ------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "pattern",
+    ["[" * 20_000, "[a-]" * 5_000, "[" * 8_000 + "a-]" * 4_000, "[^" * 10_000],
+    ids=["unclosed", "ranges-eat-brackets", "mixed", "negated"],
+)
+def test_unclosed_brackets_compile_in_linear_time(pattern: str) -> None:
+    # Was: every "[" rescanned the rest of the pattern (quadratic): a 20,000
+    # character pattern took minutes in the separator dialect.
+    from keyshelf.patterns import compile_pattern
+
+    with keyshelf.open("memory://", separator=".") as kv:
+        kv.set("a[", 1)
+        started = time.monotonic()
+        assert kv.keys(pattern) == [k for k in ["a["] if compile_pattern(pattern, ".").match(k)]
+        assert time.monotonic() - started < 2.0
