@@ -167,14 +167,15 @@ class StoreCore(Generic[B]):
 
     def _merge_metadata(self, metadata: dict[str, Any], replace: bool) -> Any:
         codec = self._codec
+        # Encoded now so an unencodable value fails before any I/O; a
+        # replacement then writes these very bytes instead of encoding again.
+        encoded = codec.encode_metadata(metadata)
 
         def merge(old: bytes | None) -> bytes | None:
             if replace:
-                return codec.encode_metadata(metadata)
+                return encoded
             return codec.encode_metadata({**codec.decode_metadata(old), **metadata})
 
-        # Encode once now so an unencodable value fails before any I/O.
-        codec.encode_metadata(metadata)
         return merge
 
     def _decode(self, value: Value) -> Any:
