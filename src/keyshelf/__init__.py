@@ -31,8 +31,10 @@ from .errors import (
     KeysNotFoundError,
     KVError,
     NotNumericError,
+    ReadOnlyStoreError,
     SerializationError,
     StoreClosedError,
+    StoreNotFoundError,
     ValueTooLargeError,
 )
 from .migration import migrate, migrate_async
@@ -60,9 +62,11 @@ __all__ = [
     "KeysNotFoundError",
     "NotNumericError",
     "PickleCodec",
+    "ReadOnlyStoreError",
     "SerializationError",
     "Store",
     "StoreClosedError",
+    "StoreNotFoundError",
     "ValueTooLargeError",
     "migrate",
     "migrate_async",

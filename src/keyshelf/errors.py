@@ -21,6 +21,8 @@ already catch, so ``except ValueError`` keeps working::
     └── BackendError                                   the storage failed
         ├── BackendUnavailableError                    cannot connect / timed out
         ├── StoreClosedError                           the store was closed
+        ├── StoreNotFoundError                         open(create=False) of a missing store
+        ├── ReadOnlyStoreError                         a write to a store opened readonly=True
         └── IncompatibleStoreError                     not a keyshelf store, or a newer schema
 
 A rejected call never changes the store. Backend failures carry the driver's
@@ -120,6 +122,14 @@ class IncompatibleStoreError(BackendError):
     """The target is not a keyshelf store or holds a newer schema version."""
 
 
+class StoreNotFoundError(BackendError):
+    """``open(..., create=False)`` found no store there; nothing was created."""
+
+
+class ReadOnlyStoreError(BackendError):
+    """A write was attempted on a store opened with ``readonly=True``; nothing changed."""
+
+
 __all__ = [
     "AppendTypeError",
     "BackendError",
@@ -137,6 +147,8 @@ __all__ = [
     "KeysNotFoundError",
     "NotNumericError",
     "SerializationError",
+    "ReadOnlyStoreError",
     "StoreClosedError",
+    "StoreNotFoundError",
     "ValueTooLargeError",
 ]
