@@ -20,7 +20,7 @@ from .errors import (
     SerializationError,
     ValueTooLargeError,
 )
-from .expiry import Clock, ttl_seconds
+from .expiry import Clock, expires_at, ttl_seconds
 from .keys import check_key, check_keys, check_namespace
 from .patterns import Matcher, compile_pattern
 from .records import KEEP, Meta, Value
@@ -55,6 +55,7 @@ class StoreCore(Generic[B]):
         self._max_value_size = max_value_size
         self._cleanup_interval = cleanup_interval
         self._owner = True
+        # Every key, whatever the separator: the default-dialect "*".
         self._all = compile_pattern("*")
 
     # -- public, no I/O -----------------------------------------------------
@@ -91,10 +92,11 @@ class StoreCore(Generic[B]):
 
     def _times(self, ttl: object) -> tuple[int, int | None]:
         """(now, absolute expiry or None) from one clock reading."""
-        t = self._clock()
+        now = math.floor(self._clock() * 1000)
         if ttl is None:
-            return math.floor(t * 1000), None
-        return math.floor(t * 1000), math.ceil((t + ttl_seconds(ttl)) * 1000)
+            return now, None
+        # Whole milliseconds rounded down: ttl() never reads above the TTL.
+        return now, expires_at(now, ttl)
 
     def _encode(self, key: str, value: object) -> Value:
         tag, payload = self._codec.encode(value)
@@ -131,6 +133,17 @@ class StoreCore(Generic[B]):
         return out
 
     def _matcher(self, pattern: object) -> Matcher:
+        return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]
+
+    def _listing(self, pattern: object) -> Matcher:
+        """The matcher of a listing: no pattern means every live key.
+
+        In both dialects; with a separator, ``"*"`` would be one segment only.
+        Only listings accept ``None``: ``delete_pattern(None)`` stays an
+        error rather than clearing the namespace.
+        """
+        if pattern is None:
+            return self._all
         return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]
 
     def _metadata(self, metadata: object) -> tuple[dict[str, Any], object]:

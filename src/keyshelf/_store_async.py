@@ -149,16 +149,27 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         check_key(key)
         return await self._backend.increment(self._ns, key, -check_delta(delta), self._now())
 
-    async def keys(self, pattern: str = "*") -> list[str]:
-        """Live keys matching ``pattern``, sorted by code point."""
+    async def keys(self, pattern: str | None = None) -> list[str]:
+        """Live keys matching ``pattern``, sorted by code point.
+
+        Without a pattern: every live key of the namespace, whatever the
+        dialect (with a separator, ``"*"`` is only the top-level segment).
+        """
         rows = await self._backend.scan(
-            self._ns, self._matcher(pattern), self._now(), None, None, False
+            self._ns, self._listing(pattern), self._now(), None, None, False
         )
         return [key for key, _ in rows]
 
-    async def aiter_keys(self, pattern: str = "*", *, batch_size: int = 1000) -> AsyncIterator[str]:
-        """Stream matching keys in order, ``batch_size`` per backend call."""
-        matcher = self._matcher(pattern)
+    async def aiter_keys(
+        self, pattern: str | None = None, *, batch_size: int = 1000
+    ) -> AsyncIterator[str]:
+        """Stream matching keys (every live key without a pattern) in order.
+
+        Each backend call returns ``batch_size`` keys and resumes strictly
+        after the last key returned (an index seek on the ordered backends),
+        so a whole stream reads each key once: linear in the keys listed.
+        """
+        matcher = self._listing(pattern)
         batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
@@ -172,10 +183,13 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
             after = rows[-1][0]
 
     async def aiter_items(
-        self, pattern: str = "*", *, batch_size: int = 1000
+        self, pattern: str | None = None, *, batch_size: int = 1000
     ) -> AsyncIterator[tuple[str, Any]]:
-        """Stream matching (key, value) pairs in key order."""
-        matcher = self._matcher(pattern)
+        """Stream matching (key, value) pairs (every live key without a pattern) in key order.
+
+        Pages like :meth:`aiter_keys`: linear in the keys listed.
+        """
+        matcher = self._listing(pattern)
         batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
@@ -187,16 +201,22 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
                 return
             after = rows[-1][0]
 
-    async def key_count(self, pattern: str = "*") -> int:
-        """Number of live keys matching ``pattern``."""
-        return await self._backend.count(self._ns, self._matcher(pattern), self._now())
+    async def key_count(self, pattern: str | None = None) -> int:
+        """Number of live keys matching ``pattern``; without one, every live key.
+
+        ``key_count() == size() == len(keys())`` in both dialects.
+        """
+        return await self._backend.count(self._ns, self._listing(pattern), self._now())
 
     async def ttl(self, key: str) -> float | None:
         """Remaining seconds; None for a key without expiry; -1 if missing or expired."""
-        record = await self._backend.get_record(self._ns, check_key(key), self._now())
+        # One clock reading for the lookup and the subtraction: the answer is
+        # then at most the TTL given (a later reading only makes it smaller).
+        now = self._now()
+        record = await self._backend.get_record(self._ns, check_key(key), now)
         if record is None:
             return -1
-        return remaining(record.expires_at, self._clock)
+        return remaining(record.expires_at, now)
 
     async def expire(self, key: str, ttl: int | float | timedelta) -> bool:
         """Set the TTL of a live key; True if the key exists."""
@@ -307,8 +327,8 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
     # -- seeds 002 and 003: whole-namespace views -----------------------------------
 
     async def values(self) -> list[Any]:
-        """Every live value, in key order."""
-        return list((await self.get_pattern("*")).values())
+        """Every live value, in key order (whatever the dialect)."""
+        return list((await self.dump()).values())
 
     async def size(self) -> int:
         """Number of live keys in the namespace."""
@@ -324,8 +344,9 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         return await self._backend.delete_matching(self._ns, self._all, self._now())
 
     async def dump(self) -> dict[str, Any]:
-        """Every live key with its value."""
-        return await self.get_pattern("*")
+        """Every live key with its value, in key order (whatever the dialect)."""
+        rows = await self._backend.scan(self._ns, self._all, self._now(), None, None, True)
+        return {key: self._decode(value) for key, value in rows if value is not None}
 
     async def stats(self) -> dict[str, Any]:
         """``total_keys`` (expired but unpurged included), ``active_keys``,

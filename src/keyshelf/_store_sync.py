@@ -190,10 +190,13 @@ class Store(StoreCore[Backend], SyncDunders):
 
     def ttl(self, key: str) -> float | None:
         """Remaining seconds; None for a key without expiry; -1 if missing or expired."""
-        record = self._backend.get_record(self._ns, check_key(key), self._now())
+        # One clock reading for the lookup and the subtraction: the answer is
+        # then at most the TTL given (a later reading only makes it smaller).
+        now = self._now()
+        record = self._backend.get_record(self._ns, check_key(key), now)
         if record is None:
             return -1
-        return remaining(record.expires_at, self._clock)
+        return remaining(record.expires_at, now)
 
     def expire(self, key: str, ttl: int | float | timedelta) -> bool:
         """Set the TTL of a live key; True if the key exists."""

@@ -1,10 +1,18 @@
-"""TTL arithmetic and the clock (spec section 7). Pure, no I/O.
+"""TTL arithmetic and the clock. Pure, no I/O.
 
-Instants are stored as integer milliseconds since the Unix epoch. A key is
-expired when ``now_ms >= expires_at``. A TTL is turned into an instant by
-rounding *up* to the next millisecond, so a positive TTL can never produce a
-key that is already expired, and a fresh key's remaining TTL reads at most
-1 ms above what was given (the spec allows exactly that).
+Instants are stored as integer milliseconds since the Unix epoch, and a key
+is expired when ``now_ms >= expires_at``, where ``now_ms`` is the clock read
+and rounded *down* to a whole millisecond. A TTL is kept in whole
+milliseconds, rounded *down* (:func:`ttl_milliseconds`), and added to the
+``now_ms`` of the same clock reading. Two promises follow, as in Redis:
+
+* ``ttl()`` never reads above the TTL that was given: it reports
+  ``(expires_at - now_ms) / 1000`` for a later ``now_ms``, which is at most
+  the rounded-down TTL;
+* a key never outlives its TTL: it expires at ``now_ms + ttl_ms``, which is
+  no later than the exact instant ``clock() + ttl`` (it may expire up to
+  2 ms before it, by the two roundings). A TTL under 1 ms is 0 whole
+  milliseconds: such a key is expired as soon as it is written.
 
 The clock is any zero-argument callable returning seconds since the epoch as
 a float (``time.time`` by default); tests inject a fake one to move time.
@@ -71,21 +79,35 @@ def now_ms(clock: Clock) -> int:
     return math.floor(clock() * 1000)
 
 
-def expires_at(clock: Clock, ttl: object) -> int:
-    """Absolute expiry (ms) for a TTL given now; validates the TTL."""
-    return math.ceil((clock() + ttl_seconds(ttl)) * 1000)
+def ttl_milliseconds(ttl: object) -> int:
+    """Validate a TTL argument and return it in whole milliseconds, rounded down.
+
+    The result ``n`` satisfies ``n / 1000 <= seconds`` as Python floats, so a
+    remaining time computed as ``m / 1000`` with ``m <= n`` can never read above
+    the TTL given, whatever the float rounding of ``seconds * 1000``. It is 0
+    for a TTL under one millisecond.
+    """
+    seconds = ttl_seconds(ttl)
+    whole = math.floor(seconds * 1000)
+    if whole / 1000 > seconds:  # seconds * 1000 was rounded up to an integer
+        whole -= 1
+    return whole
 
 
-def optional_expires_at(clock: Clock, ttl: object) -> int | None:
-    """Like :func:`expires_at`, but ``None`` for ``ttl=None`` (no expiry)."""
-    return None if ttl is None else expires_at(clock, ttl)
+def expires_at(now: int, ttl: object) -> int:
+    """Absolute expiry (ms) of a TTL counted from ``now`` (ms); validates the TTL."""
+    return now + ttl_milliseconds(ttl)
 
 
-def remaining(expires: int | None, clock: Clock) -> float | None:
-    """Remaining seconds until ``expires`` (ms), ``None`` if it never expires."""
+def remaining(expires: int | None, now: int) -> float | None:
+    """Seconds from ``now`` (ms) until ``expires`` (ms); ``None`` if it never expires.
+
+    Whole milliseconds, never negative; at most the TTL that produced
+    ``expires`` when ``now`` is no earlier than the instant it was set.
+    """
     if expires is None:
         return None
-    return max(expires / 1000 - clock(), 0.0)
+    return max(expires - now, 0) / 1000
 
 
 def to_datetime(ms: int | None) -> datetime | None:
