@@ -147,7 +147,7 @@ class StoreCore(Generic[B]):
         return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]
 
     def _metadata(self, metadata: object) -> tuple[dict[str, Any], object]:
-        """Split user metadata from a ``ttl`` entry (seed 001); validate it."""
+        """Split user metadata from a ``ttl`` entry (as dataknobs-kv does); validate it."""
         if not isinstance(metadata, dict):
             raise InvalidArgumentError(f"Metadata must be a dict, not {type(metadata).__name__}")
         for name in metadata:

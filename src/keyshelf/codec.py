@@ -843,7 +843,7 @@ def _to_text(payload: Any) -> str:
 class Codec:
     """The default, typed codec: exact types, no pickle, documented format.
 
-    Subclass it to customise (seed 001 "custom serialization"): override
+    Subclass it to customise (dataknobs-kv's "custom serialization"): override
     :meth:`encode` to return your own tag for your types and call
     ``super().encode`` for the rest, and :meth:`decode` likewise. Single ASCII
     letters are reserved for keyshelf's tags; use longer tags for your own.

@@ -1,8 +1,8 @@
 """The keyshelf error tree, shared by the sync and the async API.
 
 Every exception keyshelf raises on purpose derives from :class:`KVError`.
-Usage errors also derive from the builtin that callers of the seed APIs
-already catch, so ``except ValueError`` keeps working::
+Usage errors also derive from the builtin that callers of cinchdb's KV store,
+dataknobs-kv and kv-store-adapter already catch, so ``except ValueError`` keeps working::
 
     KVError
     ├── InvalidKeyError            (also ValueError)   bad key or namespace
@@ -37,7 +37,7 @@ class KVError(Exception):
 
 
 class InvalidKeyError(KVError, ValueError):
-    """A key or namespace breaks the key rules (spec section 3)."""
+    """A key or namespace breaks the key rules (docs/semantics.md, keys and namespaces)."""
 
 
 class InvalidPatternError(KVError, ValueError):

@@ -1,4 +1,4 @@
-"""Key and namespace rules (spec section 3), checked identically everywhere.
+"""Key and namespace rules (docs/semantics.md), checked identically everywhere.
 
 A key (and a namespace name) is a non-empty ``str`` of at most 255
 characters, printable characters only (spaces, punctuation and emoji are
@@ -33,7 +33,7 @@ _VALID_CACHE_LIMIT = 4096
 
 
 def _problem(key: object, what: str) -> str | None:
-    """Return the spec's message for an invalid key, or None if it is valid."""
+    """Return the documented message for an invalid key, or None if it is valid."""
     if type(key) is not str or not key:
         return f"{what} must be a non-empty string"
     if len(key) > MAX_KEY_LENGTH:

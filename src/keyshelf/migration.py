@@ -1,6 +1,6 @@
-"""``migrate`` / ``migrate_async``: copy stores between backends (spec section 9).
+"""``migrate`` / ``migrate_async``: copy stores between backends (docs/transfer.md).
 
-Seed 001's ``migrate_store(source, target, batch_size=100)``, for any pair of
+dataknobs-kv's ``migrate_store(source, target, batch_size=100)``, for any pair of
 backends. The copy streams: one ``scan_records`` call reads ``batch_size``
 records of the source, one ``put_records`` call writes them to the target,
 so a store of millions of keys never has to fit in memory.

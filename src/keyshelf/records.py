@@ -220,7 +220,7 @@ def _type_name(tag: str) -> str:
 
 
 def stats_dict(total: int, active: int, with_ttl: int) -> dict[str, Any]:
-    """The ``stats()`` mapping from three counts (spec section 5)."""
+    """The ``stats()`` mapping from three counts (docs/semantics.md, whole-namespace views)."""
     return {
         "total_keys": total,
         "active_keys": active,

@@ -1,4 +1,4 @@
-"""The read-through cache tier (``keyshelf.open(url, cache="memory")``, seed 001).
+"""The read-through cache tier (``keyshelf.open(url, cache="memory")``, as in dataknobs-kv).
 
 A wrapper backend keeps the records of hot keys in process memory in front of
 any backend, sync or async, so the backends themselves are untouched. What is

@@ -680,7 +680,7 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
 
     Options: ``compression`` (``gzip`` or ``none``; default from the
     ``.gz`` suffix), ``durable`` (default true: fsync every write), ``path``
-    (instead of the URL's), ``format`` (only ``json``, as in seed 001).
+    (instead of the URL's), ``format`` (only ``json``, as in dataknobs-kv).
     """
     path = _path(url, options)
     compression = options.pop("compression", None)

@@ -7,18 +7,18 @@ the imitated document's semantics differ from keyshelf's, the facade follows
 the document; ``docs/migrating.md`` lists every difference.
 
 * :mod:`keyshelf.compat.dataknobs_kv` -- the async ``KVStore`` and
-  ``migrate_store`` of the DataKnobs KV documents (seeds 001 and 004)::
+  ``migrate_store`` of the DataKnobs KV package (``dataknobs-kv``)::
 
       from keyshelf.compat.dataknobs_kv import KVStore, migrate_store
 
 * :mod:`keyshelf.compat.kv_store_adapter` -- the sync ``MemoryKVStore``,
-  ``DiskKVStore`` and ``RedisKVStore`` of the KV Store Adapter document
-  (seed 003), under the same module paths::
+  ``DiskKVStore`` and ``RedisKVStore`` of the KV Store Adapter
+  (``kv-store-adapter``), under the same module paths::
 
       from keyshelf.compat.kv_store_adapter.memory import MemoryKVStore
       from keyshelf.compat.kv_store_adapter.exceptions import KeyNotFoundError
 
-The in-memory module of seed 002 needs no facade: its operations are
+VintLang's in-memory ``kv`` module needs no facade: its operations are
 keyshelf methods under Python names (``docs/migrating.md`` maps them).
 """
 

@@ -50,7 +50,7 @@ def redis_target(settings: dict[str, Any]) -> Target:
 
 
 def postgres_target(settings: dict[str, Any]) -> Target:
-    """Seed 001's PostgreSQL config (``host``, ``port``, ``database``, ``user``,
+    """dataknobs-kv's PostgreSQL config (``host``, ``port``, ``database``, ``user``,
     ``password``, ``table``) -> a ``postgresql://`` URL with the libpq
     parameters as options (they override the URL's ``localhost``); anything
     else not given comes from libpq's defaults and environment (``$PGPORT``,

@@ -1,4 +1,4 @@
-"""The async ``KVStore`` of the DataKnobs KV documents (seeds 001 and 004), over keyshelf.
+"""The async ``KVStore`` of the DataKnobs KV package (``dataknobs-kv``), over keyshelf.
 
 Change the import and keep the code::
 
@@ -9,7 +9,7 @@ Change the import and keep the code::
 (:func:`keyshelf.open_async`) with dot-notation hierarchical patterns
 (``separator="."``) and delegates every awaited method to it; nothing is
 implemented twice. The store's own URL and options are built from the
-``backend`` name and the ``config`` dict of seed 001:
+``backend`` name and the ``config`` dict of dataknobs-kv:
 
 ============  ==============================================================
 ``backend``   ``config`` (defaults: :data:`DEFAULT_CONFIG`)
@@ -141,11 +141,11 @@ class _HookCodec(Codec):
 
 
 class KVStore:
-    """An async key-value store with hierarchical keys (seed 001's ``KVStore``).
+    """An async key-value store with hierarchical keys (dataknobs-kv's ``KVStore``).
 
     Every method is awaited. Keys are dot paths (``app.config.debug``) and
     patterns are hierarchical: ``*`` stays within one segment, ``**`` spans
-    segments, ``?``, ``[a-z]`` and ``{dev,prod}`` as in seed 004. Each store
+    segments, ``?``, ``[a-z]`` and ``{dev,prod}`` as in its design plan. Each store
     acts on its ``namespace`` (default ``"default"``).
 
     ``auto_cleanup``/``cleanup_interval`` purge expired keys in a background
@@ -208,7 +208,7 @@ class KVStore:
             raise AttributeError(name)
         return getattr(self._kv, name)
 
-    # -- custom serialization (seed 001) ----------------------------------------
+    # -- custom serialization (as in dataknobs-kv) ------------------------------
 
     def serialize(self, value: Any) -> Any:
         """Encode ``value`` for storage: override to store your own types.
@@ -348,7 +348,7 @@ async def migrate_store(
     namespaces: Iterable[str] | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Copy every namespace of ``source`` into ``target`` (seed 001's ``migrate_store``).
+    """Copy every namespace of ``source`` into ``target`` (dataknobs-kv's ``migrate_store``).
 
     :func:`keyshelf.migrate_async`: values with their types, TTLs (as the
     same absolute expiry) and user metadata, ``batch_size`` keys per backend

@@ -1,4 +1,4 @@
-"""The sync KV Store Adapter API (seed 003), over keyshelf.
+"""The sync KV Store Adapter API (``kv-store-adapter``), over keyshelf.
 
 The module paths of that document work with ``keyshelf.compat.`` in front::
 

@@ -16,7 +16,7 @@ _MISSING: Any = object()
 
 
 class KeyshelfKVStore(KVStoreProtocol):
-    """A seed 003 store over a :class:`keyshelf.Store`.
+    """A kv-store-adapter store over a :class:`keyshelf.Store`.
 
     ``namespace=None`` is the store's namespace (``"default"`` unless the
     ``namespace`` option says otherwise); any other name acts through a

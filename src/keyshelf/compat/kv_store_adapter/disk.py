@@ -1,4 +1,4 @@
-"""``DiskKVStore`` (seed 003): an SQLite file inside the given directory."""
+"""``DiskKVStore`` (kv-store-adapter): an SQLite file inside the given directory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The exceptions of seed 003, as keyshelf's own classes.
+"""The exceptions of kv-store-adapter, as keyshelf's own classes.
 
 They are the same classes, not copies, so ``except KeyNotFoundError`` catches
 what keyshelf raises, and ``except keyshelf.KeyNotFoundError`` what the

@@ -1,4 +1,4 @@
-"""``MemoryKVStore`` (seed 003): keyshelf's ``memory://`` backend."""
+"""``MemoryKVStore`` (kv-store-adapter): keyshelf's ``memory://`` backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``KVStoreProtocol``: the abstract interface of seed 003, unchanged."""
+"""``KVStoreProtocol``: the abstract interface of kv-store-adapter, unchanged."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ __all__ = ["KVStoreProtocol"]
 
 
 class KVStoreProtocol(ABC):
-    """What every store of seed 003 implements (all three here do)."""
+    """What every store of kv-store-adapter implements (all three here do)."""
 
     @abstractmethod
     def get(self, key: str, namespace: str | None = None) -> Any:

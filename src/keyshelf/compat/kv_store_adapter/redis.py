@@ -1,4 +1,4 @@
-"""``RedisKVStore`` (seed 003): keyshelf's Redis backend."""
+"""``RedisKVStore`` (kv-store-adapter): keyshelf's Redis backend."""
 
 from __future__ import annotations
 
