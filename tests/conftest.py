@@ -105,7 +105,7 @@ def file_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 @contextlib.contextmanager
 def memory_cache_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    # The read-through cache tier in front of a backend (cache=..., spec section 9).
+    # The read-through cache tier in front of a backend (cache=..., docs/cache.md).
     yield "memory://", {"cache": "memory"}
 
 

@@ -1,4 +1,4 @@
-"""The read-through cache tier: hits, invalidation, bounds, staleness, expiry (spec section 9)."""
+"""The read-through cache tier: hits, invalidation, bounds, staleness, expiry (docs/cache.md)."""
 
 from __future__ import annotations
 

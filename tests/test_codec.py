@@ -973,7 +973,7 @@ class Money(NamedTuple):
 
 
 class MoneyCodec(Codec):
-    """A custom codec, as in seed 001's "custom serialization" example."""
+    """A custom codec, as in dataknobs-kv's "custom serialization" example."""
 
     name = "money"
 

@@ -91,7 +91,7 @@ def test_float_and_int_payloads_stay_apart(tmp_path: Path) -> None:
 
 
 def test_persistence_across_instances_seed003(tmp_path: Path) -> None:
-    # Seed 003's DiskKVStore example: data persists across instances.
+    # kv-store-adapter's DiskKVStore example: data persists across instances.
     store1 = keyshelf.open(url(tmp_path / "data.json"))
     store1.set("persistent_key", "persistent_value")
     store1.set("session", {"user": "alice"}, ttl=3600, metadata={"by": "test"})
@@ -182,7 +182,7 @@ def test_gzip_by_suffix_and_by_option(tmp_path: Path) -> None:
 
 
 def test_seed001_config_options(tmp_path: Path) -> None:
-    # Seed 001: config={"path": ..., "format": "json", "compression": "gzip"}.
+    # dataknobs-kv: config={"path": ..., "format": "json", "compression": "gzip"}.
     path = tmp_path / "kv_store.json"
     with keyshelf.open("file://", path=str(path), format="json", compression="gzip") as kv:
         kv.set("k", "v")

@@ -1,4 +1,7 @@
-"""keyshelf.migrate between every pair of backends (spec section 9, seed 001 migrate_store)."""
+"""keyshelf.migrate between every pair of backends (docs/transfer.md).
+
+It is also what dataknobs-kv's ``migrate_store`` does.
+"""
 
 from __future__ import annotations
 

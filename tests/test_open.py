@@ -1,4 +1,4 @@
-"""Opening stores: URLs, options, the registry and install hints (spec section 2)."""
+"""Opening stores: URLs, options, the registry and install hints (docs/semantics.md)."""
 
 from __future__ import annotations
 

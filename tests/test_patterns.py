@@ -4,8 +4,9 @@ The default dialect is checked against every case a real Redis server answered
 (``tests/data/redis-glob-vectors.json``) and, on random patterns, against
 ``redis_stringmatch`` below: an independent step-by-step transliteration of
 Redis's ``stringmatchlen`` loop. The hierarchical dialect is checked against
-the examples of the spec and the seeds, and, on random patterns, against a
-segment-by-segment reference matcher and brace expansion.
+the examples of docs/semantics.md and of dataknobs-kv's documents, and, on
+random patterns, against a segment-by-segment reference matcher and brace
+expansion.
 """
 
 from __future__ import annotations
@@ -251,10 +252,10 @@ def test_multibyte(pattern: str, key: str, expected: bool, separator: str | None
 
 
 # --------------------------------------------------------------------------
-# Hierarchical dialect: spec section 6 and the examples of seeds 001 and 004.
+# Hierarchical dialect: docs/semantics.md and the examples of dataknobs-kv's documents.
 
 HIERARCHICAL = [
-    # seed 001 "Pattern Matching"
+    # dataknobs-kv README, "Pattern Matching"
     ("users.*.name", "users.123.name", True),
     ("users.*.name", "users.123.settings.name", False),
     ("users.*.name", "users.name", False),
@@ -295,7 +296,7 @@ HIERARCHICAL = [
     ("users.123.**", "users.123.settings.theme", True),
     ("users.123.**", "users.1234.name", False),
     ("app.temp.*", "app.temp.x", True),
-    # seed 004 "Pattern Matching"
+    # dataknobs-kv design plan, "Pattern Matching"
     ("**.database.**", "database.host", True),
     ("**.database.**", "app.config.database.host", True),
     ("**.database.**", "a.database.b.c", True),
@@ -309,7 +310,7 @@ HIERARCHICAL = [
     ("app.config.database.*", "app.config.database.host", True),
     ("app.config.database.**", "app.config.database.pool.size", True),
     ("app.config.**", "app.config", False),
-    # spec section 6
+    # docs/semantics.md, patterns
     ("a.**.b", "a.b", True),
     ("a.**.b", "a.x.b", True),
     ("a.**.b", "a.x.y.b", True),

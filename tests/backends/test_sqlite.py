@@ -1,4 +1,7 @@
-"""SQLite-specific guarantees: files, schema, processes, query plans (spec section 2)."""
+"""SQLite-specific guarantees: files, schema, processes, query plans.
+
+The contract is docs/semantics.md; the SQLite decisions are in docs/design.md.
+"""
 
 from __future__ import annotations
 

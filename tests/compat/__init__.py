@@ -1,1 +1,1 @@
-"""Tests of keyshelf.compat: the seed documents' examples run against the facades."""
+"""Tests of keyshelf.compat: dataknobs-kv's and kv-store-adapter's examples run on the facades."""

@@ -1,8 +1,11 @@
-"""The ```python blocks of the seed documents, named by their headings (no tests here).
+"""The ```python blocks of the package documents, named by their headings (no tests here).
 
-The documents are copied into ``tests/compat/seeds/`` so the tests run
-without ``../shared``; ``test_seed_copies`` checks the copies against
-``../shared/seeds`` when it is there.
+The documents keyshelf follows are copied into ``tests/compat/seeds/``, so the
+tests need nothing outside the repository; a document is named by the number
+its file starts with: ``001`` dataknobs-kv's README, ``003`` kv-store-adapter's
+README, ``004`` dataknobs-kv's design plan. Where the project's original copies
+sit beside the checkout (``SHARED``), ``test_seed_copies`` checks that these
+copies still match them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Substitutions = list[tuple[str, str]]
 
 def substitute(block: Block, substitutions: Substitutions) -> str:
     """The block's code with each ``(old, new)`` replaced; every ``old`` must occur,
-    so a change in a seed document cannot silently turn a substitution off."""
+    so a change in a copied document cannot silently turn a substitution off."""
     code = block.code
     for old, new in substitutions:
         assert old in code, f"{block.seed} {block.name!r}: {old!r} not in the example"

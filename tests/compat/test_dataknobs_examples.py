@@ -1,6 +1,6 @@
-"""Every ```python example of seeds 001 and 004 runs against keyshelf.compat.dataknobs_kv.
+"""Every ```python example of dataknobs-kv's README and design plan runs on the facade.
 
-The examples are read from the seed documents (``examples.py``) and run as
+The examples are read from copies of those documents (``examples.py``) and run as
 written, top-level ``await`` included. What each test changes is listed in
 its ``substitutions``, and is only ever:
 
@@ -44,7 +44,7 @@ FACADE_IMPORT = "from keyshelf.compat.dataknobs_kv import KVStore, migrate_store
 
 
 class MyComplexClass:
-    """Seed 001's placeholder class for custom serialization (picklable: module level)."""
+    """The README's placeholder class for custom serialization (picklable: module level)."""
 
     def __init__(self, payload: Any) -> None:
         self.payload = payload
@@ -148,7 +148,7 @@ async def test_quick_start(dk_backend: str, opened: list[Any]) -> None:
 @covers(("001", "Hierarchical Key Structure"))
 async def test_hierarchical_keys(dk_backend: str, opened: list[Any]) -> None:
     ns = await run("001", "Hierarchical Key Structure", backend=dk_backend)
-    # "*" stays within one segment (seed 004's pattern syntax), "**" spans them.
+    # "*" stays within one segment (the design plan's pattern syntax), "**" spans them.
     assert ns["user_data"] == {"users.123.email": "john@example.com", "users.123.name": "John Doe"}
     assert ns["user_settings"] == {
         "users.123.settings.notifications": True,
@@ -195,7 +195,7 @@ async def test_metadata(
     ns = await run("001", "Metadata Management", backend=dk_backend)
     assert capsys.readouterr().out == "Author: John Doe\nTags: ['quarterly', 'finance']\n"
     store = ns["store"]
-    # The "ttl" entry set the expiry and is not kept in the metadata (seed 001).
+    # The "ttl" entry set the expiry and is not kept in the metadata (dataknobs-kv README).
     assert "ttl" not in ns["metadata"]
     assert 86000 < await store.ttl("document.report.pdf") <= 86400.001
     assert await store.get_metadata("document.report.pdf") == {
@@ -449,7 +449,7 @@ async def test_from_redis(redis_defaults: dict[str, Any], opened: list[Any]) -> 
 
 @covers(("004", "Core Operations"))
 def test_core_interface() -> None:
-    """The facade has every method of seed 004's interface, awaited, with its parameters."""
+    """The facade has every method of the design plan's interface, awaited, with its parameters."""
     import ast
     import inspect
 

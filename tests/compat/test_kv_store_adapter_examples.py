@@ -1,6 +1,6 @@
-"""Every ```python example of seed 003 runs against keyshelf.compat.kv_store_adapter.
+"""Every ```python example of kv-store-adapter's README runs against its keyshelf facade.
 
-The examples are read from the seed document (``examples.py``) and run as
+The examples are read from a copy of that document (``examples.py``) and run as
 written. What a test changes is listed in its substitutions, and is only:
 
 * the import lines: ``from kv_store_adapter.`` -> ``from keyshelf.compat.kv_store_adapter.``;
@@ -62,7 +62,7 @@ class StoreUnderTest:
 def under_test(
     request: pytest.FixtureRequest, tmp_path: Path, opened: list[Any]
 ) -> Iterator[StoreUnderTest]:
-    """Each store of seed 003 (memory and disk on a fake clock)."""
+    """Each store of kv-store-adapter (memory and disk on a fake clock)."""
     name = str(request.param)
     if name == "redis":
         request.getfixturevalue("redis_defaults")

@@ -1,4 +1,8 @@
-"""tests/compat/seeds/ holds exact copies of the seed documents whose examples run."""
+"""tests/compat/seeds/ holds exact copies of the documents whose examples run.
+
+Those are dataknobs-kv's README (001) and design plan (004) and kv-store-adapter's
+README (003); the check runs where the original copies sit beside the checkout.
+"""
 
 from __future__ import annotations
 

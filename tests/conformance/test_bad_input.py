@@ -1,4 +1,4 @@
-"""Bad input raises the spec's error with the spec's message and changes nothing."""
+"""Bad input raises the documented error with the documented message and changes nothing."""
 
 from __future__ import annotations
 

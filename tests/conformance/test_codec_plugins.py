@@ -1,4 +1,4 @@
-"""Pluggable serialization (seed 001 "Custom Serialization"), on every backend."""
+"""Pluggable serialization (dataknobs-kv's "Custom Serialization"), on every backend."""
 
 from __future__ import annotations
 

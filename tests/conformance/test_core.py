@@ -1,4 +1,7 @@
-"""Spec section 5, seed 000 rows: get/set/delete/exists/mset/mget/ttl/expire/persist/setnx."""
+"""The core operations of cinchdb's KV store (docs/semantics.md).
+
+get/set/delete/exists/mset/mget/ttl/expire/persist/setnx.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User metadata, system metadata and Entry (seeds 001 and 004)."""
+"""User metadata, system metadata and Entry (as in dataknobs-kv)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Namespace isolation (seeds 000 tenants, 001 namespaces, 003 namespace=)."""
+"""Namespace isolation (cinchdb tenants, dataknobs-kv namespaces, kv-store-adapter namespace=)."""
 
 from __future__ import annotations
 

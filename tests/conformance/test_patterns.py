@@ -12,6 +12,7 @@ VECTORS = json.loads((Path(__file__).parents[1] / "data" / "redis-glob-vectors.j
 
 
 def test_seed000_keys_listing(kv: Any) -> None:
+    """The glob ``keys`` example of cinchdb's KV store."""
     kv.set("user:1:profile", {"name": "Alice"})
     kv.set("user:2:profile", {"name": "Bob"})
     kv.set("user:1:settings", {"theme": "dark"})

@@ -1,4 +1,5 @@
-"""The examples of the five seed documents, translated as the spec says.
+"""The examples of the documents of cinchdb's KV store, dataknobs-kv, VintLang's kv module and
+kv-store-adapter, translated to keyshelf's API (docs/semantics.md).
 
 ``db.kv`` / ``store`` / VintLang ``kv`` become a keyshelf store; per-call
 ``namespace=`` becomes a namespace view; async examples run through both APIs
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-# -- seed 000 -------------------------------------------------------------------
+# -- cinchdb's KV store (test_seed000_*) ----------------------------------------
 
 
 def test_seed000_getting_started(kv: Any) -> None:
@@ -190,7 +191,7 @@ def test_seed000_troubleshooting(kv: Any) -> None:
     assert kv.increment("counter") == 11
 
 
-# -- seeds 001 and 004 ------------------------------------------------------------
+# -- dataknobs-kv, README and design plan (test_seed001_*) -------------------------
 
 
 def test_seed001_quick_start(opener: Any) -> None:
@@ -246,7 +247,7 @@ def test_seed001_ttl_and_cleanup(opener: Any, clock: Any) -> None:
     assert expired_count == (0 if clock.native else 2) or clock.native
 
 
-# -- seed 002 ---------------------------------------------------------------------
+# -- VintLang's kv module (test_seed002_*) -----------------------------------------
 
 
 def test_seed002_module(kv: Any, clock: Any) -> None:
@@ -288,7 +289,7 @@ def test_seed002_bad_expire(kv: Any) -> None:
     assert kv.ttl("key") is None
 
 
-# -- seed 003 ---------------------------------------------------------------------
+# -- kv-store-adapter (test_seed003_*) ---------------------------------------------
 
 
 def test_seed003_quick_start(kv: Any, clock: Any) -> None:
@@ -324,5 +325,5 @@ def test_seed003_persistence(opener: Any) -> None:
     store2 = opener()
     if opener.shared:
         assert store2.get("persistent_key") == "persistent_value"
-    else:  # every memory:// store is new and private (spec section 2)
+    else:  # every memory:// store is new and private (docs/semantics.md)
         assert store2.get("persistent_key") is None

@@ -1,4 +1,4 @@
-"""Spec section 9 on every backend and API: export -> import round trips, streaming primitives."""
+"""docs/transfer.md on every backend and API: export -> import round trips, streaming primitives."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Whole-namespace views (seeds 002 and 003) and the sync mapping protocol."""
+"""Whole-namespace views (VintLang's kv module, kv-store-adapter) and the sync mapping protocol."""
 
 from __future__ import annotations
 

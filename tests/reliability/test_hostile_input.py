@@ -9,7 +9,7 @@ deeply nested and oversized values; TTLs that are zero, negative, ``nan``,
 ``inf``, bools, strings, huge; deltas of every type; non-``str`` and
 pathological patterns; bad metadata, batches, batch sizes and streams.
 
-A reference model written from the spec (independent of keyshelf's code,
+A reference model written from the contract, docs/semantics.md (independent of keyshelf's code,
 except that it uses keyshelf's glob matcher — itself checked against a real
 Redis server's answers — to decide which keys a pattern matches, and the
 codec's documented size rule for containers) predicts each call: either the
@@ -628,7 +628,7 @@ def matches(pattern: str, key: str) -> bool:
 
 
 class Model:
-    """The spec, as a dict: one namespace of the store plus its neighbours."""
+    """The contract, as a dict: one namespace of the store plus its neighbours."""
 
     def __init__(self) -> None:
         self.data: dict[str, Rec] = {k: Rec(normal(v), t, dict(m)) for k, (v, t, m) in SEED.items()}
