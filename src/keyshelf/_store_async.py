@@ -74,7 +74,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
     def __aiter__(self) -> AsyncIterator[str]:
         return self.aiter_keys()
 
-    # -- seed 000: the core contract --------------------------------------------
+    # -- the core operations of cinchdb's KV store -----------------------------
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is missing or expired."""
@@ -245,10 +245,10 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         return await self._backend.purge_expired(self._ns, self._now())
 
     async def cleanup_expired(self) -> int:
-        """Same as :meth:`delete_expired` (seed 001 name)."""
+        """Same as :meth:`delete_expired` (dataknobs-kv's name)."""
         return await self.delete_expired()
 
-    # -- seeds 001 and 004: hierarchy, metadata, atomics ---------------------------
+    # -- dataknobs-kv: hierarchy, metadata, atomics --------------------------------
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live keys among ``keys``; missing ones left out."""
@@ -324,7 +324,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         record = await self._backend.get_record(self._ns, check_key(key), self._now())
         return None if record is None else Entry.from_record(key, record, self._codec)
 
-    # -- seeds 002 and 003: whole-namespace views -----------------------------------
+    # -- VintLang kv and kv-store-adapter: whole-namespace views -------------------
 
     async def values(self) -> list[Any]:
         """Every live value, in key order (whatever the dialect)."""
@@ -361,7 +361,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         """Delete every key of namespace ``name``; returns how many were live."""
         return await self._backend.delete_matching(check_namespace(name), self._all, self._now())
 
-    # -- spec section 9: export and import ------------------------------------------
+    # -- export and import (docs/transfer.md) ---------------------------------------
 
     async def export(
         self,

@@ -75,7 +75,7 @@ class Store(StoreCore[Backend], SyncDunders):
     def __iter__(self) -> Iterator[str]:
         return self.iter_keys()
 
-    # -- seed 000: the core contract --------------------------------------------
+    # -- the core operations of cinchdb's KV store -----------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is missing or expired."""
@@ -225,10 +225,10 @@ class Store(StoreCore[Backend], SyncDunders):
         return self._backend.purge_expired(self._ns, self._now())
 
     def cleanup_expired(self) -> int:
-        """Same as :meth:`delete_expired` (seed 001 name)."""
+        """Same as :meth:`delete_expired` (dataknobs-kv's name)."""
         return self.delete_expired()
 
-    # -- seeds 001 and 004: hierarchy, metadata, atomics ---------------------------
+    # -- dataknobs-kv: hierarchy, metadata, atomics --------------------------------
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of the live keys among ``keys``; missing ones left out."""
@@ -298,7 +298,7 @@ class Store(StoreCore[Backend], SyncDunders):
         record = self._backend.get_record(self._ns, check_key(key), self._now())
         return None if record is None else Entry.from_record(key, record, self._codec)
 
-    # -- seeds 002 and 003: whole-namespace views -----------------------------------
+    # -- VintLang kv and kv-store-adapter: whole-namespace views -------------------
 
     def values(self) -> list[Any]:
         """Every live value, in key order."""
@@ -334,7 +334,7 @@ class Store(StoreCore[Backend], SyncDunders):
         """Delete every key of namespace ``name``; returns how many were live."""
         return self._backend.delete_matching(check_namespace(name), self._all, self._now())
 
-    # -- spec section 9: export and import ------------------------------------------
+    # -- export and import (docs/transfer.md) ---------------------------------------
 
     def export(
         self,

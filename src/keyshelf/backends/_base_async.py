@@ -5,7 +5,7 @@ from this file; edit this one and run ``make generate``.
 
 A backend stores encoded records (see :mod:`keyshelf.records`) per
 (namespace, key). Every primitive receives ``now`` in milliseconds and must
-treat a record with ``expires_at <= now`` as absent (spec principle 4). Every
+treat a record with ``expires_at <= now`` as absent: expired means gone. Every
 primitive is atomic. Batch primitives have loop defaults; read-modify-write
 primitives default to :meth:`update`, which a backend implements as one
 transaction. Backends override whatever they can do natively.
