@@ -221,17 +221,39 @@ def test_unreachable_server_is_refused_at_open() -> None:
         keyshelf.open(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
     assert time.monotonic() - started < 5
     assert f"127.0.0.1:{port}" in str(info.value)
-    with pytest.raises(keyshelf.BackendUnavailableError):
-        keyshelf.open_async(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+    # open_async() does no I/O (it must not block the event loop): the same
+    # error comes from entering the store or its first call.
+    store = keyshelf.open_async(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+
+    async def first_call() -> None:
+        try:
+            with pytest.raises(keyshelf.BackendUnavailableError) as info:
+                await store.get("k")
+            assert f"127.0.0.1:{port}" in str(info.value)
+            with pytest.raises(keyshelf.BackendUnavailableError):  # tried again, not cached
+                await store.set("k", 1)
+        finally:
+            await store.aclose()
+
+    asyncio.run(first_call())
 
 
-def test_scripts_lost_by_the_server_are_reloaded(server: RedisServer) -> None:
+def test_scripts_lost_by_the_server_are_reloaded(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = redis.Redis.from_url(server.url)
     with keyshelf.open(server.url) as kv:
         kv.set("a", 1)
-        redis.Redis.from_url(server.url).script_flush()
+        raw.script_flush()
         assert kv.set("a", 2) is True
+        # NOSCRIPT reloaded every script, not just the one that was missing.
+        assert all(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
         assert kv.increment("a") == 3
         assert kv.keys() == ["a"]
+        raw.script_flush()
+        assert kv.mget(["a"]) == {"a": 3}  # NOSCRIPT, reload, retried once
+        _assert_one_round_trip_each(kv, monkeypatch)
+    raw.close()
 
 
 # -- URLs and options -----------------------------------------------------------
@@ -642,7 +664,8 @@ def test_pattern_delete_spares_other_keys(kv: Any) -> None:
 # -- round trips and connections ------------------------------------------------------
 
 
-def test_one_round_trip_per_operation(kv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _assert_one_round_trip_each(kv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every common operation sends exactly one command (one EVALSHA, never + EVAL)."""
     kv.set("a", 1)
     sent: list[str] = []
     original = redis.connection.Connection.send_command
@@ -671,6 +694,39 @@ def test_one_round_trip_per_operation(kv: Any, monkeypatch: pytest.MonkeyPatch) 
         sent.clear()
         operation()
         assert len(sent) == 1, (name, sent)
+    monkeypatch.undo()
+
+
+def test_one_round_trip_per_operation(kv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Opening loads every script, so this holds whatever the shared server's
+    # script cache held before (it is emptied whenever that server restarts).
+    _assert_one_round_trip_each(kv, monkeypatch)
+
+
+def test_one_round_trip_per_operation_on_a_cold_server(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = redis.Redis.from_url(server.url)
+    raw.script_flush()  # a fresh server is cold already; make sure of it
+    assert not any(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
+    with keyshelf.open(server.url) as kv:
+        assert all(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
+        _assert_one_round_trip_each(kv, monkeypatch)
+    raw.close()
+
+
+def test_async_open_loads_every_script_on_first_use(server: RedisServer) -> None:
+    raw = redis.Redis.from_url(server.url)
+    raw.script_flush()
+
+    async def run() -> None:
+        async with keyshelf.open_async(server.url) as akv:
+            assert not any(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
+            assert await akv.get("k") is None  # HMGET: no script, but the first call connects
+            assert all(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
+
+    asyncio.run(run())
+    raw.close()
 
 
 def test_close_releases_connections(server: RedisServer) -> None:

@@ -147,6 +147,51 @@ def test_every_kind_of_operation(kv: Any) -> None:
     assert kv.clear() == 2 and kv.size() == 0
 
 
+def _primaries(cluster: str) -> list[Any]:
+    raw = _raw(cluster)
+    try:
+        return [redis.Redis(host=n.host, port=n.port) for n in raw.get_primaries()]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_scripts_are_loaded_on_every_primary(cluster: str, prefix: str, api: str) -> None:
+    from keyshelf.backends._redis_common import SCRIPTS
+
+    shas = [script.sha for script in SCRIPTS]
+    primaries = _primaries(cluster)
+    try:
+        for node in primaries:
+            node.script_flush()
+        if api == "sync":
+            with keyshelf.open(cluster, prefix=prefix) as kv:
+                kv.set("k", 1)
+        else:
+
+            async def run() -> None:
+                async with keyshelf.open_async(cluster, prefix=prefix) as akv:
+                    await akv.set("k", 1)
+
+            asyncio.run(run())
+        assert len(primaries) == 3
+        for node in primaries:
+            assert all(node.script_exists(*shas)), node
+        # A primary that loses its scripts (restart, failover) gets them again.
+        for node in primaries:
+            node.script_flush()
+        with keyshelf.open(cluster, prefix=prefix) as kv:
+            for node in primaries:
+                node.script_flush()
+            for i in range(30):  # namespaces on every node
+                assert kv.namespace(f"n{i}").increment("c") == 1
+        for node in primaries:
+            assert all(node.script_exists(*shas)), node
+    finally:
+        for node in primaries:
+            node.close()
+
+
 def test_async_cold_start_with_many_concurrent_calls(cluster: str, prefix: str) -> None:
     async def run() -> Any:
         async with keyshelf.open_async(cluster, prefix=prefix) as akv:

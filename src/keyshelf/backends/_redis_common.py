@@ -435,10 +435,48 @@ def record_from_reply(reply: list[Any], now: int) -> Record | None:
 
 
 def px_for(expires_at: int | None, now: int) -> str:
-    """Relative PX (ms) for an absolute expiry taken on the store's clock; "" = none."""
+    """Relative PX (ms) for an absolute expiry taken on the store's clock; "" = none.
+
+    The store computes ``expires_at = now + whole milliseconds of the TTL``,
+    so this is exactly that whole number: the server applies it to its own
+    clock (``PEXPIRE``), and the key lives that many milliseconds on the
+    server, never more. A TTL below 1 ms gives ``"0"``: the key is already
+    expired, and the scripts' ``PEXPIRE key 0`` deletes it on the spot (the
+    write still returns what it would have, like on every other backend).
+    """
     if expires_at is None:
         return ""
-    return str(max(expires_at - now, 1))
+    return str(max(expires_at - now, 0))
+
+
+def at_for(expires_at: int | None) -> str:
+    """Absolute ``PEXPIREAT`` instant (ms) of a copied record; "" = none."""
+    return "" if expires_at is None else str(expires_at)
+
+
+#: Oldest server version the scripts (ZMSCORE, PEXPIRETIME fallback) and SCAN TYPE need.
+MIN_SERVER_VERSION = (6, 2)
+
+
+def server_problem(info: dict[str, Any], clustered: object, settings: RedisSettings) -> str | None:
+    """Why the server described by ``INFO server``/``INFO cluster`` cannot serve; None if it can.
+
+    Returns ``"version: ..."`` for a server that is too old and ``"mode: ..."``
+    for a cluster node opened without ``cluster=true``.
+    """
+    version = str(info.get("redis_version", ""))
+    numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if version and numbers < MIN_SERVER_VERSION:
+        return (
+            f"version: Redis server {settings.location} runs version {version}; keyshelf needs "
+            f"Redis {'.'.join(map(str, MIN_SERVER_VERSION))} or later"
+        )
+    if clustered and not settings.cluster:
+        return (
+            f"mode: Redis server {settings.location} is a Redis Cluster node: open it with the "
+            "option cluster=true"
+        )
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -447,7 +485,7 @@ def px_for(expires_at: int | None, now: int) -> str:
 
 
 class Script(NamedTuple):
-    """A Lua script, run by EVALSHA (EVAL if the server lost it)."""
+    """A Lua script, loaded when a store opens and run by EVALSHA."""
 
     name: str
     source: str
@@ -625,6 +663,41 @@ if px ~= '' then
   zadd_all(ttl, clock + tonumber(px), all)
   if #fresh > 0 then tidy(index, ttl, ARGV[3], clock, #fresh + 4) end
 end
+return 1
+""",
+)
+
+#: KEYS index, ttl, data keys. ARGV now, base, then key, t, v, meta ("" none),
+#: at ("" none) per item: import and migration. Each record replaces the
+#: value and the user metadata and gets its absolute expiry exactly
+#: (PEXPIREAT, on the server's clock: an instant already past deletes the key).
+PUT_RECORDS = _script(
+    "put_records",
+    """
+local index, ttl = KEYS[1], KEYS[2]
+local now = ARGV[1]
+local fresh = {}
+local clock = now_ms()
+for i = 3, #KEYS do
+  local data = KEYS[i]
+  local a = 5 * (i - 3) + 3
+  local member, meta, at = ARGV[a], ARGV[a + 3], ARGV[a + 4]
+  if redis.call('HINCRBY', data, 'n', 1) == 1 then
+    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'c', now, 'u', now)
+    fresh[#fresh + 1] = member
+  else
+    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'u', now)
+  end
+  if meta == '' then redis.call('HDEL', data, 'm') else redis.call('HSET', data, 'm', meta) end
+  if at == '' then
+    if redis.call('PERSIST', data) == 1 then redis.call('ZREM', ttl, member) end
+  else
+    redis.call('PEXPIREAT', data, at)
+    redis.call('ZADD', ttl, at, member)
+  end
+end
+zadd_all(index, 0, fresh)
+if #fresh > 0 then tidy(index, ttl, ARGV[2], clock, #fresh + 4) end
 return 1
 """,
 )
@@ -919,11 +992,14 @@ return removed
 """,
 )
 
+#: Every script: loaded (SCRIPT LOAD) when a store opens and again whenever
+#: the server reports one missing, so each operation costs one EVALSHA.
 SCRIPTS = (
     GET_RECORD,
     GET_MANY,
     PUT,
     PUT_MANY,
+    PUT_RECORDS,
     DELETE,
     SET_EXPIRY,
     INCREMENT,

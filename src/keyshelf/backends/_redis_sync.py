@@ -19,11 +19,23 @@ Guarantees:
   that is more than a literal prefix read, decide in Python, and write under
   ``WATCH``/``MULTI``/``EXEC``: if anything changed in between, the
   transaction is dropped and retried, so nothing is ever lost.
-* **Expiry is native** and judged by one clock, the Redis server's: an
-  absolute expiry computed by the store becomes a relative ``PEXPIRE`` of
-  ``expires_at - now`` ms, and a remaining ``PTTL`` is reported as
-  ``now + PTTL``. An expired key is gone for every command the moment Redis
-  says so.
+* **Expiry is native** and judged by one clock, the Redis server's. A TTL
+  reaches the server as a whole number of milliseconds (``PEXPIRE``, the
+  TTL rounded down), so a key never outlives its TTL on the server's clock;
+  a TTL below 1 ms deletes the key on the spot (the write is invisible, as
+  on every backend). Import and migration copy an absolute instant exactly
+  (``PEXPIREAT``). The instant reported back (``expires_at``) is the
+  server's own (``PEXPIRETIME``), the same however often it is read. An
+  expired key is gone for every command the moment Redis says so.
+* **Scripts are preloaded.** Opening loads every Lua script (one pipeline;
+  on a cluster, on every primary), so each operation is one ``EVALSHA``. A
+  server that lost its scripts (restart, ``SCRIPT FLUSH``, failover) answers
+  ``NOSCRIPT``: every script is loaded again and the call retried once.
+* **Opening does not block an event loop.** The async backend does no I/O
+  when it is created: it connects and checks the server (``PING``,
+  ``INFO``, scripts) on its first call, once, behind an asyncio lock; a
+  failure there raises the error ``open()`` would have raised, and the next
+  call tries again.
 * **Failures** (refused connection, timeout, server error) raise
   :class:`BackendUnavailableError` or :class:`BackendError` naming the
   server; the redis-py exception is chained and never escapes. Commands are
@@ -46,6 +58,8 @@ from ..codec import TAG_SPECIAL_FLOAT
 from ..errors import (
     BackendError,
     BackendUnavailableError,
+    IncompatibleStoreError,
+    InvalidURLError,
     NotNumericError,
     StoreClosedError,
     ValueTooLargeError,
@@ -84,7 +98,9 @@ class RedisBackend(Backend):
     """Keyshelf records in one Redis database, under one key prefix."""
 
     def __init__(self, settings: rc.RedisSettings) -> None:
+        """Build the client; no I/O (see :meth:`connect`)."""
         self.location = settings.location
+        self._settings = settings
         self.prefix = settings.prefix
         self._layout = rc.Layout(settings.prefix)
         retry = redis_retry.Retry(NoBackoff(), 0)
@@ -112,11 +128,12 @@ class RedisBackend(Backend):
             )
             self._client = redis.Redis(connection_pool=self._pool)
         self._closed = False
-        # A cluster client discovers the topology on first use; redis-py loses
-        # connections if many calls race to do that, so the first call does it
-        # alone (see _prepare). Checked, with _closed, by one flag per call.
-        self._cold = settings.cluster
-        self._ready = not self._cold
+        # Until connect() has succeeded, the first call runs it, alone (a
+        # cluster client also discovers the topology then, and redis-py loses
+        # connections if many calls race to do that). Checked, with _closed,
+        # by one flag per call.
+        self._cold = True
+        self._ready = False
         self._warming = _redis_pools.Gate()
 
     @property
@@ -136,27 +153,84 @@ class RedisBackend(Backend):
     def _closed_error(self) -> StoreClosedError:
         return StoreClosedError(f"The store {self.location} is closed")
 
+    def connect(self) -> None:
+        """Connect, check the server and load every script; idempotent.
+
+        ``PING`` (connection, credentials, database), ``INFO server`` and
+        ``INFO cluster`` (version, cluster mode), then :meth:`load_scripts`.
+        Raises what opening a store raises: BackendUnavailableError for a
+        server that cannot be reached, InvalidURLError for refused
+        credentials, a missing database or a cluster/standalone mismatch,
+        IncompatibleStoreError for a server older than 6.2.
+        """
+        if not self._cold:
+            return
+        client = self._client
+        try:
+            client.execute_command("PING")
+            try:
+                info = client.execute_command("INFO", "server")
+                clustered = (client.execute_command("INFO", "cluster")).get("cluster_enabled")
+            except redis_errors.ResponseError:
+                info, clustered = {}, None  # INFO disabled (managed services): skip the checks
+        except _DRIVER_ERRORS as exc:
+            raise open_error(exc, self._settings) from exc
+        problem = rc.server_problem(info, clustered, self._settings)
+        if problem is not None:
+            kind, _, text = problem.partition(": ")
+            raise (IncompatibleStoreError if kind == "version" else InvalidURLError)(text)
+        try:
+            self.load_scripts()
+        except _DRIVER_ERRORS as exc:
+            raise open_error(exc, self._settings) from exc
+        self._cold = False
+        self._ready = not self._closed
+
+    def load_scripts(self) -> None:
+        """``SCRIPT LOAD`` every script of :data:`SCRIPTS <._redis_common.SCRIPTS>`.
+
+        One pipelined round trip on a single server. On a cluster each
+        ``SCRIPT LOAD`` goes to every primary (redis-py routes it so), one
+        command per script: a key's script then runs by ``EVALSHA`` on
+        whichever primary owns its slot, also after a resharding.
+        """
+        if self._settings.cluster:
+            for script in rc.SCRIPTS:
+                self._client.execute_command("SCRIPT", "LOAD", script.source)
+            return
+        with self._client.pipeline(transaction=False) as pipe:
+            for script in rc.SCRIPTS:
+                pipe.execute_command("SCRIPT", "LOAD", script.source)
+            pipe.execute()
+
     def _prepare(self) -> None:
-        """Raise if closed; else make the client ready (a cluster's first call)."""
+        """Raise if closed; else connect (the first call does it, alone)."""
         if self._closed:
             raise self._closed_error()
         with self._warming:
-            if self._cold:
-                try:
-                    self._client.execute_command("PING")
-                except _DRIVER_ERRORS as exc:
-                    raise self._fail(exc, "connect") from exc
-                self._cold = False
+            self.connect()
         self._ready = not self._closed
 
     def _eval(
         self, script: rc.Script, keys: Sequence[str], args: Sequence[Any], client: Any = None
     ) -> Any:
-        """Run ``script`` by its SHA; if the server lost it, by its source."""
+        """Run ``script`` by its SHA (one round trip: scripts are loaded at open).
+
+        A server that lost its scripts (restart, ``SCRIPT FLUSH``, failover)
+        answers NOSCRIPT: every script is loaded again and the call retried
+        once. Inside a ``WATCH`` (``client`` is the watching pipeline) the
+        script is sent by its source instead, on that same connection.
+        """
         target = self._client if client is None else client
         try:
             return target.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
+            if client is None:
+                self.load_scripts()
+                try:
+                    return target.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                except redis_errors.NoScriptError:
+                    pass  # e.g. a cluster node that changed meanwhile: send the source
             return target.execute_command("EVAL", script.source, len(keys), *keys, *args)
 
     def ping(self) -> None:
@@ -296,6 +370,30 @@ class RedisBackend(Backend):
             self._eval(rc.PUT_MANY, keys, args)
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "mset") from exc
+
+    def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
+        """Store whole records (import, migration) in one script, all or nothing.
+
+        Each record's expiry is an absolute instant and is kept exactly
+        (``PEXPIREAT``), never turned back into a duration.
+        """
+        if not self._ready:
+            self._prepare()
+        latest = dict(items)  # the last record of a repeated key wins
+        if not latest:
+            return
+        space = self._layout.space(ns)
+        base = space.base
+        keys = [space.catalog, space.expiring]
+        args: list[Any] = [now, base]
+        for key, write in latest.items():
+            t, v = rc.to_redis((write.tag, write.payload))
+            keys.append(base + key)
+            args += (key, t, v, write.meta or b"", rc.at_for(write.expires_at))
+        try:
+            self._eval(rc.PUT_RECORDS, keys, args)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "import") from exc
 
     def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
         if not self._ready:
@@ -457,11 +555,19 @@ class RedisBackend(Backend):
         inline = values and test is None
         step = 3 if inline else 1
         rows: list[tuple[str, Value | None]] = []
+        # A filtered page reads ahead in growing chunks: a page costs about
+        # the keys up to its last match, not a whole CHUNK (small pages of a
+        # long stream would otherwise each reread up to CHUNK keys).
+        ahead = 16
         try:
             while True:
                 want = rc.CHUNK
-                if limit is not None and test is None:
-                    want = min(want, limit - len(rows))
+                if limit is not None:
+                    if test is None:
+                        want = min(want, limit - len(rows))
+                    else:
+                        want = min(want, max(limit - len(rows), ahead))
+                        ahead *= 2
                 reply = self._eval(
                     rc.SCAN,
                     (space.catalog, space.expiring),
@@ -657,3 +763,23 @@ def _write_args(key: str, write: Write, old: Record | None, now: int) -> list[An
         same = write.expires_at == old.expires_at
         px = "keep" if same else rc.px_for(write.expires_at, now)
     return [key, t, v, write.meta or b"", created, now, version, px]
+
+
+def open_error(exc: BaseException, settings: rc.RedisSettings) -> Exception:
+    """The keyshelf error for a failure while connecting (at open or the first call)."""
+    where = settings.location
+    text = str(exc)
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return InvalidURLError(f"Redis server {where} refused the credentials: {text}")
+    if isinstance(exc, redis_errors.ResponseError):
+        if "DB index" in text or "invalid DB" in text.lower():
+            db = settings.connection_kwargs["db"]
+            return InvalidURLError(f"Redis server {where} has no database {db}: {text}")
+        if "NOAUTH" in text or "WRONGPASS" in text or "AUTH" in text:
+            return InvalidURLError(f"Redis server {where} refused the credentials: {text}")
+        return BackendUnavailableError(f"Redis server {where} refused to serve: {text}")
+    if isinstance(exc, redis_errors.RedisClusterException) and "not enabled" in text:
+        return InvalidURLError(
+            f"Redis server {where} is not a Redis Cluster node: drop the option cluster=true"
+        )
+    return BackendUnavailableError(f"Cannot connect to Redis at {where}: {text}")
