@@ -55,7 +55,7 @@ def _split(url: str | os.PathLike[str] | None) -> tuple[SplitResult, dict[str, A
     if not _encodable(url):
         raise InvalidURLError(f"Store URL {show(url)} holds a lone surrogate: no server takes it")
     if "://" not in url:
-        # A bare path is an SQLite file (spec section 2): the same as
+        # A bare path is an SQLite file (docs/semantics.md): the same as
         # sqlite:///<path>, quoted so that no character of it is special.
         try:
             path = quote(url)
