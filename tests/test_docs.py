@@ -6,7 +6,8 @@ outside the repository or mention the working files the project was once
 specified from (``../shared``, ``SPEC.md``, documents cited by number such as
 "seed 001" or "spec section 5"); the contract is docs/semantics.md. Every
 relative link must name an existing file, and an ``#anchor`` into a Markdown
-page must name one of its headings.
+page must name one of its headings. The docstrings and comments of the
+package, the benchmarks and the tools cite no numbered documents either.
 """
 
 from __future__ import annotations
@@ -92,6 +93,24 @@ def test_no_reference_outside_the_repository(page: Path) -> None:
         for pattern, what in FORBIDDEN:
             if pattern.search(line):
                 problems.append(f"{page_id(page)}:{number}: mentions {what}: {line.strip()}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_code_cites_no_numbered_documents() -> None:
+    # Docstrings and comments of the package, the benchmarks and the tools are
+    # read by contributors with only a clone, too.
+    sources = [
+        path
+        for folder in ("src", "benchmarks", "tools")
+        for path in sorted((ROOT / folder).glob("**/*.py"))
+    ]
+    assert sources
+    problems = []
+    for path in sources:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for pattern, what in FORBIDDEN:
+                if pattern.search(line):
+                    problems.append(f"{page_id(path)}:{number}: mentions {what}: {line.strip()}")
     assert not problems, "\n".join(problems)
 
 
