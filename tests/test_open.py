@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ import pytest
 
 import keyshelf
 from keyshelf import registry
+from keyshelf.backends._bridge import AsyncBridge
 from keyshelf.backends.memory import MemoryBackend
 from keyshelf.backends.sqlite import SQLiteBackend
+from keyshelf.options import refuse_unknown
 
 
 @pytest.fixture
@@ -171,3 +174,230 @@ def test_every_error_importable_from_package() -> None:
     assert issubclass(keyshelf.SerializationError, ValueError)
     assert issubclass(keyshelf.KeyNotFoundError, KeyError)
     assert issubclass(keyshelf.IncrementOverflowError, OverflowError)
+
+
+# --------------------------------------------------------------------------
+# mistyped URLs: refused with the URL most likely meant, nothing created
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ("sqlite:app.db", "sqlite:///app.db"),
+        ("sqlite:/abs/app.db", "sqlite:////abs/app.db"),
+        ("SQLite:app.db", "sqlite:///app.db"),
+        ("file:cfg.json", "file://./cfg.json"),
+        ("file:/etc/app/cfg.json", "file:///etc/app/cfg.json"),
+        ("memory", "memory://"),
+        ("memory:", "memory://"),
+        ("MEMORY", "memory://"),
+        ("redis:localhost", "redis://localhost"),
+        ("redis:localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis", "redis://localhost:6379/0"),
+        ("rediss:cache.example:6380", "rediss://cache.example:6380"),
+        ("unix:/run/redis.sock", "unix:///run/redis.sock"),
+        ("postgresql:app@db/app", "postgresql://app@db/app"),
+        ("postgres:db", "postgres://db"),
+        ("sqlite", "sqlite:///keyshelf.db"),
+        ("cfg.json", "file://./cfg.json"),
+        ("./cfg.json", "file://./cfg.json"),
+        ("conf/app.json.gz", "file://./conf/app.json.gz"),
+        ("Settings.JSON", "file://./Settings.JSON"),
+    ],
+)
+def test_mistyped_urls_are_refused_with_a_hint(in_tmp: Path, url: str, meant: str) -> None:
+    (in_tmp / "conf").mkdir()
+    for opener in (keyshelf.open, keyshelf.open_async):
+        with pytest.raises(keyshelf.InvalidURLError) as info:
+            opener(url)
+        assert f"did you mean {meant!r}" in str(info.value)
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["conf"]
+    assert list((in_tmp / "conf").iterdir()) == []
+
+
+def test_mistyped_url_in_the_environment_and_as_a_path(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYSHELF_URL", "sqlite:app.db")
+    with pytest.raises(keyshelf.InvalidURLError, match=re.escape("sqlite:///app.db")):
+        keyshelf.open()
+    with pytest.raises(keyshelf.InvalidURLError, match=re.escape("file://./cfg.json")):
+        keyshelf.open(Path("cfg.json"))
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_a_registered_third_party_scheme_is_checked_too(in_tmp: Path) -> None:
+    registry.register("keyshelftestscheme", lambda url, options, asynchronous: MemoryBackend())
+    with pytest.raises(keyshelf.InvalidURLError, match="keyshelftestscheme://somewhere"):
+        keyshelf.open("keyshelftestscheme:somewhere")
+    assert list(in_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "data/app.db",
+        "./x:y.db",
+        "notascheme:x.db",
+        "./memory",
+        "./sqlite:app.db",
+        "C:/app.db",
+        "app.json.db",
+        "sqlite:///cfg.json",
+    ],
+)
+def test_paths_that_only_look_odd_still_open(in_tmp: Path, path: str) -> None:
+    # Only a registered scheme directly followed by ':' and a path ending in
+    # .json/.json.gz are refused; a one-letter "scheme" is a drive letter.
+    (in_tmp / "data").mkdir()
+    (in_tmp / "C:").mkdir()
+    with keyshelf.open(path) as kv:
+        kv.set("k", 1)
+        assert isinstance(kv.backend, SQLiteBackend)
+    name = path.removeprefix("sqlite:///")
+    with keyshelf.open(f"sqlite:///{name}") as kv:
+        assert kv.get("k") == 1
+
+
+# --------------------------------------------------------------------------
+# create=False and readonly=True: checked here, passed on only when set
+# --------------------------------------------------------------------------
+
+
+def _recording_scheme(name: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+
+    def create(url: Any, options: dict[str, Any], asynchronous: bool) -> Any:
+        seen.append(dict(options))
+        options.pop("create", None)
+        options.pop("readonly", None)
+        return AsyncBridge(MemoryBackend()) if asynchronous else MemoryBackend()
+
+    registry.register(name, create)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "passed"),
+    [
+        ("rec://", {}, {}),
+        ("rec://", {"create": True, "readonly": False}, {}),
+        ("rec://?create=true&readonly=no", {}, {}),
+        ("rec://", {"create": False}, {"create": False}),
+        ("rec://?create=false", {}, {"create": False}),
+        ("rec://?create=0", {}, {"create": False}),
+        ("rec://", {"readonly": True}, {"readonly": True}),
+        ("rec://?readonly=yes", {}, {"readonly": True}),
+        ("rec://?create=off", {"readonly": "on"}, {"create": False, "readonly": True}),
+        ("rec://?create=off", {"create": True}, {}),  # the keyword wins
+    ],
+)
+def test_create_and_readonly_reach_the_factory_only_when_not_default(
+    url: str, options: dict[str, Any], passed: dict[str, Any]
+) -> None:
+    seen = _recording_scheme("rec")
+    keyshelf.open(url, **options).close()
+    keyshelf.open(url, cache="memory", **options).close()
+    asyncio.run(keyshelf.open_async(url, **options).aclose())
+    assert seen == [passed, passed, passed]
+    assert all(type(value) is bool for value in passed.values())
+
+
+@pytest.mark.parametrize("name", ["create", "readonly"])
+@pytest.mark.parametrize("value", ["maybe", "", 1, None, "2"])
+def test_create_and_readonly_must_be_booleans(name: str, value: Any) -> None:
+    seen = _recording_scheme("rec")
+    with pytest.raises(keyshelf.InvalidURLError, match=f"Option {name} must be true or false"):
+        keyshelf.open("rec://", **{name: value})
+    query = "" if value in (None, 1) else str(value)
+    with pytest.raises(keyshelf.InvalidURLError, match=f"Option {name} must be true or false"):
+        keyshelf.open_async(f"rec://?{name}={query}")
+    assert seen == []
+
+
+def test_a_factory_that_does_not_know_them_refuses_them_by_name() -> None:
+    def strict(url: Any, options: dict[str, Any], asynchronous: bool) -> Any:
+        refuse_unknown("strict", options)
+        return MemoryBackend()
+
+    registry.register("strict", strict)
+    keyshelf.open("strict://").close()  # defaults pass nothing
+    with pytest.raises(keyshelf.InvalidURLError, match="strict:// stores: create"):
+        keyshelf.open("strict://", create=False)
+    with pytest.raises(keyshelf.InvalidURLError, match="strict:// stores: readonly"):
+        keyshelf.open("strict://?readonly=true", cache="memory")
+
+
+def test_readonly_with_auto_cleanup_cannot_work() -> None:
+    seen = _recording_scheme("rec")
+    with pytest.raises(keyshelf.InvalidURLError, match=r"auto_cleanup.*readonly"):
+        keyshelf.open("rec://?readonly=true&auto_cleanup=true")
+    assert seen == []
+
+
+@pytest.mark.parametrize("url", ["memory://", "memory://?cache=memory"])
+def test_memory_with_create_false_is_not_found(url: str) -> None:
+    # A memory store is always new: there is never an existing one to open.
+    with pytest.raises(keyshelf.StoreNotFoundError, match="always new"):
+        keyshelf.open(url, create=False)
+    with pytest.raises(keyshelf.StoreNotFoundError):
+        keyshelf.open_async(f"{url}{'&' if '?' in url else '?'}create=false")
+    assert isinstance(keyshelf.StoreNotFoundError("x"), keyshelf.BackendError)
+
+
+@pytest.mark.parametrize("url", ["memory://?readonly=true", "memory://?readonly=1&cache=memory"])
+def test_memory_cannot_be_readonly(url: str) -> None:
+    with pytest.raises(keyshelf.InvalidURLError, match="memory:// cannot be opened readonly"):
+        keyshelf.open(url)
+    with pytest.raises(keyshelf.InvalidURLError, match="memory:// cannot be opened readonly"):
+        keyshelf.open_async(url)
+
+
+def test_memory_create_true_and_readonly_false_are_the_defaults() -> None:
+    with keyshelf.open("memory://?create=true&readonly=false") as kv:
+        kv.set("k", 1)
+        assert kv.get("k") == 1
+
+
+# --------------------------------------------------------------------------
+# options in the URL that cannot work: InvalidURLError
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("namespace=", "Store URL option namespace: Invalid namespace ''"),
+        ("namespace=__sys", "Store URL option namespace"),
+        ("namespace=a%0Ab", "Store URL option namespace"),
+        ("separator=", "Option separator must be a non-empty string"),
+        ("codec=", "Unknown codec ''"),
+        ("max_value_size=", "Option max_value_size must be an integer"),
+        ("auto_cleanup=", "Option auto_cleanup must be true or false"),
+        ("cleanup_interval=", "Option cleanup_interval must be a number"),
+        ("cache=", "Unknown cache ''"),
+        ("cache=memory&cache_ttl=", "Option cache_ttl must be a number"),
+        ("cache=memory&cache_size=", "Option cache_size must be an integer"),
+        ("create=", "Option create must be true or false"),
+        ("readonly=", "Option readonly must be true or false"),
+    ],
+)
+def test_empty_or_bad_url_options_are_invalid_urls(query: str, message: str) -> None:
+    for opener in (keyshelf.open, keyshelf.open_async):
+        with pytest.raises(keyshelf.InvalidURLError) as info:
+            opener(f"memory://?{query}")
+        assert message in str(info.value)
+
+
+def test_a_keyword_namespace_keeps_the_key_rules_error() -> None:
+    # As Store.namespace() does; only a namespace inside the URL is a URL error.
+    with pytest.raises(keyshelf.InvalidKeyError):
+        keyshelf.open("memory://", namespace="")
+    with keyshelf.open("memory://?namespace=__bad", namespace="fine") as kv:
+        assert kv.namespace_name == "fine"
+
+
+def test_an_empty_separator_keyword_is_refused() -> None:
+    with pytest.raises(keyshelf.InvalidURLError, match="separator"):
+        keyshelf.open("memory://", separator="")

@@ -41,7 +41,8 @@ DEFAULT_TTL = 60.0
 DEFAULT_SIZE = 1000
 
 _TRUE = {"memory", "true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", "none", ""}
+# An empty value ("?cache=") is refused like every other empty option.
+_FALSE = {"false", "0", "no", "off", "none"}
 # Generation counters, one per stripe of keys: a write bumps the stripes of
 # the keys it touched, and a read fills the cache only if its stripe did not
 # move while the read was in flight.

@@ -6,20 +6,27 @@ stored. Reads take no lock (a dict lookup of an immutable record is atomic
 under the GIL); every write holds one lock, which makes each operation atomic
 across threads. Expiry is checked on access; a heap of expiry instants lets
 ``purge_expired`` remove expired keys without scanning the live ones.
+
+Listings walk a sorted list of each namespace's keys, built by the first
+listing and then kept current by merging in the keys added since (recorded by
+the writes), so a stream of pages costs one sort and a binary search per page,
+not a sort of the whole namespace per page.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import threading
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
 from ..codec import TAG_INT, payload_size
-from ..errors import InvalidURLError, StoreClosedError
-from ..options import refuse_unknown
-from ..patterns import Matcher
+from ..errors import InvalidURLError, StoreClosedError, StoreNotFoundError
+from ..options import as_bool, refuse_unknown
+from ..patterns import Matcher, compile_pattern
 from ..records import (
     INT64_MAX,
     INT64_MIN,
@@ -36,6 +43,23 @@ from ._bridge import AsyncBridge
 from .base import Backend
 
 
+class _Order:
+    """The sorted keys of one namespace, for listings.
+
+    ``keys`` is sorted and may still hold deleted keys (a listing checks each
+    key against the table) and, after a merge, a key twice in a row (deleted
+    and added again); it is None while the first sort runs. ``added`` holds
+    the keys created since ``keys`` was taken. A published ``keys`` list is
+    never changed (a merge makes a new one), so listings read it unlocked.
+    """
+
+    __slots__ = ("added", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[str] | None = None
+        self.added: set[str] = set()
+
+
 class MemoryBackend(Backend):
     """One private in-memory store; namespace views share it."""
 
@@ -46,6 +70,8 @@ class MemoryBackend(Backend):
         self._lock = threading.RLock()
         # (expires_at, ns, key); entries may be stale and are checked on pop.
         self._expiries: list[tuple[int, str, str]] = []
+        # Sorted keys per namespace, for listings (see _sorted_keys).
+        self._orders: dict[str, _Order] = {}
         self._closed = False
 
     # -- helpers ----------------------------------------------------------
@@ -68,6 +94,8 @@ class MemoryBackend(Backend):
         return record
 
     def _store(self, ns: str, table: dict[str, Record], key: str, record: Record) -> None:
+        if self._orders and key not in table:
+            self._note_new(ns, key)
         table[key] = record
         if record.expires_at is not None:
             heapq.heappush(self._expiries, (record.expires_at, ns, key))
@@ -119,6 +147,8 @@ class MemoryBackend(Backend):
                     now,
                     old.version + 1,
                 )
+            if self._orders and key not in table:
+                self._note_new(ns, key)
             table[key] = record
             if record.expires_at is not None:
                 heapq.heappush(self._expiries, (record.expires_at, ns, key))
@@ -204,21 +234,91 @@ class MemoryBackend(Backend):
             self._store(ns, table, key, old._replace(expires_at=expires_at))
             return True
 
-    def _matching(self, ns: str, matcher: Matcher, now: int) -> list[str]:
+    # -- listings -----------------------------------------------------------
+
+    def _note_new(self, ns: str, key: str) -> None:
+        """Record a key created in ``ns`` since its sorted order was taken (lock held)."""
+        order = self._orders.get(ns)
+        if order is None:
+            return
+        order.added.add(key)
+        # Far more new keys than sorted ones: sorting afresh on the next
+        # listing is as cheap as merging, and stops the set from growing.
+        if order.keys is not None and len(order.added) > max(len(order.keys), 1024):
+            del self._orders[ns]
+
+    def _sorted_keys(self, ns: str, table: dict[str, Record]) -> list[str]:
+        """Every key of ``ns`` in code-point order (plus, possibly, deleted ones).
+
+        The first listing of a namespace sorts it once, outside the lock (so
+        writers are not held up), while the writes record the keys they
+        create; later listings merge only those new keys in (two sorted runs:
+        linear) instead of sorting the namespace again.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("The store is closed")
+            order = self._orders.get(ns)
+            # Rebuild once deleted keys make up most of the list.
+            if order is not None and order.keys is not None:
+                if len(order.keys) <= 2 * len(table) + 1024:
+                    if order.added:
+                        merged = order.keys + sorted(order.added)
+                        merged.sort()  # two sorted runs: timsort merges them in linear time
+                        order.keys, order.added = merged, set()
+                    return order.keys
+                order = None
+            mine = order is None
+            if mine:
+                order = self._orders[ns] = _Order()
+            snapshot = list(table)
+        keys = sorted(snapshot)
+        if not mine:  # another listing is building the order: use this sort once
+            return keys
+        with self._lock:
+            assert order is not None
+            if self._orders.get(ns) is order and order.keys is None:
+                if order.added:  # created while we sorted
+                    keys += sorted(order.added)
+                    keys.sort()
+                order.keys, order.added = keys, set()
+        return keys
+
+    def _walk(
+        self, ns: str, matcher: Matcher, now: int, after: str | None
+    ) -> Iterator[tuple[str, Record]]:
+        """Live (key, record) pairs matching ``matcher`` in order, strictly after ``after``.
+
+        Starts with a binary search at the larger of the prefix and ``after``
+        and stops at the end of the prefix range: a page costs O(log n) plus
+        the keys it walks, whatever page of the stream it is.
+        """
         table = self._table(ns)
-        if matcher.literal:
-            return [matcher.prefix] if self._live(table, matcher.prefix, now) else []
-        match = matcher.match
         prefix = matcher.prefix
-        exact = matcher.match_all or matcher.prefix_only  # startswith(prefix) is the test
-        # A snapshot of the items: other threads may write while we filter.
-        return sorted(
-            key
-            for key, record in list(table.items())
-            if key.startswith(prefix)
-            and (record.expires_at is None or record.expires_at > now)
-            and (exact or match(key))
-        )
+        if matcher.literal:
+            record = self._live(table, prefix, now)
+            if record is not None and (after is None or prefix > after):
+                yield prefix, record
+            return
+        order = self._sorted_keys(ns, table)
+        start = bisect_left(order, prefix) if prefix else 0
+        if after is not None:
+            start = max(start, bisect_right(order, after))
+        # A range of the prefix needs no further test for these patterns.
+        test = None if matcher.match_all or matcher.prefix_only else matcher.match
+        previous = None
+        for key in itertools.islice(order, start, None):
+            if prefix and not key.startswith(prefix):
+                return
+            if key == previous:  # deleted and created again since the sort
+                continue
+            previous = key
+            record = table.get(key)
+            if record is None:  # deleted since the sort
+                continue
+            expires = record.expires_at
+            if (expires is None or expires > now) and (test is None or test(key)):
+                yield key, record
 
     def scan(
         self,
@@ -229,20 +329,14 @@ class MemoryBackend(Backend):
         limit: int | None,
         values: bool,
     ) -> list[tuple[str, Value | None]]:
-        keys = self._matching(ns, matcher, now)
-        if after is not None:
-            keys = [key for key in keys if key > after]
+        if limit is not None and limit <= 0:
+            return []
+        walk = self._walk(ns, matcher, now, after)
         if limit is not None:
-            keys = keys[:limit]
+            walk = itertools.islice(walk, limit)
         if not values:
-            return [(key, None) for key in keys]
-        table = self._table(ns)
-        rows: list[tuple[str, Value | None]] = []
-        for key in keys:
-            record = table.get(key)
-            if record is not None:
-                rows.append((key, (record.tag, record.payload)))
-        return rows
+            return [(key, None) for key, _ in walk]
+        return [(key, (record.tag, record.payload)) for key, record in walk]
 
     def count(self, ns: str, matcher: Matcher, now: int) -> int:
         if matcher.match_all:
@@ -251,7 +345,7 @@ class MemoryBackend(Backend):
                 for record in list(self._table(ns).values())
                 if record.expires_at is None or record.expires_at > now
             )
-        return len(self._matching(ns, matcher, now))
+        return sum(1 for _ in self._walk(ns, matcher, now, None))
 
     def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
         with self._lock:
@@ -259,6 +353,7 @@ class MemoryBackend(Backend):
             if matcher.match_all:
                 live = sum(1 for r in table.values() if r.expires_at is None or r.expires_at > now)
                 table.clear()
+                self._orders.pop(ns, None)  # every key of its order is gone
                 return live
             doomed = [key for key in list(table) if matcher.match(key)]
             live = 0
@@ -312,16 +407,8 @@ class MemoryBackend(Backend):
     def scan_records(
         self, ns: str, now: int, after: str | None, limit: int
     ) -> list[tuple[str, Record]]:
-        # A snapshot of the items (other threads may write meanwhile); the
-        # smallest ``limit`` keys cost O(n log limit), not a full sort.
-        items = list(self._table(ns).items())
-        live = {
-            key: record
-            for key, record in items
-            if (record.expires_at is None or record.expires_at > now)
-            and (after is None or key > after)
-        }
-        return [(key, live[key]) for key in heapq.nsmallest(limit, live)]
+        # The sorted walk: a page of an export costs its own keys, not the namespace.
+        return list(itertools.islice(self._walk(ns, _ALL, now, after), max(limit, 0)))
 
     def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
         with self._lock:
@@ -334,13 +421,36 @@ class MemoryBackend(Backend):
             self._closed = True
             self._data.clear()
             self._expiries.clear()
+            self._orders.clear()
+
+
+# Every key (the default dialect's "*"), for scan_records.
+_ALL = compile_pattern("*")
 
 
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
-    """Factory for ``memory://``: every call makes a new, private store."""
+    """Factory for ``memory://``: every call makes a new, private store.
+
+    ``create=False`` raises :class:`StoreNotFoundError`: a memory store is
+    always new, so there is never an existing one to open. ``readonly=True``
+    raises :class:`InvalidURLError`: a new memory store is empty and nothing
+    else can write to it, so a read-only one could never hold anything.
+    """
     if url.netloc or url.path not in ("", "/"):
         raise InvalidURLError(f"memory:// takes no host or path, got {url.geturl()!r}")
+    create_new = as_bool("create", options.pop("create", True))
+    readonly = as_bool("readonly", options.pop("readonly", False))
     refuse_unknown("memory", options)
+    if readonly:
+        raise InvalidURLError(
+            "memory:// cannot be opened readonly=True: every memory store starts empty "
+            "and only its own writes could fill it"
+        )
+    if not create_new:
+        raise StoreNotFoundError(
+            "memory:// with create=False: a memory store is always new, so there is no "
+            "existing store to open"
+        )
     backend = MemoryBackend()
     # Memory calls never block, so the async API runs them inline.
     return AsyncBridge(backend) if asynchronous else backend
