@@ -9,8 +9,10 @@ and restarts the server. Nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -180,6 +182,14 @@ def test_threads_and_tasks_share_a_bounded_pool(where: tuple[str, str]) -> None:
         {"connect_timeout": "soon"},
         {"statement_timeout": -1},
         {"statement_timeout": "nan"},
+        {"timeout": 0},
+        {"timeout": -1},
+        {"timeout": "nan"},
+        {"timeout": "inf"},
+        {"timeout": float("inf")},
+        {"timeout": "soon"},
+        {"timeout": True},
+        {"timeout": 1e10},
     ],
 )
 def test_unusable_options_are_refused_at_open(options: dict[str, Any]) -> None:
@@ -202,10 +212,24 @@ def test_unusable_urls_are_refused_at_open(url: str) -> None:
         keyshelf.open(url)
 
 
+def _open_async_first_call(url: str, **options: Any) -> None:
+    """open_async() does no I/O (it must not block the event loop): its checks
+    run on the first call, which raises what open() raises."""
+
+    async def run() -> None:
+        akv = keyshelf.open_async(url, **options)
+        try:
+            await akv.get("k")
+        finally:
+            await akv.aclose()
+
+    asyncio.run(run())
+
+
 def test_unreachable_server_is_refused_at_open_naming_it() -> None:
     port = free_port()
     started = time.monotonic()
-    for opener in (keyshelf.open, keyshelf.open_async):
+    for opener in (keyshelf.open, _open_async_first_call):
         with pytest.raises(keyshelf.BackendUnavailableError) as info:
             opener(f"postgresql://postgres@127.0.0.1:{port}/somedb", connect_timeout=2)
         assert f"127.0.0.1:{port}/somedb" in str(info.value)
@@ -313,7 +337,7 @@ def test_newer_schema_version_is_refused(where: tuple[str, str]) -> None:
     with pytest.raises(keyshelf.IncompatibleStoreError, match="schema version 99"):
         keyshelf.open(url, schema=schema)
     with pytest.raises(keyshelf.IncompatibleStoreError, match="schema version 99"):
-        keyshelf.open_async(url, schema=schema)
+        _open_async_first_call(url, schema=schema)
     assert admin().execute(f"SELECT key FROM {table(schema)}").fetchall() == [("k",)]
 
 
@@ -686,3 +710,94 @@ def test_host_less_url_with_host_as_parameter(where: tuple[str, str]) -> None:
         kv.set("k", "v")
     with keyshelf.open(url, schema=schema) as kv:
         assert kv.get("k") == "v"
+
+
+# -- a server that stops answering ------------------------------------------------
+
+
+def _server_processes(cluster: Cluster) -> list[int]:
+    """The postmaster of ``cluster`` and every process it forked."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    found = [postmaster]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces): state, ppid, ...
+        if int(stat.rpartition(")")[2].split()[1]) == postmaster:
+            found.append(int(entry))
+    return found
+
+
+class Frozen:
+    """SIGSTOP every process of a throwaway server now, SIGCONT them ``seconds`` later."""
+
+    def __init__(self, cluster: Cluster, seconds: float) -> None:
+        self.pids = _server_processes(cluster)
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        self.thawed = threading.Event()
+        self._timer = threading.Timer(seconds, self.thaw)
+        self._timer.start()
+
+    def thaw(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.thawed.set()
+
+    def wait(self) -> None:
+        self._timer.join()
+
+
+# One plain statement on one API, a row-locking transaction on the other
+# (the code of both APIs is generated from one source).
+@pytest.mark.parametrize(("api", "operation"), [("sync", "get"), ("async", "set_metadata")])
+def test_hung_server_times_out_then_recovers(cluster: Cluster, api: str, operation: str) -> None:
+    # Every server process stopped (a frozen VM, a hung host): the server's own
+    # statement_timeout cannot fire and the kernel still acknowledges the
+    # packets, so only the client can bound the wait. The call must give up
+    # with BackendUnavailableError while the server is still stopped (it is
+    # stopped for 3 s, timeout=1), and the store must work again afterwards.
+    schema = fresh_schema()
+    options = {"schema": schema, "connect_timeout": 2, "timeout": 1}
+    arguments: tuple[Any, ...] = ("k",) if operation == "get" else ("k", {"a": 1})
+    frozen: Frozen | None = None
+    try:
+        if api == "sync":
+            with keyshelf.open(cluster.url, **options) as kv:
+                kv.set("k", 1)
+                frozen = Frozen(cluster, 3.0)
+                with pytest.raises(keyshelf.BackendUnavailableError) as info:
+                    getattr(kv, operation)(*arguments)
+                assert not frozen.thawed.is_set(), "the call waited for the server"
+                frozen.wait()
+                assert kv.get("k") == 1
+                assert kv.set("k", 2) is True
+        else:
+
+            async def run() -> Any:
+                nonlocal frozen
+                async with keyshelf.open_async(cluster.url, **options) as akv:
+                    await akv.set("k", 1)
+                    frozen = Frozen(cluster, 3.0)
+                    with pytest.raises(keyshelf.BackendUnavailableError) as info:
+                        await getattr(akv, operation)(*arguments)
+                    assert not frozen.thawed.is_set(), "the call waited for the server"
+                    frozen.wait()
+                    assert await akv.get("k") == 1
+                    assert await akv.set("k", 2) is True
+                    return info
+
+            info = asyncio.run(run())
+        assert "did not answer" in str(info.value)
+        assert f"127.0.0.1:{cluster.port}/postgres" in str(info.value)
+        assert isinstance(info.value.__cause__, psycopg.Error)
+    finally:
+        if frozen is not None:
+            frozen.thaw()
+        with keyshelf.open(cluster.url, schema=schema) as kv:
+            kv.clear()

@@ -16,12 +16,29 @@ Guarantees:
   threads, tasks or processes. Multi-row statements lock rows in key order, so
   two batches never deadlock each other.
 * **One clock: the server's.** "Now" is ``statement_timestamp()`` of the
-  server, in every statement. The store's ``now`` is used only to turn its
-  absolute expiry back into a duration, stored as ``server_now + duration``.
-  A key expires when the *server's* clock reaches it, whatever the clients'
-  clocks say; the instants reported back (``expires_at``, ``created_at``,
-  ``updated_at``) are server-clock instants, so ``ttl()`` (computed by the
-  client) is off by the client's clock skew, if any.
+  server, in whole milliseconds, in every statement. A TTL reaches the
+  server as a whole number of milliseconds (the store's ``expires_at -
+  now``: the TTL rounded down) and is stored as ``server_now + duration``,
+  so a key never outlives its TTL on the server's clock; a TTL below 1 ms
+  stores a key that is already expired (invisible, as on every backend).
+  Import and migration store each record's absolute instant exactly, never
+  turned back into a duration. A key expires when the *server's* clock
+  reaches it, whatever the clients' clocks say; the instants reported back
+  (``expires_at``, ``created_at``, ``updated_at``) are server-clock
+  instants, so ``ttl()`` (computed by the client) is off by the client's
+  clock skew, if any.
+* **Bounded waits.** Every wait for the server's answer is bounded on the
+  client side (option ``timeout``, default 30 s): a server that stops
+  answering (frozen, partitioned) makes the call raise
+  BackendUnavailableError instead of hanging, and the connection is closed
+  and replaced. The server's ``statement_timeout`` cannot do this (a frozen
+  server enforces nothing); set it below ``timeout`` to have a slow but
+  live server cancel a statement cleanly first. TCP keepalives and
+  ``tcp_user_timeout`` also detect a dead peer.
+* **Opening does not block an event loop.** The async backend does no I/O
+  when it is created: its first call prepares the schema (the same checks
+  as ``open()``) and opens the pool, once, behind an asyncio lock; a failure
+  raises there, and the next call tries again.
 * **Expired means gone.** Every statement filters expired rows with the
   server's now; ``purge_expired`` deletes them through the expiry index.
 * **Fast.** Connections are pooled and long-lived (autocommit), every
@@ -43,10 +60,11 @@ from contextlib import suppress
 from math import copysign
 from time import monotonic
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, errors
+from psycopg.abc import PQGen
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
@@ -74,6 +92,7 @@ from ..records import (
     stats_dict,
 )
 from . import _base_async
+from ._locks import AsyncGate
 from ._postgres_sql import (
     FLOAT_FAST_LIMIT,
     SCHEMA_VERSION,
@@ -108,6 +127,40 @@ _COPY_MIN = 1000
 _COPY_BACKOFF = 16
 
 
+# psycopg raises this (an OperationalError) when a wait with a timeout expires.
+_WAIT_TIMEOUT: type[psycopg.OperationalError] = errors._WaitTimeout
+# psycopg's poll interval while waiting (it checks for Ctrl-C that often).
+_WAIT_INTERVAL = 0.1
+
+RV = TypeVar("RV")
+
+
+class ServerTimeout(psycopg.OperationalError):
+    """The server sent no answer within the store's ``timeout`` (the connection is closed)."""
+
+
+class BoundedConnection(AsyncConnection[Any]):
+    """A connection whose every wait for the server ends after ``limit`` seconds.
+
+    A server that stops answering (frozen, or the network gone) cannot be
+    cancelled by the server's own ``statement_timeout``: the client must give
+    up. After such a timeout the connection is in an unknown state, so it is
+    closed (the pool replaces it) and :class:`ServerTimeout` raised.
+    """
+
+    limit: float | None = None
+
+    async def wait(
+        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL, timeout: float | None = None
+    ) -> RV:
+        limit = self.limit if timeout is None else timeout
+        try:
+            return await super().wait(gen, interval, limit)
+        except _WAIT_TIMEOUT as exc:
+            await self.close()
+            raise ServerTimeout(f"no answer from the server within {limit:g} s") from exc
+
+
 def describe(exc: BaseException) -> str:
     """A one-line message of a driver exception."""
     text = " ".join(str(exc).split())
@@ -129,11 +182,12 @@ async def prepare_database(config: Config) -> None:
     """
     sql = Statements(config.schema, config.table)
     try:
-        conn = await AsyncConnection.connect(
+        conn = await BoundedConnection.connect(
             config.conninfo, autocommit=True, context=ADAPTERS, **config.connect_kwargs()
         )
     except psycopg.Error as exc:
         raise connect_error(exc, config.location) from exc
+    conn.limit = config.wait_limit()
     try:
         async with conn:
             encoding = conn.info.parameter_status("server_encoding")
@@ -200,12 +254,20 @@ async def _schema_version(
 class AsyncPostgresBackend(_base_async.AsyncBackend):
     """keyshelf's table in a PostgreSQL database, through a psycopg connection pool."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, prepared: bool = False) -> None:
+        """Build the pool, unopened; no I/O.
+
+        ``prepared``: :func:`prepare_database` has run already (``open()``
+        does it before building the sync backend); otherwise the first call
+        runs it (``open_async()``: inside the event loop).
+        """
         self.location = config.location
         self._config = config
         self._sql = Statements(config.schema, config.table)
         self._closed = False
         self._opened = False
+        self._prepared = prepared
+        self._opening = AsyncGate()
         self._last_connect_error = ""
         self._idle: list[tuple[AsyncConnection[Any], float]] = []
         self._waiting: list[object] = []
@@ -227,8 +289,9 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
     def _connection_class(self) -> type[AsyncConnection[Any]]:
         """Connections that remember why connecting failed, for error messages."""
         backend = self
+        limit = self._config.wait_limit()
 
-        class RecordingConnection(AsyncConnection[Any]):
+        class RecordingConnection(BoundedConnection):
             @classmethod
             async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
@@ -237,6 +300,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
                     backend._last_connect_error = describe(exc)
                     raise
                 backend._last_connect_error = ""
+                conn.limit = limit
                 return conn
 
         return RecordingConnection
@@ -252,6 +316,11 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             return BackendUnavailableError(
                 f"PostgreSQL at {where} is unavailable during {action}: no connection within "
                 f"{self._config.connect_timeout:g} s ({cause})"
+            )
+        if isinstance(exc, ServerTimeout):
+            return BackendUnavailableError(
+                f"PostgreSQL at {where} did not answer during {action} within the timeout of "
+                f"{self._config.timeout:g} s ({describe(exc)}); the connection was closed"
             )
         if isinstance(exc, errors.QueryCanceled):
             return BackendUnavailableError(
@@ -305,8 +374,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
                 return conn, taken
             await self._discard(conn)
         if not self._opened:
-            await self._pool.open()
-            self._opened = True
+            await self._open()
         # While someone waits on the pool, released connections go back to it.
         token = object()
         self._waiting.append(token)
@@ -319,6 +387,16 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             return await self._pool.getconn(), monotonic()
         finally:
             self._waiting.remove(token)
+
+    async def _open(self) -> None:
+        """Prepare the schema if ``open`` did not, and open the pool; once, alone."""
+        async with self._opening:
+            if not self._prepared:
+                await prepare_database(self._config)
+                self._prepared = True
+            if not self._opened:
+                await self._pool.open()
+                self._opened = True
 
     async def _discard(self, conn: AsyncConnection[Any]) -> None:
         """Close a connection the server closed; the pool replaces it."""
@@ -520,7 +598,12 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         return True
 
     async def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
-        """Store records with their own expiry and metadata in one statement (all or nothing)."""
+        """Store records with their own expiry and metadata in one statement (all or nothing).
+
+        Each expiry is stored as the absolute instant given, so a copied key
+        expires at the same millisecond as its source (one already past is
+        stored expired: invisible, purged later).
+        """
         latest = dict(items)
         keys = sorted(latest)
         if not keys:
@@ -531,7 +614,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         tvals: list[str | None] = []
         bvals: list[bytes | None] = []
         metas: list[bytes | None] = []
-        ttls: list[int | None] = []
+        instants: list[int | None] = []
         for key in keys:
             write = latest[key]
             ival, fval, tval, bval = columns(write.tag, write.payload)
@@ -541,8 +624,9 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             tvals.append(tval)
             bvals.append(bval)
             metas.append(write.meta)
-            ttls.append(None if write.expires_at is None else write.expires_at - now)
-        params = (ns, keys, tags, ivals, fvals, tvals, bvals, metas, ttls)
+            # The absolute instant, exactly (never turned back into a duration).
+            instants.append(write.expires_at)
+        params = (ns, keys, tags, ivals, fvals, tvals, bvals, metas, instants)
         async with self._connection("import") as conn:
             await conn.execute(self._sql.put_records, params, prepare=True)
 

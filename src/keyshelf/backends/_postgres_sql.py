@@ -27,8 +27,10 @@ plus a partial index on ``expires_at`` and a ``<table>_meta`` table holding
 
 Clock: every statement takes "now" from the server (:data:`NOW`), so expiry
 is decided by one clock whatever the clients' clocks say. A TTL reaches the
-server as a duration (``expires_at - now`` of the caller) and is stored as
-``server_now + duration``.
+server as a duration (``expires_at - now`` of the caller: the TTL in whole
+milliseconds, rounded down) and is stored as ``server_now + duration``; a
+row is live while ``expires_at > server_now``. Import and migration store
+the absolute instant they are given.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from ..patterns import Matcher, prefix_upper_bound
 from ..records import INT64_MAX, INT64_MIN, Value
 
 SCHEMA_VERSION = 1
+
+#: Seconds a call waits for the server's answer by default (option ``timeout``).
+DEFAULT_TIMEOUT = 30.0
 
 #: Schema and table names: plain identifiers, short enough for "<table>_meta".
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
@@ -375,13 +380,14 @@ class Statements:
                 updated_at = excluded.updated_at,
                 version = CASE WHEN {old_live} THEN r.version + 1 ELSE 1 END"""
         # import/migration: %s ns, keys, tags, ivals, fvals, tvals, bvals, metas,
-        # ttl_ms per row. Like put_many, but each row brings its own expiry and
-        # replaces the user metadata.
+        # expires_at (absolute ms, NULL = never) per row. Like put_many, but each
+        # row brings its own expiry instant, stored exactly, and replaces the
+        # user metadata.
         self.put_records = f"""
             INSERT INTO {t} AS r ({columns_all})
-            SELECT %s, u.k, u.tg, u.i, u.f, u.t, u.b, u.m, {NOW} + u.ttl, {NOW}, {NOW}, 1
+            SELECT %s, u.k, u.tg, u.i, u.f, u.t, u.b, u.m, u.at, {NOW}, {NOW}, 1
             FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::float8[], %s::text[],
-                        %s::bytea[], %s::bytea[], %s::bigint[]) AS u(k, tg, i, f, t, b, m, ttl)
+                        %s::bytea[], %s::bytea[], %s::bigint[]) AS u(k, tg, i, f, t, b, m, at)
             ON CONFLICT (ns, key) DO UPDATE SET
                 tag = excluded.tag, ival = excluded.ival, fval = excluded.fval,
                 tval = excluded.tval, bval = excluded.bval,
@@ -576,9 +582,23 @@ class Config:
     connect_timeout: float = 10.0
     statement_timeout: float | None = None
     location: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    #: The libpq in use knows ``tcp_user_timeout`` (libpq 12 and later).
+    tcp_user_timeout: bool = True
+
+    def wait_limit(self) -> float:
+        """Seconds the client waits for any one answer from the server (``timeout``)."""
+        return self.timeout
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """libpq parameters for every connection (timeouts included)."""
+        """libpq parameters for every connection (timeouts included).
+
+        Unless given as options: TCP keepalives probing an idle connection
+        within about ``timeout``, and ``tcp_user_timeout`` (data left
+        unacknowledged that long closes the connection), so the kernel also
+        notices a peer that vanished. Both are client-side settings only
+        (nothing is sent to the server or a pooler in front of it).
+        """
         kwargs = dict(self.libpq)
         # libpq counts whole seconds and treats 1 as 2.
         kwargs["connect_timeout"] = max(2, math.ceil(self.connect_timeout))
@@ -586,6 +606,13 @@ class Config:
             ms = max(1, round(self.statement_timeout * 1000))
             option = f"-c statement_timeout={ms}"
             kwargs["options"] = f"{kwargs['options']} {option}" if kwargs.get("options") else option
+        probe = max(1, math.ceil(self.timeout / 3))
+        kwargs.setdefault("keepalives", "1")
+        kwargs.setdefault("keepalives_idle", str(probe))
+        kwargs.setdefault("keepalives_interval", str(max(1, math.ceil(probe / 3))))
+        kwargs.setdefault("keepalives_count", "3")
+        if self.tcp_user_timeout:
+            kwargs.setdefault("tcp_user_timeout", str(math.ceil(self.timeout * 1000)))
         return kwargs
 
 

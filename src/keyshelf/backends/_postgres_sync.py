@@ -17,12 +17,29 @@ Guarantees:
   threads, tasks or processes. Multi-row statements lock rows in key order, so
   two batches never deadlock each other.
 * **One clock: the server's.** "Now" is ``statement_timestamp()`` of the
-  server, in every statement. The store's ``now`` is used only to turn its
-  absolute expiry back into a duration, stored as ``server_now + duration``.
-  A key expires when the *server's* clock reaches it, whatever the clients'
-  clocks say; the instants reported back (``expires_at``, ``created_at``,
-  ``updated_at``) are server-clock instants, so ``ttl()`` (computed by the
-  client) is off by the client's clock skew, if any.
+  server, in whole milliseconds, in every statement. A TTL reaches the
+  server as a whole number of milliseconds (the store's ``expires_at -
+  now``: the TTL rounded down) and is stored as ``server_now + duration``,
+  so a key never outlives its TTL on the server's clock; a TTL below 1 ms
+  stores a key that is already expired (invisible, as on every backend).
+  Import and migration store each record's absolute instant exactly, never
+  turned back into a duration. A key expires when the *server's* clock
+  reaches it, whatever the clients' clocks say; the instants reported back
+  (``expires_at``, ``created_at``, ``updated_at``) are server-clock
+  instants, so ``ttl()`` (computed by the client) is off by the client's
+  clock skew, if any.
+* **Bounded waits.** Every wait for the server's answer is bounded on the
+  client side (option ``timeout``, default 30 s): a server that stops
+  answering (frozen, partitioned) makes the call raise
+  BackendUnavailableError instead of hanging, and the connection is closed
+  and replaced. The server's ``statement_timeout`` cannot do this (a frozen
+  server enforces nothing); set it below ``timeout`` to have a slow but
+  live server cancel a statement cleanly first. TCP keepalives and
+  ``tcp_user_timeout`` also detect a dead peer.
+* **Opening does not block an event loop.** The async backend does no I/O
+  when it is created: its first call prepares the schema (the same checks
+  as ``open()``) and opens the pool, once, behind an asyncio lock; a failure
+  raises there, and the next call tries again.
 * **Expired means gone.** Every statement filters expired rows with the
   server's now; ``purge_expired`` deletes them through the expiry index.
 * **Fast.** Connections are pooled and long-lived (autocommit), every
@@ -44,10 +61,11 @@ from contextlib import suppress
 from math import copysign
 from time import monotonic
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import Connection, errors
+from psycopg.abc import PQGen
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
@@ -75,6 +93,7 @@ from ..records import (
     stats_dict,
 )
 from . import base
+from ._locks import Gate
 from ._postgres_sql import (
     FLOAT_FAST_LIMIT,
     SCHEMA_VERSION,
@@ -109,6 +128,40 @@ _COPY_MIN = 1000
 _COPY_BACKOFF = 16
 
 
+# psycopg raises this (an OperationalError) when a wait with a timeout expires.
+_WAIT_TIMEOUT: type[psycopg.OperationalError] = errors._WaitTimeout
+# psycopg's poll interval while waiting (it checks for Ctrl-C that often).
+_WAIT_INTERVAL = 0.1
+
+RV = TypeVar("RV")
+
+
+class ServerTimeout(psycopg.OperationalError):
+    """The server sent no answer within the store's ``timeout`` (the connection is closed)."""
+
+
+class BoundedConnection(Connection[Any]):
+    """A connection whose every wait for the server ends after ``limit`` seconds.
+
+    A server that stops answering (frozen, or the network gone) cannot be
+    cancelled by the server's own ``statement_timeout``: the client must give
+    up. After such a timeout the connection is in an unknown state, so it is
+    closed (the pool replaces it) and :class:`ServerTimeout` raised.
+    """
+
+    limit: float | None = None
+
+    def wait(
+        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL, timeout: float | None = None
+    ) -> RV:
+        limit = self.limit if timeout is None else timeout
+        try:
+            return super().wait(gen, interval, limit)
+        except _WAIT_TIMEOUT as exc:
+            self.close()
+            raise ServerTimeout(f"no answer from the server within {limit:g} s") from exc
+
+
 def describe(exc: BaseException) -> str:
     """A one-line message of a driver exception."""
     text = " ".join(str(exc).split())
@@ -130,11 +183,12 @@ def prepare_database(config: Config) -> None:
     """
     sql = Statements(config.schema, config.table)
     try:
-        conn = Connection.connect(
+        conn = BoundedConnection.connect(
             config.conninfo, autocommit=True, context=ADAPTERS, **config.connect_kwargs()
         )
     except psycopg.Error as exc:
         raise connect_error(exc, config.location) from exc
+    conn.limit = config.wait_limit()
     try:
         with conn:
             encoding = conn.info.parameter_status("server_encoding")
@@ -199,12 +253,20 @@ def _schema_version(conn: Connection[Any], sql: Statements, config: Config) -> i
 class PostgresBackend(base.Backend):
     """keyshelf's table in a PostgreSQL database, through a psycopg connection pool."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, prepared: bool = False) -> None:
+        """Build the pool, unopened; no I/O.
+
+        ``prepared``: :func:`prepare_database` has run already (``open()``
+        does it before building the sync backend); otherwise the first call
+        runs it (``open_async()``: inside the event loop).
+        """
         self.location = config.location
         self._config = config
         self._sql = Statements(config.schema, config.table)
         self._closed = False
         self._opened = False
+        self._prepared = prepared
+        self._opening = Gate()
         self._last_connect_error = ""
         self._idle: list[tuple[Connection[Any], float]] = []
         self._waiting: list[object] = []
@@ -226,8 +288,9 @@ class PostgresBackend(base.Backend):
     def _connection_class(self) -> type[Connection[Any]]:
         """Connections that remember why connecting failed, for error messages."""
         backend = self
+        limit = self._config.wait_limit()
 
-        class RecordingConnection(Connection[Any]):
+        class RecordingConnection(BoundedConnection):
             @classmethod
             def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
                 try:
@@ -236,6 +299,7 @@ class PostgresBackend(base.Backend):
                     backend._last_connect_error = describe(exc)
                     raise
                 backend._last_connect_error = ""
+                conn.limit = limit
                 return conn
 
         return RecordingConnection
@@ -251,6 +315,11 @@ class PostgresBackend(base.Backend):
             return BackendUnavailableError(
                 f"PostgreSQL at {where} is unavailable during {action}: no connection within "
                 f"{self._config.connect_timeout:g} s ({cause})"
+            )
+        if isinstance(exc, ServerTimeout):
+            return BackendUnavailableError(
+                f"PostgreSQL at {where} did not answer during {action} within the timeout of "
+                f"{self._config.timeout:g} s ({describe(exc)}); the connection was closed"
             )
         if isinstance(exc, errors.QueryCanceled):
             return BackendUnavailableError(
@@ -304,8 +373,7 @@ class PostgresBackend(base.Backend):
                 return conn, taken
             self._discard(conn)
         if not self._opened:
-            self._pool.open()
-            self._opened = True
+            self._open()
         # While someone waits on the pool, released connections go back to it.
         token = object()
         self._waiting.append(token)
@@ -318,6 +386,16 @@ class PostgresBackend(base.Backend):
             return self._pool.getconn(), monotonic()
         finally:
             self._waiting.remove(token)
+
+    def _open(self) -> None:
+        """Prepare the schema if ``open`` did not, and open the pool; once, alone."""
+        with self._opening:
+            if not self._prepared:
+                prepare_database(self._config)
+                self._prepared = True
+            if not self._opened:
+                self._pool.open()
+                self._opened = True
 
     def _discard(self, conn: Connection[Any]) -> None:
         """Close a connection the server closed; the pool replaces it."""
@@ -517,7 +595,12 @@ class PostgresBackend(base.Backend):
         return True
 
     def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
-        """Store records with their own expiry and metadata in one statement (all or nothing)."""
+        """Store records with their own expiry and metadata in one statement (all or nothing).
+
+        Each expiry is stored as the absolute instant given, so a copied key
+        expires at the same millisecond as its source (one already past is
+        stored expired: invisible, purged later).
+        """
         latest = dict(items)
         keys = sorted(latest)
         if not keys:
@@ -528,7 +611,7 @@ class PostgresBackend(base.Backend):
         tvals: list[str | None] = []
         bvals: list[bytes | None] = []
         metas: list[bytes | None] = []
-        ttls: list[int | None] = []
+        instants: list[int | None] = []
         for key in keys:
             write = latest[key]
             ival, fval, tval, bval = columns(write.tag, write.payload)
@@ -538,8 +621,9 @@ class PostgresBackend(base.Backend):
             tvals.append(tval)
             bvals.append(bval)
             metas.append(write.meta)
-            ttls.append(None if write.expires_at is None else write.expires_at - now)
-        params = (ns, keys, tags, ivals, fvals, tvals, bvals, metas, ttls)
+            # The absolute instant, exactly (never turned back into a duration).
+            instants.append(write.expires_at)
+        params = (ns, keys, tags, ivals, fvals, tvals, bvals, metas, instants)
         with self._connection("import") as conn:
             conn.execute(self._sql.put_records, params, prepare=True)
 

@@ -14,19 +14,23 @@ table              kv          table name (plus ``<table>_meta`` for the version
 min_size           1           connections the pool keeps open
 max_size           10          most connections the pool opens
 connect_timeout    10          seconds to connect, and to wait for a free connection
-statement_timeout  (server's)  seconds a statement may run before it is cancelled
+timeout            30          seconds a call waits for any answer of the server
+                               before giving up (BackendUnavailableError)
+statement_timeout  (server's)  seconds a statement may run before the server
+                               cancels it
 ================== =========== ===================================================
 
 Any libpq connection parameter (``sslmode``, ``application_name``, ``options``,
 ``target_session_attrs`` ...) is passed through; anything else is refused.
 
-Opening connects once: an unreachable server, a database that is not UTF-8,
-a table that is not keyshelf's or a newer schema version is refused right
-there (BackendUnavailableError / IncompatibleStoreError, naming
+``open()`` connects once: an unreachable server, a database that is not
+UTF-8, a table that is not keyshelf's or a newer schema version is refused
+right there (BackendUnavailableError / IncompatibleStoreError, naming
 ``host:port/db``), never at the first operation. The first open of a
-database creates the schema and tables, race-free. ``open_async`` does this
-check with a short blocking connection too; its pool then opens on the first
-operation inside the event loop.
+database creates the schema and tables, race-free. ``open_async()`` checks
+the URL and options at once but does no I/O: the same checks and the schema
+preparation run on the store's first call, inside the event loop (never
+blocking it), and raise the same errors there.
 
 See :mod:`keyshelf.backends._postgres_async` for the guarantees (atomicity,
 the server clock, errors) and ``docs/postgres.md`` for the table layout.
@@ -40,7 +44,7 @@ from urllib.parse import SplitResult
 from .._show import show
 from ..errors import InvalidURLError
 from ..options import MAX_SECONDS, as_number, as_str, refuse_unknown
-from ._postgres_sql import IDENTIFIER, Config, location_of
+from ._postgres_sql import DEFAULT_TIMEOUT, IDENTIFIER, Config, location_of
 
 # Connection parameters keyshelf sets itself.
 _MANAGED = {"connect_timeout"}
@@ -74,12 +78,14 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
     connect_timeout = as_number(
         "connect_timeout", options.pop("connect_timeout", 10.0), maximum=MAX_SECONDS
     )
+    timeout = as_number("timeout", options.pop("timeout", DEFAULT_TIMEOUT), maximum=MAX_SECONDS)
     statement_timeout = options.pop("statement_timeout", None)
     if statement_timeout is not None:
         # The server takes it in whole milliseconds, as a 32-bit int.
         statement_timeout = as_number("statement_timeout", statement_timeout, maximum=2147483)
 
-    known = {opt.keyword.decode() for opt in psycopg.pq.Conninfo.get_defaults()} - _MANAGED
+    supported = {opt.keyword.decode() for opt in psycopg.pq.Conninfo.get_defaults()}
+    known = supported - _MANAGED
     libpq: dict[str, str] = {}
     for name in [name for name in options if name in known]:
         value = options.pop(name)
@@ -110,6 +116,8 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         connect_timeout=connect_timeout,
         statement_timeout=statement_timeout,
         location=location_of(parts),
+        timeout=timeout,
+        tcp_user_timeout="tcp_user_timeout" in supported,
     )
 
 
@@ -124,13 +132,12 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
             "pip install 'keyshelf[postgres]'"
         ) from exc
     config = parse(url, options)
-    from ._postgres_sync import prepare_database
-
-    prepare_database(config)
     if asynchronous:
         from ._postgres_async import AsyncPostgresBackend
 
+        # No I/O here: the first call prepares the schema inside the event loop.
         return AsyncPostgresBackend(config)
-    from ._postgres_sync import PostgresBackend
+    from ._postgres_sync import PostgresBackend, prepare_database
 
-    return PostgresBackend(config)
+    prepare_database(config)
+    return PostgresBackend(config, prepared=True)
