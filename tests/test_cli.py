@@ -126,6 +126,7 @@ def test_get_prints_markup_like_text_verbatim(url: str) -> None:
 
 
 def test_get_missing_key_exits_1_with_a_note(url: str) -> None:
+    invoke("set", "other", "1", "--url", url)  # the store exists; the key does not
     result = invoke("get", "nope", "--url", url)
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -451,11 +452,14 @@ def test_separator_gives_hierarchical_patterns(url: str) -> None:
 
 
 def test_memory_store_works(tmp_path: Path) -> None:
-    # Each process (and each open) of memory:// is a new store: set then get
-    # in one run via mset/mget is what can be observed.
+    # Each process (and each open) of memory:// is a new store: a write works,
+    # and a read can only see a new, empty store, so it says so (exit 4)
+    # instead of answering "not found".
     result = invoke("mset", "a", "1", "--url", "memory://")
     assert result.exit_code == 0
-    assert invoke("get", "a", "--url", "memory://").exit_code == 1
+    read = invoke("get", "a", "--url", "memory://")
+    assert read.exit_code == 4
+    assert "use memory:// inside 'keyshelf shell'" in one_error_line(read)
 
 
 def test_no_command_prints_help_and_version() -> None:

@@ -126,6 +126,7 @@ def test_migrate_some_namespaces_with_a_batch_size(url: str, tmp_path: Path) -> 
 
 
 def test_migrate_errors(url: str, tmp_path: Path) -> None:
+    invoke("set", "k", "1", "--url", url)  # the source must exist (it is never created)
     missing_to = invoke("migrate", "--url", url)
     assert missing_to.exit_code == 2
     assert "--to" in one_error_line(missing_to)

@@ -401,3 +401,11 @@ def test_a_keyword_namespace_keeps_the_key_rules_error() -> None:
 def test_an_empty_separator_keyword_is_refused() -> None:
     with pytest.raises(keyshelf.InvalidURLError, match="separator"):
         keyshelf.open("memory://", separator="")
+
+
+@pytest.mark.parametrize(("namespace", "query"), [("__sys", ""), (None, "?namespace=")])
+def test_a_bad_namespace_creates_no_file(in_tmp: Path, namespace: Any, query: str) -> None:
+    options = {} if namespace is None else {"namespace": namespace}
+    with pytest.raises((keyshelf.InvalidKeyError, keyshelf.InvalidURLError)):
+        keyshelf.open(f"sqlite:///new.db{query}", **options)
+    assert list(in_tmp.iterdir()) == []

@@ -196,14 +196,16 @@ def _options(
     store: dict[str, Any] = {}
     cache = cache_options(merged)
     namespace = merged.pop("namespace", DEFAULT_NAMESPACE)
-    if "namespace" in query and "namespace" not in options:
-        # A namespace the URL names is part of the URL: a bad one is a bad
-        # URL (a keyword namespace keeps the key rules' InvalidKeyError, as
-        # Store.namespace() does).
-        try:
-            check_namespace(namespace)
-        except InvalidKeyError as exc:
+    # Checked before the factory runs, so a bad namespace creates no file. A
+    # namespace the URL names is part of the URL: a bad one is a bad URL; a
+    # keyword namespace keeps the key rules' InvalidKeyError, as
+    # Store.namespace() does.
+    try:
+        check_namespace(namespace)
+    except InvalidKeyError as exc:
+        if "namespace" in query and "namespace" not in options:
             raise InvalidURLError(f"Store URL option namespace: {exc}") from None
+        raise
     store["namespace"] = namespace
     separator = merged.pop("separator", None)
     # An empty separator cannot split anything: refused, not read as None.

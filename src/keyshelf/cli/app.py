@@ -54,7 +54,8 @@ class KeyshelfGroup(click.Group):
         "keyshelf --url sqlite:///app.db --namespace tenant1 stats",
     )
     + "\n\n\b\nExit codes: 0 success, 1 not found or condition false, 2 usage error,\n"
-    "3 backend error. Errors are one line on stderr.",
+    "3 backend error, 4 store not found (only set, mset, incr, decr, import,\n"
+    "shell and migrate's --to create a store). Errors are one line on stderr.",
 )
 @click.version_option(keyshelf.__version__, "--version", prog_name="keyshelf")
 @common_options()

@@ -10,6 +10,7 @@ one shell line to the next.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ import click
 
 import keyshelf
 from keyshelf import Store
+from keyshelf._open import DEFAULT_URL
+from keyshelf.errors import StoreNotFoundError
+from keyshelf.patterns import compile_pattern
 
 from .output import Output
 
@@ -56,6 +60,14 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value is None or value is False or value == ():
         return
     assert param.name is not None
+    if param.name == "separator" and value == "":
+        # An empty separator splits nothing; leaving --separator out is how
+        # to ask for Redis glob patterns.
+        raise click.BadParameter(
+            "the separator must not be empty (leave --separator out for plain glob patterns)",
+            ctx=ctx,
+            param=param,
+        )
     ctx.meta.setdefault(_META_KEY, {})[param.name] = value
 
 
@@ -121,6 +133,15 @@ class Invocation:
         """True when the user asked for JSON output."""
         return self.out.as_json
 
+    def check_pattern(self, pattern: str | None) -> None:
+        """Refuse a bad PATTERN before the store is opened (nothing is created)."""
+        if pattern is None:
+            return
+        separator = self.separator
+        if separator is None and self.shell is not None and self.url is None:
+            separator = self.shell.separator
+        compile_pattern(pattern, separator)
+
     def open_options(self) -> dict[str, Any]:
         """The keyword options for :func:`keyshelf.open` that were given."""
         options: dict[str, Any] = {}
@@ -131,8 +152,14 @@ class Invocation:
         return options
 
     @contextmanager
-    def store(self) -> Iterator[Store]:
-        """The store to act on, closed afterwards unless the shell owns it."""
+    def store(self, *, create: bool = True) -> Iterator[Store]:
+        """The store to act on, closed afterwards unless the shell owns it.
+
+        ``create=False`` is for commands that cannot add a key (they read,
+        or only remove and change existing keys): the store is opened with
+        ``create=False``, so a mistyped ``--url`` raises StoreNotFoundError
+        (exit 4) instead of leaving an empty store behind.
+        """
         if self.shell is not None and self.url is None and self.separator is None:
             # Inside the shell the store stays open between lines; a
             # namespace given on the line is a cheap view of the same store.
@@ -147,8 +174,30 @@ class Invocation:
             if self.separator is None and self.shell.separator is not None:
                 options["separator"] = self.shell.separator
             options.setdefault("namespace", self.shell.namespace)
-        with keyshelf.open(url, **options) as store:
+        if not create:
+            options["create"] = False
+        try:
+            opened = keyshelf.open(url, **options)
+        except StoreNotFoundError as exc:
+            raise StoreNotFoundError(_not_found_message(url)) from exc
+        with opened as store:
             yield store
+
+
+def _not_found_message(url: str | None) -> str:
+    """The one-line error of a command that would have had to create its store."""
+    where = url if url is not None else os.environ.get("KEYSHELF_URL") or DEFAULT_URL
+    command = click.get_current_context().info_name
+    what = "its source" if command == "migrate" else "one"
+    if isinstance(where, str) and where.lower().startswith("memory:"):
+        return (
+            f"'{command}' on memory:// would see a new, empty store: every run of "
+            "keyshelf gets its own, so use memory:// inside 'keyshelf shell'"
+        )
+    return (
+        f"no store at {where!r}: '{command}' never creates {what} (check --url; "
+        "set, mset, incr or import create a store)"
+    )
 
 
 def current() -> Invocation:

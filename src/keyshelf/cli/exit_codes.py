@@ -9,6 +9,9 @@ code  meaning
 2     usage error: bad arguments, an invalid key, TTL, value, pattern or URL
 3     backend error: the store failed (cannot connect, not a keyshelf file,
       I/O error), or an unexpected error
+4     store not found: a command that cannot add a key (``get``, ``keys``,
+      ``export``, ``delete`` ...) was pointed at a store that does not exist;
+      it opens with ``create=False``, so nothing was created
 ====  ==========================================================================
 """
 
@@ -18,12 +21,13 @@ from typing import ClassVar
 
 import click
 
-__all__ = ["BACKEND", "NOT_FOUND", "OK", "USAGE", "CommandUsageError"]
+__all__ = ["BACKEND", "NOT_FOUND", "OK", "STORE_NOT_FOUND", "USAGE", "CommandUsageError"]
 
 OK = 0
 NOT_FOUND = 1
 USAGE = 2
 BACKEND = 3
+STORE_NOT_FOUND = 4
 
 
 class CommandUsageError(click.ClickException):

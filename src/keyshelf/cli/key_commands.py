@@ -1,5 +1,10 @@
 """Commands on single keys and batches: get, set, delete, exists, ttl, expire,
-persist, incr, decr, mget, mset, info."""
+persist, incr, decr, mget, mset, info.
+
+Every argument (keys, TTL, value, amount) is checked before the store is
+opened, so bad input is refused with the library's own message and never
+creates a store. Commands that cannot add a key open with ``create=False``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import click
+
+from keyshelf.expiry import ttl_seconds
+from keyshelf.keys import check_key, check_keys
 
 from .context import Invocation, common_options, current
 from .exit_codes import NOT_FOUND, OK, CommandUsageError
@@ -95,8 +103,16 @@ def _ttl_option(help_text: str) -> Callable[[F], F]:
     return click.option("--ttl", metavar="TTL", help=help_text)
 
 
+def _checked_ttl(text: str) -> int | float:
+    # Checked with the store's own rule before the store is opened, so a bad
+    # TTL is refused with the store's message and never creates a store.
+    seconds = parse_ttl(text)
+    ttl_seconds(seconds)
+    return seconds
+
+
 def _parse_optional_ttl(text: str | None) -> int | float | None:
-    return None if text is None else parse_ttl(text)
+    return None if text is None else _checked_ttl(text)
 
 
 # --------------------------------------------------------------------------
@@ -115,7 +131,8 @@ def get(key: str, raw: bool) -> int:
     "42" is a string, 42 an int, 42.0 a float, {"$bytes": "..."} bytes.
     """
     inv = current()
-    with inv.store() as store:
+    check_key(key)
+    with inv.store(create=False) as store:
         value = store.get(key, _MISSING)
     if value is _MISSING:
         inv.out.note(f"key {_key_text(key)} not found")
@@ -169,6 +186,7 @@ def set_(
     A bare word such as hello is refused: quote it ('"hello"') or pass --str.
     """
     inv = current()
+    check_key(key)
     fmt = fmt or "json"
     text = value if value is not None else _read_stdin(inv, "VALUE")
     parsed = decode_value(text, fmt)
@@ -192,7 +210,8 @@ def delete(keys: tuple[str, ...]) -> int:
     Missing keys are not an error: the count says how many were there.
     """
     inv = current()
-    with inv.store() as store:
+    check_keys(keys)
+    with inv.store(create=False) as store:
         removed = store.delete(*keys)
     inv.out.result(removed, str(removed))
     return OK
@@ -207,7 +226,8 @@ def exists(key: str) -> int:
     Prints true or false; a key holding null exists.
     """
     inv = current()
-    with inv.store() as store:
+    check_key(key)
+    with inv.store(create=False) as store:
         found = store.exists(key)
     inv.out.result(found, "true" if found else "false")
     return OK if found else NOT_FOUND
@@ -232,7 +252,8 @@ def ttl(key: str) -> int:
     message for a missing key.
     """
     inv = current()
-    with inv.store() as store:
+    check_key(key)
+    with inv.store(create=False) as store:
         left = store.ttl(key)
     if left == -1:
         inv.out.note(f"key {_key_text(key)} not found")
@@ -257,8 +278,9 @@ def expire(key: str, ttl: str) -> int:
     TTL is seconds (30, 1.5) or a number with a unit: 500ms, 30s, 5m, 2h, 1d.
     """
     inv = current()
-    seconds = parse_ttl(ttl)
-    with inv.store() as store:
+    check_key(key)
+    seconds = _checked_ttl(ttl)
+    with inv.store(create=False) as store:
         done = store.expire(key, seconds)
     inv.out.result(done, "OK" if done else f"key {_key_text(key)} not found")
     return OK if done else NOT_FOUND
@@ -273,7 +295,8 @@ def persist(key: str) -> int:
     Exits 1 when KEY had no expiry or does not exist.
     """
     inv = current()
-    with inv.store() as store:
+    check_key(key)
+    with inv.store(create=False) as store:
         done = store.persist(key)
     inv.out.result(done, "OK" if done else f"key {_key_text(key)} has no expiry or is missing")
     return OK if done else NOT_FOUND
@@ -309,6 +332,7 @@ def _counter(direction: int) -> click.Command:
     @common_options()
     def command(key: str, amount: str | None, by: str | None) -> int:
         inv = current()
+        check_key(key)
         if amount is not None and by is not None:
             raise CommandUsageError("give AMOUNT or --by, not both")
         text = amount if amount is not None else by
@@ -341,7 +365,8 @@ def mget(keys: tuple[str, ...]) -> int:
     error names the missing keys.
     """
     inv = current()
-    with inv.store() as store:
+    check_keys(keys)
+    with inv.store(create=False) as store:
         found = store.mget(list(keys))
     items = [(key, value_json(value)) for key, value in found.items()]
     if inv.as_json:
@@ -390,6 +415,7 @@ def mset(args: tuple[str, ...], ttl: str | None, fmt: str | None) -> int:
             if key in mapping:
                 raise CommandUsageError(f"key {_key_text(key)} is given twice")
             mapping[key] = decode_value(text, fmt)
+    check_keys(mapping)
     seconds = _parse_optional_ttl(ttl)
     with inv.store() as store:
         store.mset(mapping, seconds)
@@ -416,7 +442,8 @@ def info(key: str) -> int:
     checksum and content type. Exits 1 if KEY is missing.
     """
     inv = current()
-    with inv.store() as store:
+    check_key(key)
+    with inv.store(create=False) as store:
         entry = store.get_entry(key)
         left = store.ttl(key) if entry is not None else None
     if entry is None:

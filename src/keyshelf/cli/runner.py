@@ -15,9 +15,16 @@ from typing import Any
 
 import click
 
-from keyshelf.errors import BackendError, KeyNotFoundError, KeysNotFoundError, KVError
+from keyshelf.errors import (
+    BackendError,
+    KeyNotFoundError,
+    KeysNotFoundError,
+    KVError,
+    StoreNotFoundError,
+)
 
-from .exit_codes import BACKEND, NOT_FOUND, OK, USAGE
+from .context import ShellState
+from .exit_codes import BACKEND, NOT_FOUND, OK, STORE_NOT_FOUND, USAGE
 from .values import ValueInputError
 
 __all__ = ["error_line", "run"]
@@ -29,10 +36,17 @@ def error_line(message: str) -> None:
     click.echo(f"keyshelf: error: {text}", err=True)
 
 
-def _usage_message(exc: click.UsageError) -> str:
+def _usage_message(exc: click.UsageError, in_shell: bool) -> str:
     message = exc.format_message()
     if exc.ctx is not None:
-        message = f"{message.rstrip().rstrip('.')} (see '{exc.ctx.command_path} --help')"
+        if in_shell:
+            # Inside the shell, commands are typed without "keyshelf" and the
+            # help is the built-in ``help [COMMAND]``.
+            words = exc.ctx.command_path.split()[1:]
+            hint = " ".join(["help", *words[:1]])
+        else:
+            hint = f"{exc.ctx.command_path} --help"
+        message = f"{message.rstrip().rstrip('.')} (see '{hint}')"
     return message
 
 
@@ -68,6 +82,11 @@ def run(
     except (KeyNotFoundError, KeysNotFoundError) as exc:
         error_line(str(exc))
         return NOT_FOUND
+    except StoreNotFoundError as exc:
+        # Commands that cannot add a key open with create=False: a mistyped
+        # --url is reported instead of leaving an empty store behind.
+        error_line(str(exc))
+        return STORE_NOT_FOUND
     except BackendError as exc:
         error_line(str(exc))
         return BACKEND
@@ -75,7 +94,7 @@ def run(
         error_line(str(exc))
         return USAGE
     except click.UsageError as exc:
-        error_line(_usage_message(exc))
+        error_line(_usage_message(exc, isinstance(obj, ShellState)))
         return USAGE
     except click.FileError as exc:
         # A file named on the command line cannot be opened: the argument is wrong.

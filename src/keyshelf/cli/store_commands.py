@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import click
 
+from keyshelf.keys import check_namespace
+
 from .context import common_options, current
 from .exit_codes import OK, CommandUsageError
 from .help import examples, keys_text
@@ -40,13 +42,14 @@ def _chunks(items: Iterator[str]) -> Iterator[list[str]]:
         "keyshelf keys --limit 10 --json",
     )
 )
-@click.argument("pattern", default="*")
+@click.argument("pattern", required=False)
 @click.option("--limit", type=click.IntRange(min=1), help="Print at most this many keys.")
 @common_options()
-def keys(pattern: str, limit: int | None) -> int:
-    """List the keys matching PATTERN (default: all).
+def keys(pattern: str | None, limit: int | None) -> int:
+    """List the keys matching PATTERN (default: every key).
 
     Keys come sorted and streamed, so huge stores list in constant memory.
+    Without PATTERN every key is listed, whatever --separator says.
 
     Patterns are Redis globs (* ? [abc] [^a] [a-z], \\ escapes); with
     --separator, * and ? stay inside one segment and ** spans segments.
@@ -55,8 +58,11 @@ def keys(pattern: str, limit: int | None) -> int:
     # A bar only helps when the keys go somewhere else (a file, a pipe) while
     # a person watches the terminal; on a terminal the keys are the progress.
     watch = stderr_is_terminal() and not stdout_is_terminal()
-    with inv.store() as store:
-        stream = store.iter_keys(pattern)
+    inv.check_pattern(pattern)
+    with inv.store(create=False) as store:
+        # No pattern is every key: the store's own default, not "*" (which
+        # is one segment only when a separator is set).
+        stream = store.iter_keys() if pattern is None else store.iter_keys(pattern)
         if limit is not None:
             stream = itertools.islice(stream, limit)
         # Pull the first batch before printing anything, so a bad pattern
@@ -65,37 +71,40 @@ def keys(pattern: str, limit: int | None) -> int:
         first = next(batches, [])
         total = None
         if watch:
-            total = store.key_count(pattern)
+            total = store.key_count() if pattern is None else store.key_count(pattern)
             total = total if limit is None else min(total, limit)
         with progress("Listing keys", total) as update:
             out = sys.stdout
             done = 0
+            # --json is one document on one line, streamed: "[", the keys
+            # separated by commas, "]" and the newline at the very end.
             if inv.as_json:
-                out.write("[" if first else "[]\n")
+                out.write("[")
             for index, batch in enumerate(itertools.chain([first], batches)):
                 if not batch:
                     break
                 if inv.as_json:
-                    sep = "\n" if index == 0 else ",\n"
-                    out.write(sep + ",\n".join(json_text(key) for key in batch))
+                    sep = "" if index == 0 else ","
+                    out.write(sep + ",".join(json_text(key) for key in batch))
                 else:
                     out.write("\n".join(batch) + "\n")
                 done += len(batch)
                 update(done, total)
-            if inv.as_json and first:
-                out.write("\n]\n")
+            if inv.as_json:
+                out.write("]\n")
             out.flush()
     return OK
 
 
 @click.command(epilog=examples("keyshelf count", "keyshelf count 'session:*'"))
-@click.argument("pattern", default="*")
+@click.argument("pattern", required=False)
 @common_options()
-def count(pattern: str) -> int:
-    """Count the keys matching PATTERN (default: all)."""
+def count(pattern: str | None) -> int:
+    """Count the keys matching PATTERN (default: every key, whatever --separator says)."""
     inv = current()
-    with inv.store() as store:
-        n = store.key_count(pattern)
+    inv.check_pattern(pattern)
+    with inv.store(create=False) as store:
+        n = store.key_count() if pattern is None else store.key_count(pattern)
     inv.out.result(n, str(n))
     return OK
 
@@ -109,7 +118,7 @@ def stats() -> int:
     expired_keys and keys_with_ttl.
     """
     inv = current()
-    with inv.store() as store:
+    with inv.store(create=False) as store:
         figures = store.stats()
         name = store.namespace_name
     if inv.as_json:
@@ -128,7 +137,7 @@ def namespaces() -> int:
     Only namespaces that hold at least one live key are listed.
     """
     inv = current()
-    with inv.store() as store:
+    with inv.store(create=False) as store:
         names = store.list_namespaces()
         sizes = {name: store.namespace(name).size() for name in names}
     if inv.as_json:
@@ -153,7 +162,9 @@ def clear_namespace(name: str | None, yes: bool) -> int:
     Asks for confirmation on a terminal; elsewhere --yes is required.
     """
     inv = current()
-    with inv.store() as store:
+    if name is not None:
+        check_namespace(name)
+    with inv.store(create=False) as store:
         target = name or store.namespace_name
         if not yes:
             if not stdin_is_terminal():
@@ -176,7 +187,7 @@ def cleanup() -> int:
     with native expiry (Redis) purge by themselves and usually report 0.
     """
     inv = current()
-    with inv.store() as store, progress("Deleting expired keys", None):
+    with inv.store(create=False) as store, progress("Deleting expired keys", None):
         removed = store.delete_expired()
     inv.out.result(removed, f"removed {keys_text(removed, 'expired')}")
     return OK

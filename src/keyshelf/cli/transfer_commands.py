@@ -61,7 +61,7 @@ def export(file: str, all_namespaces: bool) -> int:
     inv = current()
     if file == "-":
         _stdio_allowed(inv, "export")
-    with inv.store() as store, progress("Exporting", None) as update:
+    with inv.store(create=False) as store, progress("Exporting", None) as update:
         destination: Any = _binary_stdout() if file == "-" else file
         written = store.export(destination, all_namespaces=all_namespaces, progress=update)
     if file == "-":
@@ -129,7 +129,7 @@ def migrate(target_url: str, only: tuple[str, ...], batch_size: int) -> int:
     """
     inv = current()
     with (
-        inv.store() as source,
+        inv.store(create=False) as source,
         keyshelf.open(target_url) as target,
         progress("Migrating", None) as update,
     ):

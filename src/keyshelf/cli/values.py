@@ -21,6 +21,7 @@ import binascii
 import json
 import math
 import re
+import sys
 from typing import Any
 
 import orjson
@@ -90,8 +91,29 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
         # 1e400 would silently become inf: refuse rather than change the value.
-        raise ValueInputError(f"number {text} is out of range for a float")
+        name = "-inf" if value < 0 else "inf"
+        raise ValueInputError(
+            f'number {text[:40]} is out of range for a float (write {{"$float": "{name}"}} '
+            "if infinity is meant)"
+        )
     return value
+
+
+def _digit_limit_error(what: str, digits: str) -> ValueInputError:
+    # Python refuses to read integers longer than sys.get_int_max_str_digits()
+    # (4300 by default) from text: reading them takes quadratic time.
+    count = len(digits.strip().lstrip("+-"))
+    return ValueInputError(
+        f"{what} has {count} digits; an integer on the command line has at most "
+        f"{sys.get_int_max_str_digits()} digits"
+    )
+
+
+def _int_literal(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _digit_limit_error("integer", text) from None
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -122,14 +144,18 @@ def parse_json_value(text: str) -> Any:
 
     Raises:
         ValueInputError: not JSON (with a hint for bare words such as
-            ``hello``), a non-finite number, duplicate object keys, or an
-            extension object the codec does not know.
+            ``hello``), a non-finite number (``1e400``; the explicit
+            ``{"$float": "inf"}`` form is how to ask for one), an integer
+            longer than Python reads from text (4300 digits by default),
+            duplicate object keys, or an extension object the codec does not
+            know.
     """
     try:
         tree = json.loads(
             text,
             parse_constant=_reject_constant,
             parse_float=_finite_float,
+            parse_int=_int_literal,
             object_pairs_hook=_unique_object,
         )
         data = json.dumps(
@@ -192,11 +218,14 @@ def parse_ttl(text: str) -> int | float:
     """Read a TTL: seconds (``30``, ``1.5``) or a number with a unit.
 
     Units: ``ms``, ``s``, ``m``, ``h``, ``d``. Whether the number is usable
-    (positive, finite) is left to the store, so the message is the store's own
-    (``TTL must be positive``).
+    (positive, at most the longest TTL) is left to the store, so the message
+    is the store's own (``TTL must be positive``); a literal ``inf`` or
+    ``nan`` is passed on for the store to refuse in its words.
 
     Raises:
-        ValueInputError: the text is not a number.
+        ValueInputError: the text is not a number, or a number too large to
+            read: an integer beyond Python's digit limit, or a literal such
+            as ``1e999`` that only a float's infinity could hold.
     """
     match = _TTL.fullmatch(text)
     if match is None:
@@ -207,22 +236,42 @@ def parse_ttl(text: str) -> int | float:
     number = match["number"]
     factor = _TTL_UNITS[(match["unit"] or "s").lower()]
     if re.fullmatch(r"[-+]?\d+", number) and factor >= 1:
-        return int(number) * int(factor)
-    return float(number) * factor
+        try:
+            return int(number) * int(factor)
+        except ValueError:
+            raise _digit_limit_error(f"TTL {number[:20]}...", number) from None
+    seconds = float(number) * factor
+    if not math.isfinite(seconds) and number.lstrip("+-").lower() not in ("inf", "nan"):
+        raise ValueInputError(f"TTL {text.strip()[:40]!r} is out of range")
+    return seconds
+
+
+_INT_AMOUNT = re.compile(r"\s*[-+]?[0-9]+\s*")
+_FLOAT_AMOUNT = re.compile(r"\s*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*")
 
 
 def parse_delta(text: str) -> int | float:
-    """Read an increment: an int (``5``, ``-2``) or a float (``0.5``).
+    """Read an increment: an int (``5``, ``-2``) or a finite float (``0.5``, ``1e3``).
+
+    Only plain decimal notation is read (ASCII digits, an optional sign,
+    fraction and exponent): no ``inf``/``nan``, no ``1_000``.
 
     Raises:
-        ValueInputError: not a number.
+        ValueInputError: not a number, an integer beyond Python's digit
+            limit, or a float literal out of range (``1e400``): adding
+            infinity to a counter is never meant, so it is refused.
     """
-    if re.fullmatch(r"\s*[-+]?\d+\s*", text):
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueInputError(f"invalid amount {text!r}: give an int or a float") from None
+    if _INT_AMOUNT.fullmatch(text):
+        try:
+            return int(text)
+        except ValueError:
+            raise _digit_limit_error("amount", text) from None
+    if _FLOAT_AMOUNT.fullmatch(text) is None:
+        raise ValueInputError(f"invalid amount {text[:40]!r}: give an int or a float")
+    amount = float(text)
+    if not math.isfinite(amount):
+        raise ValueInputError(f"amount {text.strip()[:40]} is out of range for a float")
+    return amount
 
 
 # --------------------------------------------------------------------------
