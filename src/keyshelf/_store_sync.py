@@ -150,14 +150,23 @@ class Store(StoreCore[Backend], SyncDunders):
         check_key(key)
         return self._backend.increment(self._ns, key, -check_delta(delta), self._now())
 
-    def keys(self, pattern: str = "*") -> list[str]:
-        """Live keys matching ``pattern``, sorted by code point."""
-        rows = self._backend.scan(self._ns, self._matcher(pattern), self._now(), None, None, False)
+    def keys(self, pattern: str | None = None) -> list[str]:
+        """Live keys matching ``pattern``, sorted by code point.
+
+        Without a pattern: every live key of the namespace, whatever the
+        dialect (with a separator, ``"*"`` is only the top-level segment).
+        """
+        rows = self._backend.scan(self._ns, self._listing(pattern), self._now(), None, None, False)
         return [key for key, _ in rows]
 
-    def iter_keys(self, pattern: str = "*", *, batch_size: int = 1000) -> Iterator[str]:
-        """Stream matching keys in order, ``batch_size`` per backend call."""
-        matcher = self._matcher(pattern)
+    def iter_keys(self, pattern: str | None = None, *, batch_size: int = 1000) -> Iterator[str]:
+        """Stream matching keys (every live key without a pattern) in order.
+
+        Each backend call returns ``batch_size`` keys and resumes strictly
+        after the last key returned (an index seek on the ordered backends),
+        so a whole stream reads each key once: linear in the keys listed.
+        """
+        matcher = self._listing(pattern)
         batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
@@ -169,10 +178,13 @@ class Store(StoreCore[Backend], SyncDunders):
             after = rows[-1][0]
 
     def iter_items(
-        self, pattern: str = "*", *, batch_size: int = 1000
+        self, pattern: str | None = None, *, batch_size: int = 1000
     ) -> Iterator[tuple[str, Any]]:
-        """Stream matching (key, value) pairs in key order."""
-        matcher = self._matcher(pattern)
+        """Stream matching (key, value) pairs (every live key without a pattern) in key order.
+
+        Pages like :meth:`iter_keys`: linear in the keys listed.
+        """
+        matcher = self._listing(pattern)
         batch_size = check_batch_size(batch_size)
         after: str | None = None
         while True:
@@ -184,9 +196,12 @@ class Store(StoreCore[Backend], SyncDunders):
                 return
             after = rows[-1][0]
 
-    def key_count(self, pattern: str = "*") -> int:
-        """Number of live keys matching ``pattern``."""
-        return self._backend.count(self._ns, self._matcher(pattern), self._now())
+    def key_count(self, pattern: str | None = None) -> int:
+        """Number of live keys matching ``pattern``; without one, every live key.
+
+        ``key_count() == size() == len(keys())`` in both dialects.
+        """
+        return self._backend.count(self._ns, self._listing(pattern), self._now())
 
     def ttl(self, key: str) -> float | None:
         """Remaining seconds; None for a key without expiry; -1 if missing or expired."""
@@ -301,8 +316,8 @@ class Store(StoreCore[Backend], SyncDunders):
     # -- VintLang kv and kv-store-adapter: whole-namespace views -------------------
 
     def values(self) -> list[Any]:
-        """Every live value, in key order."""
-        return list((self.get_pattern("*")).values())
+        """Every live value, in key order (whatever the dialect)."""
+        return list((self.dump()).values())
 
     def size(self) -> int:
         """Number of live keys in the namespace."""
@@ -318,8 +333,9 @@ class Store(StoreCore[Backend], SyncDunders):
         return self._backend.delete_matching(self._ns, self._all, self._now())
 
     def dump(self) -> dict[str, Any]:
-        """Every live key with its value."""
-        return self.get_pattern("*")
+        """Every live key with its value, in key order (whatever the dialect)."""
+        rows = self._backend.scan(self._ns, self._all, self._now(), None, None, True)
+        return {key: self._decode(value) for key, value in rows if value is not None}
 
     def stats(self) -> dict[str, Any]:
         """``total_keys`` (expired but unpurged included), ``active_keys``,

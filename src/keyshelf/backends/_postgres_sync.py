@@ -830,14 +830,20 @@ class PostgresBackend(base.Backend):
                 cursor = conn.cursor(name="keyshelf_scan", binary=True)
                 try:
                     cursor.execute(sql, args)
+                    # Growing fetches: a small page reads about the rows up to
+                    # its last match, not a whole _FETCH (which every page of
+                    # a long stream of small pages would otherwise reread).
+                    ahead = 16
                     while len(out) < limit:
-                        batch = cursor.fetchmany(_FETCH)
+                        size = min(_FETCH, max(limit - len(out), ahead))
+                        ahead *= 2
+                        batch = cursor.fetchmany(size)
                         for row in batch:
                             if matcher.match(row[0]):
                                 out.append((row[0], value_of(*row[1:]) if values else None))
                                 if len(out) >= limit:
                                     break
-                        if len(batch) < _FETCH:
+                        if len(batch) < size:
                             break
                 finally:
                     cursor.close()

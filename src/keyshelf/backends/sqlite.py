@@ -497,16 +497,29 @@ class SQLiteBackend(Backend):
             return self._change("persist", self._sql.persist, (ns, key, now)) > 0
         return self._change("expire", self._sql.expire, (ns, key, now, expires_at)) > 0
 
-    def _range(self, matcher: Matcher) -> tuple[str, list[Any]]:
-        """SQL condition and parameters bounding keys by the literal prefix."""
+    def _range(self, matcher: Matcher, after: str | None = None) -> tuple[str, list[Any]]:
+        """SQL condition and parameters bounding keys by the literal prefix.
+
+        With ``after``, the lower bound is the larger of the prefix and
+        ``after`` (exclusive), as one condition: given both ``key >= prefix``
+        and ``key > after``, SQLite seeks by the first and filters by the
+        second, so every page of a stream would rescan the range from its
+        start (quadratic). One bound makes every page a seek.
+        """
         if matcher.literal:
+            if after is not None and matcher.prefix <= after:
+                return "0", []
             return "key = ?", [matcher.prefix]
         upper = prefix_upper_bound(matcher.prefix)
+        if after is not None and after >= matcher.prefix:
+            low, low_args = "key > ?", [after]
+        elif matcher.prefix:
+            low, low_args = "key >= ?", [matcher.prefix]
+        else:
+            low, low_args = "1", []
         if matcher.prefix and upper is not None:
-            return "key >= ? AND key < ?", [matcher.prefix, upper]
-        if matcher.prefix:
-            return "key >= ?", [matcher.prefix]
-        return "1", []
+            return f"{low} AND key < ?", [*low_args, upper]
+        return low, low_args
 
     def scan(
         self,
@@ -517,17 +530,13 @@ class SQLiteBackend(Backend):
         limit: int | None,
         values: bool,
     ) -> list[tuple[str, Value | None]]:
-        bound, params = self._range(matcher)
+        bound, params = self._range(matcher, after)
         columns = "key, type, value" if values else "key"
         sql = (
             f"SELECT {columns} FROM {self._table} WHERE ns = ? AND {bound} "
-            f"AND {_LIVE.format(now='?')}"
+            f"AND {_LIVE.format(now='?')} ORDER BY key"
         )
         args: list[Any] = [ns, *params, now]
-        if after is not None:
-            sql += " AND key > ?"
-            args.append(after)
-        sql += " ORDER BY key"
         match = None if _exact(matcher) else matcher.match
         if match is None and limit is not None:
             sql += " LIMIT ?"
