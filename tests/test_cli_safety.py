@@ -374,3 +374,28 @@ def test_keys_and_count_pass_no_pattern_to_the_store(
     invoke("count", "--separator", ".", "--url", url)
     invoke("keys", "a*", "--url", url)
     assert calls == [("iter_keys", ()), ("key_count", ()), ("iter_keys", ("a*",))]
+
+
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ("sqlite:app.db", "sqlite:///app.db"),
+        ("cfg.json", "file://./cfg.json"),
+        ("memory", "memory://"),
+        ("redis:localhost", "redis://localhost"),
+    ],
+)
+def test_a_mistyped_url_is_a_usage_error_with_a_hint(tmp_path: Path, url: str, meant: str) -> None:
+    for args in (["set", "k", "1"], ["get", "k"]):
+        result = invoke(*args, "--url", url)
+        assert result.exit_code == 2
+        assert f"did you mean {meant!r}" in one_error_line(result)
+    assert files(tmp_path) == []
+
+
+def test_a_separator_on_a_memory_shell_line_says_it_opens_another_store() -> None:
+    result = invoke("shell", "--url", "memory://", input="set a.b 1\nkeys --separator .\n")
+    assert result.exit_code == 4
+    assert "give --separator when starting the shell" in one_error_line(result)
+    started = invoke("shell", "--url", "memory://", "--separator", ".", input="set a.b 1\nkeys\n")
+    assert (started.exit_code, started.stdout) == (0, "OK\na.b\n")

@@ -179,17 +179,23 @@ class Invocation:
         try:
             opened = keyshelf.open(url, **options)
         except StoreNotFoundError as exc:
-            raise StoreNotFoundError(_not_found_message(url)) from exc
+            raise StoreNotFoundError(_not_found_message(url, self.shell is not None)) from exc
         with opened as store:
             yield store
 
 
-def _not_found_message(url: str | None) -> str:
+def _not_found_message(url: str | None, in_shell: bool) -> str:
     """The one-line error of a command that would have had to create its store."""
     where = url if url is not None else os.environ.get("KEYSHELF_URL") or DEFAULT_URL
     command = click.get_current_context().info_name
     what = "its source" if command == "migrate" else "one"
     if isinstance(where, str) and where.lower().startswith("memory:"):
+        if in_shell:
+            # --url or --separator on a shell line opens a store of its own.
+            return (
+                f"'{command}' with its own --url or --separator opens another memory:// "
+                "store, which is new and empty: give --separator when starting the shell"
+            )
         return (
             f"'{command}' on memory:// would see a new, empty store: every run of "
             "keyshelf gets its own, so use memory:// inside 'keyshelf shell'"
