@@ -1,0 +1,195 @@
+"""``open_async()`` never blocks the event loop while it connects (Redis, PostgreSQL).
+
+Each test reaches the real server through a loopback TCP proxy of its own
+that holds every chunk the server sends for a while, so that connecting,
+probing the server, loading the Redis scripts and preparing the PostgreSQL
+schema all take visible time. A heartbeat task ticks every few milliseconds
+meanwhile; every time the proxy holds a reply, the heartbeat must keep
+ticking. A synchronous connect inside ``open_async()`` (or anywhere in the
+first calls) stops the loop for the whole hold, and the test fails.
+
+The default suite checks that the loop runs during every hold (a count of
+ticks, robust on a loaded machine); the stress run also checks the exact
+promise: no gap between two ticks above 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+import keyshelf
+
+from . import redis_store
+from .test_postgres_server import drop_schema, fresh_schema, server_url
+
+#: How long the proxy holds each chunk the server sends.
+DELAY = 0.25
+#: The heartbeat's period.
+TICK = 0.005
+#: The promise: the event loop never stalls longer than this while a store opens.
+MAX_GAP = 0.05
+
+
+class SlowProxy:
+    """A loopback TCP proxy to ``upstream`` that delays the server's replies.
+
+    Bytes from the client pass at once; every chunk from the server is held
+    ``delay`` seconds before it is forwarded. Each hold is recorded as
+    ``(start, end)`` in ``time.monotonic()`` seconds. Runs in threads of its
+    own, never in the event loop under test.
+    """
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.holds: list[tuple[float, float]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self._sockets += [client, server]
+            for source, target, delay in ((client, server, 0.0), (server, client, self.delay)):
+                thread = threading.Thread(
+                    target=self._pump, args=(source, target, delay), daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, delay: float) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if delay:
+                    started = time.monotonic()
+                    time.sleep(delay)
+                    self.holds.append((started, time.monotonic()))
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def slow_proxy(url: str) -> Iterator[tuple[SlowProxy, str]]:
+    """A proxy in front of the server of ``url``; yields it and the URL through it."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    proxy = SlowProxy((parts.hostname, parts.port), DELAY)
+    try:
+        netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+        yield proxy, parts._replace(netloc=netloc).geturl()
+    finally:
+        proxy.close()
+
+
+async def _heartbeat_while(work: Callable[[], Awaitable[None]]) -> list[float]:
+    """Run ``work`` while a heartbeat task ticks; return the tick times."""
+    ticks: list[float] = []
+    done = asyncio.Event()
+
+    async def beat() -> None:
+        while not done.is_set():
+            ticks.append(time.monotonic())
+            await asyncio.sleep(TICK)
+
+    task = asyncio.create_task(beat())
+    await asyncio.sleep(0.02)  # the heartbeat is running before the store is opened
+    try:
+        await work()
+    finally:
+        done.set()
+        await task
+    ticks.append(time.monotonic())
+    return ticks
+
+
+def _open_and_use(url: str, options: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+    async def work() -> None:
+        akv = keyshelf.open_async(url, **options)  # a plain call: it must not connect
+        try:
+            async with akv:
+                assert await akv.set("k", 1) is True
+                assert await akv.get("k") == 1
+        finally:
+            await akv.aclose()
+
+    return work
+
+
+@contextlib.contextmanager
+def _through_proxy(kind: str) -> Iterator[tuple[SlowProxy, str, dict[str, Any]]]:
+    if kind == "redis":
+        pytest.importorskip("redis")
+        with redis_store() as (url, options), slow_proxy(url) as (proxy, slow_url):
+            yield proxy, slow_url, options
+        return
+    pytest.importorskip("psycopg")
+    url = server_url()
+    schema = fresh_schema()
+    try:
+        with slow_proxy(url) as (proxy, slow_url):
+            yield proxy, slow_url, {"schema": schema, "connect_timeout": 10}
+    finally:
+        drop_schema(schema)
+
+
+def _measure(kind: str) -> tuple[list[float], list[tuple[float, float]]]:
+    with _through_proxy(kind) as (proxy, url, options):
+        ticks = asyncio.run(_heartbeat_while(_open_and_use(url, options)))
+        holds = list(proxy.holds)
+    # Connecting and the first calls took several delayed replies.
+    assert len(holds) >= 4, holds
+    return ticks, holds
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_open_async_keeps_the_event_loop_running(kind: str) -> None:
+    ticks, holds = _measure(kind)
+    for start, end in holds:
+        inside = sum(1 for tick in ticks if start < tick < end)
+        # About DELAY / TICK = 50 ticks fit in a hold; a blocked loop makes none.
+        assert inside >= 3, f"the event loop stalled during a {end - start:.3f} s reply"
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_open_async_never_stalls_the_event_loop_over_50_ms(kind: str) -> None:
+    ticks, _holds = _measure(kind)
+    gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)]
+    assert max(gaps) <= MAX_GAP, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
