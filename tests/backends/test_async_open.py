@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import threading
 import time
@@ -191,5 +192,5 @@ def test_open_async_keeps_the_event_loop_running(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["redis", "postgres"])
 def test_open_async_never_stalls_the_event_loop_over_50_ms(kind: str) -> None:
     ticks, _holds = _measure(kind)
-    gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
     assert max(gaps) <= MAX_GAP, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
