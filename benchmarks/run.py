@@ -2,10 +2,11 @@
 
 Usage (``make bench`` runs the defaults)::
 
-    python -m benchmarks [--only memory,sqlite,bulk,procs,redis,postgres]
+    python -m benchmarks [--only memory,sqlite,bulk,procs,redis,postgres,stream]
                          [--rounds 5] [--calls 2000] [--warmup 300]
                          [--listing-keys 100000] [--bulk 1000000]
                          [--procs 4] [--proc-calls 5000]
+                         [--stream-keys 1000000] [--stream-rounds 3]
                          [--redis-url URL] [--postgres-url URL] [--json PATH]
 
 Every group measures keyshelf and its anchors in the same run, interleaved
@@ -33,14 +34,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import local, procs
+from . import local, procs, stream
 from .timing import Op, Summary, compare, fmt_ratio, fmt_us, markdown_table, ratio
 from .workload import OPS, expected_listing
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres")
+GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream")
 
 
 @dataclass
@@ -375,6 +376,27 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
     for name, r in (report.get("procs") or {}).items():
         if name.startswith("keyshelf"):
             out.append(Check(f"{name} lost updates", r["lost_updates"], 0))
+    streamed = report.get("stream")
+    if streamed:
+        res = streamed["results"]
+        base = res["keys(prefix)"]["seconds"] or 1e-9
+        out.append(
+            Check(
+                "SQLite iter_keys(prefix) ÷ keys(prefix)",
+                res["iter_keys(prefix)"]["seconds"] / base,
+                1.5,
+            )
+        )
+        # The CLI pays a process start-up that keys(prefix) in a running
+        # program does not; its anchor is a fresh process doing keys(prefix).
+        floor = res["process: print keys(prefix)"]["seconds"] or 1e-9
+        out.append(
+            Check(
+                "CLI keys PREFIX* ÷ process printing keys(prefix)",
+                res["CLI keys PREFIX*"]["seconds"] / floor,
+                1.5,
+            )
+        )
     return out
 
 
@@ -419,6 +441,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bulk-batch", type=int, default=10_000)
     p.add_argument("--procs", type=int, default=4)
     p.add_argument("--proc-calls", type=int, default=5000)
+    p.add_argument("--stream-keys", type=int, default=1_000_000, help="keys of the stream group")
+    p.add_argument("--stream-rounds", type=int, default=3)
     p.add_argument("--redis-url", default=os.environ.get("KEYSHELF_TEST_REDIS_URL", DEFAULT_REDIS))
     p.add_argument(
         "--postgres-url", default=os.environ.get("KEYSHELF_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
@@ -475,6 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["groups"][name] = groups[name].as_dict()
         if "bulk" in args.only and args.bulk:
             report["bulk"] = bench_bulk(args, workdir, log)
+        if "stream" in args.only and args.stream_keys:
+            report["stream"] = stream.run(
+                workdir / "stream.db", args.stream_keys, args.stream_rounds, log
+            )
         if "procs" in args.only and args.procs:
             tag = f"keyshelf_bench_procs_{os.getpid()}"
             remote_urls = {}
@@ -542,6 +570,24 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             f"### Bulk load of {bulk['keys']:,} sessions (batches of {bulk['batch']:,})",
             "",
             markdown_table(["contestant", "seconds", "keys/s", "bytes/key on disk"], rows, "l"),
+        ]
+    st = report.get("stream")
+    if st:
+        rows = [
+            [
+                name,
+                f"{r['seconds']:.3f}",
+                f"{r['spread'][0]:.3f}-{r['spread'][1]:.3f}",
+                f"{r['vs_keys_prefix']:.2f}x",
+            ]
+            for name, r in st["results"].items()
+        ]
+        parts += [
+            "",
+            f"### Streaming listings, SQLite, {st['keys']:,} keys "
+            f"({st['under_prefix']:,} under the prefix), median of {st['rounds']}",
+            "",
+            markdown_table(["listing", "seconds", "spread", "÷ keys(prefix)"], rows, "l"),
         ]
     pr = report.get("procs")
     if pr:

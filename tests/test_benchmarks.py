@@ -128,3 +128,32 @@ def test_runner_servers_smoke(
     assert set(redis_ops["set"]) == {"keyshelf redis", "raw redis-py"}
     assert set(postgres_ops["set"]) == {"keyshelf postgres", "raw psycopg"}
     assert "### Redis backend" in capsys.readouterr().out
+
+
+def test_stream_group_smoke(
+    runner: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The streaming group (make bench: 1,000,000 keys) with a few keys: it
+    # lists through every path, the CLI included, and checks the counts.
+    out = tmp_path / "stream.json"
+    code = runner.main(  # type: ignore[attr-defined]
+        [
+            "--only=stream",
+            "--stream-keys=600",
+            "--stream-rounds=1",
+            f"--json={out}",
+            f"--workdir={tmp_path}",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert "### Streaming listings, SQLite, 600 keys" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["stream"]["under_prefix"] == 200
+    assert set(report["stream"]["results"]) >= {
+        "keys(prefix)",
+        "iter_keys(prefix)",
+        "CLI keys PREFIX*",
+    }
+    whats = {target["what"] for target in report["targets"]}
+    assert "SQLite iter_keys(prefix) ÷ keys(prefix)" in whats
