@@ -299,3 +299,93 @@ def test_streams_in_batches_never_more_than_a_batch(tmp_path: Path) -> None:
     assert all(b[0] - a[0] == 500 for a, b in itertools.pairwise(progress))
     assert dst.namespace("b").get("key:09999") == {"i": 9999}
     dst.close()
+
+
+# -- expiry instants travel exactly ------------------------------------------------------
+
+#: The storage backends whose expiry instants must survive every copy to the millisecond.
+EXACT = [name for name in ("memory", "sqlite", "file", "redis", "postgres") if name in BACKENDS]
+
+
+def fill_expiring(kv: Any) -> None:
+    """Keys with TTLs of every shape (whole, fractional ms, via expire and metadata)."""
+    kv.set("hour", 1, ttl=3600)
+    kv.set("odd", "x", ttl=1234.5678)
+    kv.set("fraction", b"y", ttl=7200.0005)
+    kv.set("meta", [1], metadata={"ttl": 600, "owner": "me"})
+    kv.set("later", 2)
+    kv.expire("later", 86400.25)
+    kv.set("forever", 3)
+    kv.namespace("other").mset({"a": 1, "b": 2}, ttl=99.999)
+
+
+def instants(kv: Any) -> dict[tuple[str, str], int | None]:
+    """Every key's expiry instant in whole milliseconds (None: never expires)."""
+    found: dict[tuple[str, str], int | None] = {}
+    for ns in kv.list_namespaces():
+        view = kv.namespace(ns)
+        for key in view.keys():
+            entry = view.get_entry(key)
+            assert entry is not None
+            expires = entry.expires_at
+            found[ns, key] = None if expires is None else round(expires.timestamp() * 1000)
+    return found
+
+
+@pytest.mark.parametrize("target", EXACT)
+@pytest.mark.parametrize("source", EXACT)
+def test_expiry_instants_are_kept_exactly(source: str, target: str, tmp_path: Path) -> None:
+    # The promise of migrate and import: each expiry is the same absolute instant,
+    # never a duration re-applied later (which would land it a few ms late).
+    with store_on(source, tmp_path, "src") as src:
+        fill_expiring(src)
+        expected = instants(src)
+        assert len(expected) == 8 and expected["default", "forever"] is None
+        with store_on(target, tmp_path, "migrated") as dst:
+            assert keyshelf.migrate(src, dst) == 8
+            assert instants(dst) == expected
+        export = tmp_path / "export.jsonl"
+        assert src.export(export, all_namespaces=True) == 8
+        with store_on(target, tmp_path, "imported") as dst:
+            assert dst.import_(export) == 8
+            assert instants(dst) == expected
+        assert instants(src) == expected  # reading never moves an instant
+
+
+@pytest.mark.parametrize(("source", "target"), [("redis", "postgres"), ("postgres", "redis")])
+def test_expiry_instants_are_kept_exactly_async(source: str, target: str, tmp_path: Path) -> None:
+    if source not in EXACT or target not in EXACT:
+        pytest.skip(f"{source} or {target} is not in this run")
+
+    async def entries(akv: Any) -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        for key in await akv.keys():
+            entry = await akv.get_entry(key)
+            expires = entry.expires_at
+            found[key] = None if expires is None else round(expires.timestamp() * 1000)
+        return found
+
+    async def main(src_url: str, src_options: Any, dst_url: str, dst_options: Any) -> None:
+        async with (
+            keyshelf.open_async(src_url, **src_options) as src,
+            keyshelf.open_async(dst_url, **dst_options) as dst,
+        ):
+            await src.set("a", 1, ttl=3600.0005)
+            await src.mset({"b": 2, "c": 3}, ttl=1.5)
+            await src.set("d", 4)
+            expected = await entries(src)
+            assert await keyshelf.migrate_async(src, dst) == 4
+            assert await entries(dst) == expected
+            export = tmp_path / "async.jsonl"
+            await src.export(export)
+            await dst.clear()
+            assert await dst.import_(export) == 4
+            assert await entries(dst) == expected
+
+    (src_dir := tmp_path / "src").mkdir()
+    (dst_dir := tmp_path / "dst").mkdir()
+    with (
+        BACKENDS[source][0](src_dir) as (src_url, src_options),
+        BACKENDS[target][0](dst_dir) as (dst_url, dst_options),
+    ):
+        asyncio.run(main(src_url, src_options, dst_url, dst_options))
