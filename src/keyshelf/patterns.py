@@ -86,6 +86,17 @@ matched at their leftmost position inside atomic groups, the same insight as
 Redis's own protection, so patterns like ``*a*a*a*b`` (or ``**.a.**.b.**``)
 stay fast instead of backtracking combinatorially.
 
+Bound: matching one key is polynomial for every pattern, never exponential.
+A brace-free pattern costs O(len(pattern) x len(key)) steps. A pattern with
+groups is expanded into its distinct brace-free forms (``{,}{,}b`` is just
+``b``); up to 32 forms (patterns up to 256 characters) become one regex whose
+branches are brace-free, so at most 32 times that bound. Beyond, and for
+every pattern with a wildcard or group under a separator longer than one
+character (where the atomic-chunk argument does not hold), the pattern runs
+on a small automaton that visits each (state, key position) pair at most
+once: O(len(pattern) x len(key)), in Python rather than C. No pattern size is
+refused; the cost grows with it linearly.
+
 :attr:`Matcher.prefix` is the literal text every matching key starts with;
 backends turn it into an index range scan with :func:`prefix_upper_bound`.
 """
@@ -627,6 +638,201 @@ def _translate(pattern: str, separator: str | None = None, *, optimize: bool = T
 
 
 # --------------------------------------------------------------------------
+# Bounded matching of what the regular expression cannot bound.
+#
+# Python's ``re`` backtracks. Stars are kept polynomial by the atomic chunks
+# above, but two shapes escape that argument: brace groups (``{,}{,}...b``
+# has 2^n ways to match nothing, ``*{a,aa}*{a,aa}*b`` multiplies the star
+# choices) and separators of more than one character (the leftmost-chunk
+# argument needs a one-character separator). A pattern with groups (of at
+# most _MAX_EXPANDED_LENGTH characters) is first expanded into its distinct
+# brace-free forms; when there are at most _MAX_EXPANSIONS of them, their
+# union is a regular expression of brace-free branches, each as bounded as
+# any brace-free pattern (the common ``env.{dev,prod}.*`` stays a C-speed
+# regex). Otherwise (and for long separators) the pattern runs on _Nfa, a
+# Thompson automaton simulated breadth-first: every (state, key position)
+# pair is visited at most once, and there are O(len(pattern)) states.
+
+_MAX_EXPANSIONS = 32
+_MAX_EXPANDED_LENGTH = 256
+
+_CONSUME, _SPLIT, _ACCEPT = 0, 1, 2
+# What a consuming state accepts.
+_T_LIT, _T_ONE, _T_CLASS, _T_ANY = 0, 1, 2, 3
+
+
+def _join(head: tuple[_Token, ...], tail: tuple[_Token, ...]) -> tuple[_Token, ...]:
+    """Concatenate two brace-free sequences, merging wildcards that meet.
+
+    An in-segment star next to another is one star; two globstars are one
+    globstar that absorbs a separator only if both do (``(?:.*s)?.*`` is
+    ``.*``). Without this, ``*{*}`` * 20 would expand to 40 adjacent stars.
+    """
+    if not head or not tail:
+        return head + tail
+    last, first = head[-1], tail[0]
+    if isinstance(last, _Star) and isinstance(first, _Star):
+        return head + tail[1:]
+    if isinstance(last, _GlobStar) and isinstance(first, _GlobStar):
+        return (*head[:-1], _GlobStar(last.eats_sep and first.eats_sep), *tail[1:])
+    return head + tail
+
+
+def _brace_forms(seq: Sequence[_Token], limit: int) -> list[tuple[_Token, ...]] | None:
+    """The distinct brace-free sequences ``seq`` stands for, or ``None`` past ``limit``.
+
+    Concatenation distributes over alternation, so the union of the returned
+    sequences matches exactly the keys ``seq`` matches.
+    """
+    forms: dict[tuple[_Token, ...], None] = {(): None}
+    for tok in seq:
+        if isinstance(tok, _Alt):
+            choices: dict[tuple[_Token, ...], None] = {}
+            for option in tok.options:
+                expanded = _brace_forms(option, limit)
+                if expanded is None:
+                    return None
+                choices.update(dict.fromkeys(expanded))
+                if len(choices) > limit:
+                    return None
+        else:
+            choices = {(tok,): None}
+        forms = {_join(form, choice): None for form in forms for choice in choices}
+        if len(forms) > limit:
+            return None
+    return list(forms)
+
+
+def _has_alt(seq: Sequence[_Token]) -> bool:
+    return any(isinstance(tok, _Alt) for tok in seq)
+
+
+class _Nfa:
+    """A Thompson automaton for a token sequence; ``run`` is O(states x (len(key) + 1)).
+
+    ``run`` visits each (state, key position) pair at most once and returns
+    the number of visits beside the answer, so tests can bound the work
+    exactly instead of timing it.
+    """
+
+    __slots__ = ("kinds", "outs", "sep", "start", "tests")
+
+    def __init__(self, tokens: Sequence[_Token], sep: str | None) -> None:
+        self.sep = sep
+        self.kinds: list[int] = []
+        self.tests: list[tuple[int, object]] = []
+        self.outs: list[list[int]] = []
+        accept = self._node(_ACCEPT)
+        self.start = self._sequence(tokens, accept)
+
+    @property
+    def size(self) -> int:
+        """The number of states."""
+        return len(self.kinds)
+
+    def _node(self, kind: int, test: tuple[int, object] = (_T_ANY, None), *outs: int) -> int:
+        self.kinds.append(kind)
+        self.tests.append(test)
+        self.outs.append(list(outs))
+        return len(self.kinds) - 1
+
+    def _loop(self, test: tuple[int, object], after: int) -> int:
+        """Zero or more characters passing ``test``, then ``after``."""
+        split = self._node(_SPLIT)
+        char = self._node(_CONSUME, test, split)
+        self.outs[split] = [char, after]
+        return split
+
+    def _sequence(self, tokens: Sequence[_Token], after: int) -> int:
+        for tok in reversed(tokens):
+            after = self._token(tok, after)
+        return after
+
+    def _token(self, tok: _Token, after: int) -> int:
+        guarded = self.sep is not None
+        if isinstance(tok, _Lit):
+            return self._node(_CONSUME, (_T_LIT, tok.char), after)
+        if isinstance(tok, _One):
+            return self._node(_CONSUME, (_T_ONE if guarded else _T_ANY, None), after)
+        if isinstance(tok, _Class):
+            return self._node(_CONSUME, (_T_CLASS, tok), after)
+        if isinstance(tok, _Star):
+            return self._loop((_T_ONE if guarded else _T_ANY, None), after)
+        if isinstance(tok, _GlobStar):
+            if not tok.eats_sep or self.sep is None:
+                return self._loop((_T_ANY, None), after)
+            # (?:.*sep)?: nothing, or any text that ends with a separator.
+            sep_end = self._sequence([_Lit(char) for char in self.sep], after)
+            return self._node(_SPLIT, (_T_ANY, None), after, self._loop((_T_ANY, None), sep_end))
+        return self._node(
+            _SPLIT, (_T_ANY, None), *(self._sequence(option, after) for option in tok.options)
+        )
+
+    def run(self, key: str) -> tuple[bool, int]:
+        """Whether the automaton accepts all of ``key``, and the states visited."""
+        sep = self.sep
+        kinds, tests, outs = self.kinds, self.tests, self.outs
+        seen = [-1] * len(kinds)
+        steps = 0
+
+        def close(roots: list[int], position: int, into: list[int]) -> None:
+            nonlocal steps
+            stack = roots
+            while stack:
+                node = stack.pop()
+                if seen[node] == position:
+                    continue
+                seen[node] = position
+                steps += 1
+                if kinds[node] == _SPLIT:
+                    stack.extend(reversed(outs[node]))
+                else:
+                    into.append(node)
+
+        current: list[int] = []
+        close([self.start], 0, current)
+        for position, char in enumerate(key):
+            at_sep = sep is not None and key.startswith(sep, position)
+            moves: list[int] = []
+            for node in current:
+                if kinds[node] != _CONSUME:
+                    continue
+                kind, arg = tests[node]
+                if kind == _T_LIT:
+                    ok = char == arg
+                elif kind == _T_ONE:
+                    ok = not at_sep
+                elif kind == _T_CLASS:
+                    # At a separator the character is its first one: never in-segment.
+                    ok = not at_sep and arg.contains(ord(char))  # type: ignore[attr-defined]
+                else:
+                    ok = True
+                if ok:
+                    moves.append(outs[node][0])
+            current = []
+            close(moves, position + 1, current)
+            if not current:
+                return False, steps
+        return any(kinds[node] == _ACCEPT for node in current), steps
+
+
+def _plan(pattern: str, tokens: list[_Token], separator: str | None) -> str | _Nfa:
+    """How a pattern without a plain-string test is matched: a regex, or an automaton."""
+    dialect = _Dialect.for_separator(separator, optimize=True)
+    if separator is not None and len(separator) > 1:
+        if any(isinstance(tok, _Star | _GlobStar | _Alt) for tok in tokens):
+            return _Nfa(tokens, separator)
+        return _emit(tokens, dialect)
+    if not _has_alt(tokens):
+        return _emit(tokens, dialect)
+    # Past _MAX_EXPANDED_LENGTH the expansion itself would cost too much.
+    forms = None if len(pattern) > _MAX_EXPANDED_LENGTH else _brace_forms(tokens, _MAX_EXPANSIONS)
+    if forms is None:
+        return _Nfa(tokens, separator)
+    return "|".join(f"(?:{_emit(form, dialect)})" for form in forms)
+
+
+# --------------------------------------------------------------------------
 # Compilation.
 
 
@@ -738,9 +944,13 @@ def _compile_cached(pattern: str, separator: str | None) -> Matcher:
             test = fast
             prefix_only = getattr(fast, "startswith_prefix", None) == prefix
         else:
-            dialect = _Dialect.for_separator(separator, optimize=True)
-            fullmatch = re.compile(_emit(tokens, dialect), re.DOTALL).fullmatch
-            test = lambda key: fullmatch(key) is not None  # noqa: E731
+            plan = _plan(pattern, tokens, separator)
+            if isinstance(plan, _Nfa):
+                run = plan.run
+                test = lambda key: run(key)[0]  # noqa: E731
+            else:
+                fullmatch = re.compile(plan, re.DOTALL).fullmatch
+                test = lambda key: fullmatch(key) is not None  # noqa: E731
     return Matcher(pattern, separator, prefix, literal, match_all, test, prefix_only)
 
 

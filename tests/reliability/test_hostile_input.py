@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 
 import keyshelf
 from keyshelf.codec import Codec, payload_size
-from keyshelf.patterns import compile_pattern
+from keyshelf.patterns import _Nfa, _tokens, compile_pattern
 
 from ..conftest import Opener
 from .helpers import same
@@ -1558,3 +1558,43 @@ def test_hostile_redis_options_soak(options: dict[str, Any], path: str) -> None:
 @given(options=POSTGRES)
 def test_hostile_postgres_options_soak(options: dict[str, Any]) -> None:
     postgres_options(options)
+
+
+# --------------------------------------------------------------------------
+# Hostile patterns in the separator dialect: brace groups whose regular
+# expression used to backtrack exponentially (``{,}`` * 30 + ``b`` took 22 s
+# against a one-character key, ``*{a,aa}`` * 4 + ``*b`` more than 30 s against
+# 247 characters, holding the GIL), and long separators. The work is bounded
+# deterministically by the automaton's visit count; the timeout is only a
+# safety net.
+
+HOSTILE_SEPARATOR_PATTERNS = [
+    "{,}" * 30 + "b",
+    "{,}" * 300 + "*",
+    "*{a,aa}" * 4 + "*b",
+    "*{a,aa}" * 40 + "*b",
+    "{a,b}" * 40 + "*",
+    "*a" * 40 + "*b",
+    "{**.,a.}" * 30 + "b",
+    "**.{a,*}" * 30 + ".**",
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("separator", [".", "::"])
+def test_hostile_separator_patterns_do_bounded_work(opener: Opener, separator: str) -> None:
+    kv = opener(separator=separator)
+    keys = ["a", "b", "a" * 247, "a" * 254 + "b", separator.join(["a"] * 60), "x" + separator]
+    kv.mset({key: index for index, key in enumerate(keys)})
+    for pattern in HOSTILE_SEPARATOR_PATTERNS:
+        automaton = _Nfa(_tokens(pattern, separator), separator)
+        expected = []
+        for key in keys:
+            answer, steps = automaton.run(key)
+            assert steps <= automaton.size * (len(key) + 1)
+            if answer:
+                expected.append(key)
+        expected.sort()
+        assert kv.keys(pattern) == expected, pattern
+        assert kv.key_count(pattern) == len(expected), pattern
+        assert sorted(kv.get_pattern(pattern)) == expected, pattern
