@@ -135,6 +135,17 @@ def postgres_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield found
 
 
+@contextlib.contextmanager
+def s3_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # A real S3-compatible server (tests/backends/s3_server.py starts one), own prefix.
+    from importlib import import_module
+
+    name = "backends.s3_server"
+    helpers = import_module(f".{name}" if __package__ else name, __package__ or None)
+    with helpers.s3_store() as found:
+        yield found
+
+
 # name -> (context manager yielding (url, options), uses server-side expiry)
 BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     "memory": (memory_backend, False),
@@ -144,6 +155,8 @@ BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     "sqlite+cache": (sqlite_cache_backend, False),
     "redis": (redis_backend, True),
     "postgres": (postgres_backend, True),
+    # Expiry on S3 is judged by the store's clock, so the fake clock drives it.
+    "s3": (s3_backend, False),
 }
 
 

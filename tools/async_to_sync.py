@@ -25,6 +25,7 @@ PAIRS = [
     (PACKAGE / "backends" / "_postgres_async.py", PACKAGE / "backends" / "_postgres_sync.py"),
     (PACKAGE / "_transfer_async.py", PACKAGE / "_transfer_sync.py"),
     (PACKAGE / "backends" / "_cache_async.py", PACKAGE / "backends" / "_cache_sync.py"),
+    (PACKAGE / "backends" / "_s3_async.py", PACKAGE / "backends" / "_s3_sync.py"),
 ]
 
 # Whole-word renames, applied in order.
@@ -56,6 +57,9 @@ NAMES = {
     "_store_async": "_store_sync",
     "AsyncCachedBackend": "CachedBackend",
     "_cache_async": "_cache_sync",
+    "AsyncS3Backend": "S3Backend",
+    "AsyncS3IO": "S3IO",
+    "_s3_async": "_s3_sync",
 }
 
 PATTERNS = [

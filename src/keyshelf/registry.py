@@ -33,6 +33,7 @@ _registry: dict[str, str | Factory] = {
     "postgresql": "keyshelf.backends.postgres:create",
     "postgres": "keyshelf.backends.postgres:create",
     "file": "keyshelf.backends.file:create",
+    "s3": "keyshelf.backends.s3:create",
 }
 
 # scheme -> extra that provides its driver.
@@ -42,6 +43,7 @@ _extras = {
     "unix": "redis",
     "postgresql": "postgres",
     "postgres": "postgres",
+    "s3": "s3",
 }
 
 

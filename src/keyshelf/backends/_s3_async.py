@@ -1,0 +1,402 @@
+"""The S3 backend, written once for asyncio (source of ``_s3_sync.py``).
+
+``tools/async_to_sync.py`` generates the sync twin from this file (the async
+obstore client :class:`AsyncS3IO` becomes the sync :class:`S3IO`); edit this
+one and run ``make generate``. Layout and object bodies: :mod:`._s3_io`;
+user guide: ``docs/s3.md``.
+
+Guarantees:
+
+* **Every single-key operation is atomic** through S3's conditional writes:
+  a write names the ETag it read (``If-Match``) or that no object exists
+  (``If-None-Match: *``); if another writer got there first the service
+  refuses it, and the operation reads again and retries (up to
+  ``conflict_retries`` times, with jittered backoff). Each attempt carries a
+  random nonce in the body, so a write whose reply was lost is recognised
+  instead of applied twice. Nothing is lost between concurrent writers on
+  any number of machines.
+* **Deletes are conditional writes of an empty body** (a tombstone): S3's
+  plain DELETE cannot be made conditional through the client, and an
+  unconditional one could erase a concurrent write.
+* **Batches are not transactions.** ``mset``/``set_many``, ``delete_many``,
+  ``delete_pattern`` and ``clear`` apply key by key, each key atomically;
+  a failure part-way leaves the keys before it written and raises.
+* **Expiry** is judged by the store's clock (the ``clock`` option, default
+  the machine's), the same on every operation. A key with an expiry also has
+  a zero-byte *marker* object, written before the record, so a listing knows
+  which keys must be read to check their expiry without reading the others.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from ..codec import payload_size
+from ..errors import BackendError, InvalidKeyError, StoreClosedError
+from ..patterns import Matcher, compile_pattern
+from ..records import (
+    KEEP,
+    Decision,
+    R,
+    Record,
+    Value,
+    decide_put,
+    is_live,
+    new_record,
+    stats_dict,
+)
+from ._base_async import AsyncBackend
+from ._s3_io import (
+    MARKER_GRACE,
+    MAX_NAME_BYTES,
+    AsyncS3IO,
+    ConflictError,
+    Layout,
+    S3Settings,
+    Stored,
+    age_ms,
+    escape,
+    new_nonce,
+    pack,
+    start_after,
+    unescape,
+    unpack,
+)
+
+_ALL = compile_pattern("*")
+_STRIPES = 64
+
+
+class _Tombstone:
+    """Marker for "write an empty body": the key is deleted."""
+
+
+TOMBSTONE = _Tombstone()
+Action = Record | _Tombstone | None
+Step = Callable[[Record | None, Stored | None], tuple[Action, Any]]
+
+
+class AsyncS3Backend(AsyncBackend):
+    """Keyshelf records as objects of one bucket, under one prefix."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.location = settings.location
+        self._layout = Layout(settings.root)
+        self._retries = settings.conflict_retries
+        self._io = AsyncS3IO(settings)
+        self._closed = False
+        # Read-modify-writes of one key in this process queue on a local lock
+        # (striped over the keys): conditional writes then only ever race with
+        # other processes, instead of every thread or task retrying against
+        # every other one.
+        self._locks = [self._io.lock() for _ in range(_STRIPES)]
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _name(self, ns: str, key: str) -> str:
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        name = self._layout.data(ns, key)
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise InvalidKeyError(
+                f"Key {key!r} in namespace {ns!r} is too long for S3: its object name "
+                f"would be {len(name.encode('utf-8'))} bytes, above S3's {MAX_NAME_BYTES}"
+            )
+        return name
+
+    def _stored(self, got: tuple[bytes, str] | None, name: str) -> Stored | None:
+        return None if got is None or not got[0] else unpack(got[0], name)
+
+    async def _cas(self, ns: str, key: str, now: int, step: Step) -> Any:
+        """Read the key's object, let ``step`` decide, write it conditionally; retry on conflict.
+
+        ``step(live, stored)`` gets the live record (None if absent or
+        expired) and the stored one (expired included) and returns the action
+        (a Record to store, TOMBSTONE, or None for no write) and the result.
+        """
+        name = self._name(ns, key)
+        async with self._locks[hash((ns, key)) % _STRIPES]:
+            return await self._cas_locked(ns, key, name, now, step)
+
+    async def _cas_locked(self, ns: str, key: str, name: str, now: int, step: Step) -> Any:
+        got = await self._io.get(name)
+        for attempt in range(self._retries):
+            stored = self._stored(got, name)
+            live = None
+            if stored is not None and is_live(stored.record.expires_at, now):
+                live = stored.record
+            action, result = step(live, stored)
+            if action is None:
+                return result
+            nonce = new_nonce()
+            marker: str | None = None
+            fresh = False
+            if isinstance(action, _Tombstone):
+                body = b""
+            else:
+                if action.expires_at is not None:
+                    if stored is not None and stored.marker is not None:
+                        marker = stored.marker  # still true: "this key may expire"
+                    else:
+                        marker, fresh = nonce, True
+                        # Before the record: a record with an expiry always has a marker.
+                        await self._io.put(self._layout.marker(ns, key, marker), b"")
+                body = pack(action, nonce, marker)
+            try:
+                await self._io.put(
+                    name, body, create=got is None, etag=None if got is None else got[1]
+                )
+            except ConflictError:
+                got = await self._io.get(name)
+                now_stored = self._stored(got, name)
+                landed = body and now_stored is not None and now_stored.nonce == nonce
+                if not landed:
+                    if fresh and marker is not None:
+                        await self._io.delete(self._layout.marker(ns, key, marker))
+                    await self._io.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
+                    continue
+            if stored is not None and stored.marker is not None and stored.marker != marker:
+                # Only the replaced version referenced it, and it is gone for good.
+                await self._io.delete(self._layout.marker(ns, key, stored.marker))
+            return result
+        raise BackendError(
+            f"S3 {self.location}: gave up on key {key!r} in namespace {ns!r} after "
+            f"{self._retries} conflicting writes by other clients (option conflict_retries)"
+        )
+
+    async def _names(
+        self, ns: str, prefix: str, after: str | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(key, object meta) of every object of ``ns`` whose key starts with ``prefix``."""
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        directory = self._layout.data_dir(ns)
+        base = directory + "/"
+        code = escape(prefix)
+        start = start_after(base + code) if code else None
+        if after is not None:
+            beyond = base + escape(after)
+            start = beyond if start is None else max(start, beyond)
+        async for page in self._io.pages(directory, start):
+            for meta in page:
+                rest = str(meta["path"])[len(base) :]
+                if not rest.startswith(code):
+                    return
+                yield unescape(rest), meta
+
+    async def _markers(
+        self, ns: str, prefix: str
+    ) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
+        """(key, marker nonce, meta) of the expiry markers of keys starting with ``prefix``."""
+        directory = self._layout.marker_dir(ns)
+        base = directory + "/"
+        code = escape(prefix)
+        start = start_after(base + code) if code else None
+        async for page in self._io.pages(directory, start):
+            for meta in page:
+                rest = str(meta["path"])[len(base) :]
+                if not rest.startswith(code):
+                    return
+                escaped, _, nonce = rest.rpartition("/")
+                yield unescape(escaped), nonce, meta
+
+    async def _marked(self, ns: str, prefix: str) -> set[str]:
+        return {key async for key, _, _ in self._markers(ns, prefix)}
+
+    async def _live(
+        self, ns: str, matcher: Matcher, now: int, after: str | None, values: bool
+    ) -> AsyncIterator[tuple[str, Record | None]]:
+        """Live keys matching ``matcher`` in key order (with their records if ``values``)."""
+        if matcher.literal:
+            key = matcher.prefix
+            if after is None or key > after:
+                record = await self.get_record(ns, key, now)
+                if record is not None:
+                    yield key, record if values else None
+            return
+        exact = matcher.match_all or matcher.prefix_only
+        marked: set[str] | None = None
+        async for key, meta in self._names(ns, matcher.prefix, after):
+            if meta["size"] == 0 or not (exact or matcher.match(key)):
+                continue  # a tombstone, or not matching
+            if values:
+                record = await self.get_record(ns, key, now)
+                if record is not None:
+                    yield key, record
+                continue
+            if marked is None:
+                marked = await self._marked(ns, matcher.prefix)
+            if key in marked and await self.get_record(ns, key, now) is None:
+                continue  # expired (or deleted since the listing)
+            yield key, None
+
+    # -- reads --------------------------------------------------------------
+
+    async def get(self, ns: str, key: str, now: int) -> Value | None:
+        name = self._name(ns, key)
+        stored = self._stored(await self._io.get(name), name)
+        if stored is None or not is_live(stored.record.expires_at, now):
+            return None
+        return stored.record.tag, stored.record.payload
+
+    async def get_record(self, ns: str, key: str, now: int) -> Record | None:
+        name = self._name(ns, key)
+        stored = self._stored(await self._io.get(name), name)
+        if stored is None or not is_live(stored.record.expires_at, now):
+            return None
+        return stored.record
+
+    async def scan(
+        self,
+        ns: str,
+        matcher: Matcher,
+        now: int,
+        after: str | None,
+        limit: int | None,
+        values: bool,
+    ) -> list[tuple[str, Value | None]]:
+        rows: list[tuple[str, Value | None]] = []
+        if limit is not None and limit <= 0:
+            return rows
+        async for key, record in self._live(ns, matcher, now, after, values):
+            rows.append((key, None if record is None else (record.tag, record.payload)))
+            if limit is not None and len(rows) >= limit:
+                break
+        return rows
+
+    async def count(self, ns: str, matcher: Matcher, now: int) -> int:
+        found = 0
+        async for _ in self._live(ns, matcher, now, None, False):
+            found += 1
+        return found
+
+    async def namespaces(self, now: int) -> list[str]:
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        found: list[str] = []
+        for folder in await self._io.folders(self._layout.root + "d"):
+            ns = unescape(folder.rstrip("/").rpartition("/")[2])
+            async for _ in self._live(ns, _ALL, now, None, False):
+                found.append(ns)
+                break
+        return sorted(found)
+
+    async def stats(self, ns: str, now: int) -> dict[str, Any]:
+        total = active = with_ttl = 0
+        marked = await self._marked(ns, "")
+        async for key, meta in self._names(ns, "", None):
+            if meta["size"] == 0:
+                continue
+            if key not in marked:
+                total += 1
+                active += 1
+                continue
+            name = self._name(ns, key)
+            stored = self._stored(await self._io.get(name), name)
+            if stored is None:
+                continue
+            total += 1
+            if is_live(stored.record.expires_at, now):
+                active += 1
+                with_ttl += stored.record.expires_at is not None
+        return stats_dict(total, active, with_ttl)
+
+    async def total_size(self, ns: str, now: int) -> int:
+        total = 0
+        async for _, record in self._live(ns, _ALL, now, None, True):
+            assert record is not None
+            total += payload_size(record.tag, record.payload)
+        return total
+
+    # -- writes -------------------------------------------------------------
+
+    async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
+        def step(live: Record | None, stored: Stored | None) -> tuple[Action, Any]:
+            write, result = decide(live)
+            return (None if write is None else new_record(write, live, now)), result
+
+        result: R = await self._cas(ns, key, now, step)
+        return result
+
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
+    ) -> None:
+        # Key by key, each atomic: S3 has no multi-object transaction (docs/s3.md).
+        for key in dict(items):
+            self._name(ns, key)  # refuse an unusable key before writing anything
+        for key, value in items:
+            await self.update(ns, key, now, decide_put(value, expires_at, KEEP))
+
+    async def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
+        for key in keys:
+            self._name(ns, key)
+        removed: list[str] = []
+        for key in dict.fromkeys(keys):
+            if await self._cas(ns, key, now, _delete_step):
+                removed.append(key)
+        return removed
+
+    async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
+        def step(live: Record | None, stored: Stored | None) -> tuple[Action, bool]:
+            if live is None or (expires_at is None and live.expires_at is None):
+                return None, False
+            return live._replace(expires_at=expires_at), True
+
+        result: bool = await self._cas(ns, key, now, step)
+        return result
+
+    async def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
+        doomed: list[str] = []
+        if matcher.literal:
+            doomed.append(matcher.prefix)
+        else:
+            exact = matcher.match_all or matcher.prefix_only
+            async for key, meta in self._names(ns, matcher.prefix, None):
+                if meta["size"] and (exact or matcher.match(key)):
+                    doomed.append(key)
+        live = 0
+        for key in doomed:
+            live += bool(await self._cas(ns, key, now, _delete_step))
+        return live
+
+    async def purge_expired(self, ns: str | None, now: int) -> int:
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        if ns is None:
+            folders = await self._io.folders(self._layout.root + "x")
+            spaces = [unescape(f.rstrip("/").rpartition("/")[2]) for f in folders]
+        else:
+            spaces = [ns]
+        removed = 0
+        for space in spaces:
+            by_key: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+            async for key, nonce, meta in self._markers(space, ""):
+                by_key.setdefault(key, []).append((nonce, meta))
+            for key, markers in by_key.items():
+                removed += bool(await self._cas(space, key, now, _purge_step))
+                name = self._name(space, key)
+                stored = self._stored(await self._io.get(name), name)
+                current = None if stored is None else stored.marker
+                grace = MARKER_GRACE.total_seconds() * 1000
+                for nonce, meta in markers:
+                    # Left by a write that failed or a process that died: no record
+                    # refers to it, and it is too old to belong to a write in flight.
+                    if nonce != current and age_ms(meta, now) > grace:
+                        await self._io.delete(self._layout.marker(space, key, nonce))
+        return removed
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+def _delete_step(live: Record | None, stored: Stored | None) -> tuple[Action, bool]:
+    # An expired record is tombstoned too (nothing else would remove it).
+    return (None if stored is None else TOMBSTONE), live is not None
+
+
+def _purge_step(live: Record | None, stored: Stored | None) -> tuple[Action, bool]:
+    if stored is not None and live is None:
+        return TOMBSTONE, True
+    return None, False
