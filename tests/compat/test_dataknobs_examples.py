@@ -405,9 +405,26 @@ async def test_redis_backend(password_redis: dict[str, Any], opened: list[Any]) 
 
 
 @covers(("001", "S3 Backend"))
-async def test_s3_backend_is_refused_clearly() -> None:
-    with pytest.raises(keyshelf.InvalidURLError, match=r"'s3' backend is not supported"):
-        await run("001", "S3 Backend")
+async def test_s3_backend(opened: list[Any]) -> None:
+    # The test S3 server (tests/backends/s3_server.py) stands for AWS: its bucket,
+    # endpoint and credentials are added to the document's config; a fresh prefix
+    # replaces "data/" so the test starts empty.
+    from ..backends import s3_server
+
+    url = s3_server.endpoint()
+    extra = ", ".join(f'"{k}": "{v}"' for k, v in s3_server.options(url).items() if k != "region")
+    prefix = f"dk-{time.time_ns()}"
+    subs = [
+        ('"my-kv-store"', f'"{s3_server.BUCKET}"'),
+        ('"data/"', f'"{prefix}/"'),
+        ('"region": "us-west-2"', f'"region": "us-west-2", {extra}'),
+    ]
+    try:
+        ns = await run("001", "S3 Backend", subs=subs)
+        await ns["store"].set("user.1", "Alice")
+        assert await ns["store"].get("user.1") == "Alice"
+    finally:
+        s3_server.remove_prefix(url, prefix)
 
 
 @covers(("001", "Migration Between Backends"))

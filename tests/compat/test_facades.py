@@ -83,7 +83,14 @@ def test_default_config_is_the_base_of_config(monkeypatch: pytest.MonkeyPatch) -
     assert backend_target("redis", {"port": 1}) == ("redis://h:1", {"prefix": "app"})
 
 
-@pytest.mark.parametrize("name", ["s3", "elasticsearch", "S3", "mongodb"])
+def test_s3_config_maps_onto_an_s3_url() -> None:
+    config = {"bucket": "my-kv-store", "prefix": "data/", "region": "us-west-2"}
+    assert backend_target("s3", config) == ("s3://my-kv-store/data", {"region": "us-west-2"})
+    with pytest.raises(keyshelf.InvalidURLError, match="needs config\\['bucket'\\]"):
+        backend_target("s3", {"prefix": "data/"})
+
+
+@pytest.mark.parametrize("name", ["elasticsearch", "mongodb"])
 def test_unsupported_backends_are_refused_clearly(name: str) -> None:
     with pytest.raises(keyshelf.InvalidURLError, match="not supported by keyshelf; use one of"):
         KVStore(backend=name, config={"bucket": "b"})

@@ -22,10 +22,12 @@ implemented twice. The store's own URL and options are built from the
               ``socket_timeout`` ... of docs/redis.md)
 ``postgres``  ``host``, ``port``, ``database``, ``user``, ``password``,
               ``table`` (+ ``schema`` ... of docs/postgres.md)
+``s3``        ``bucket``, ``prefix``, ``region`` (+ ``endpoint_url``,
+              ``profile`` ... of docs/s3.md)
 ============  ==============================================================
 
 Any other ``config`` entry is passed to :func:`keyshelf.open_async` as a
-backend option (``config={"url": ...}`` gives a keyshelf URL outright). S3,
+backend option (``config={"url": ...}`` gives a keyshelf URL outright).
 Elasticsearch and the other dataknobs-data backends are not keyshelf
 backends: naming one raises :class:`keyshelf.InvalidURLError`.
 
@@ -39,6 +41,7 @@ import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple
+from urllib.parse import quote
 
 from .._open import open_async
 from .._store_async import AsyncStore, TTLArg
@@ -58,7 +61,7 @@ __all__ = [
 ]
 
 #: The backend names KVStore accepts (``postgresql`` is an alias of ``postgres``).
-BACKENDS = ("memory", "file", "sqlite", "redis", "postgres")
+BACKENDS = ("memory", "file", "sqlite", "redis", "postgres", "s3")
 
 #: Defaults for each backend's ``config``; the entries of ``config`` win. Change
 #: them once at start-up to point every ``KVStore(backend="postgres")`` (say)
@@ -69,6 +72,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "sqlite": {"path": "kv_store.db"},
     "redis": {"host": "localhost", "port": 6379, "db": 0},
     "postgres": {"host": "localhost"},
+    "s3": {},
 }
 
 _ALIASES = {"postgresql": "postgres"}
@@ -103,7 +107,20 @@ def backend_target(backend: str, config: Mapping[str, Any] | None = None) -> Tar
         return sqlite_url(settings.pop("path")), settings
     if name == "redis":
         return redis_target(settings)
+    if name == "s3":
+        return s3_target(settings)
     return postgres_target(settings)
+
+
+def s3_target(settings: dict[str, Any]) -> Target:
+    """``s3://bucket/prefix`` from ``bucket`` and ``prefix``; the rest are options."""
+    bucket = settings.pop("bucket", None)
+    if not isinstance(bucket, str) or not bucket:
+        raise InvalidURLError("backend='s3' needs config['bucket'], the name of an existing bucket")
+    prefix = settings.pop("prefix", "") or ""
+    if not isinstance(prefix, str):
+        raise InvalidURLError(f"config['prefix'] must be a string, not {type(prefix).__name__}")
+    return f"s3://{quote(bucket, safe='')}/{quote(prefix.strip('/'), safe='/')}", settings
 
 
 class Serialized(NamedTuple):
