@@ -246,6 +246,8 @@ class ConflictError(Exception):
 def _fail(exc: BaseException, where: str, action: str, name: str) -> BackendError:
     if isinstance(exc, obstore_errors.PermissionDeniedError | obstore_errors.UnauthenticatedError):
         return BackendError(f"S3 {where} refused access ({action} {name!r}): {exc}")
+    if "status: 4" in str(exc):  # the service answered: a refusal, not an outage
+        return BackendError(f"S3 {where} refused the request ({action} {name!r}): {exc}")
     if isinstance(exc, obstore_errors.GenericError | TimeoutError | OSError):
         return BackendUnavailableError(f"S3 {where} is unavailable ({action} {name!r}): {exc}")
     return BackendError(f"S3 error on {where} ({action} {name!r}): {exc}")

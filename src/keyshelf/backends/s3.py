@@ -44,7 +44,7 @@ from urllib.parse import SplitResult, unquote
 from obstore import exceptions as obstore_errors
 
 from .._show import show
-from ..errors import BackendUnavailableError, InvalidURLError, StoreNotFoundError
+from ..errors import BackendError, BackendUnavailableError, InvalidURLError, StoreNotFoundError
 from ..options import MAX_SECONDS, as_bool, as_number, as_str, refuse_unknown
 from ._s3_io import S3IO, S3Settings
 
@@ -153,9 +153,7 @@ def probe(settings: S3Settings) -> None:
     io = S3IO(settings)
     try:
         next(iter(io.pages(settings.root.rstrip("/") or "", None)), None)
-    except BackendUnavailableError:
-        raise
-    except Exception as exc:
+    except BackendError as exc:
         cause = exc.__cause__ or exc
         text = str(cause)
         if "NoSuchBucket" in text or isinstance(cause, obstore_errors.NotFoundError):
@@ -169,6 +167,10 @@ def probe(settings: S3Settings) -> None:
             raise InvalidURLError(
                 f"S3 {settings.location} refused the credentials: {text}"
             ) from exc
+        if isinstance(exc, BackendUnavailableError):
+            raise BackendUnavailableError(
+                f"Cannot reach S3 {settings.location}: {text}"
+            ) from exc.__cause__
         raise
 
 

@@ -1,0 +1,307 @@
+"""S3 backend specifics, against a real S3-compatible server (see s3_server.py).
+
+The behaviour every backend shares is proved by the conformance suite, which
+runs on S3 too; here: URL and options, the documented deviations (each
+refused operation raises its documented error and changes nothing), races
+between processes, an outage, and the layout users may rely on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import keyshelf
+
+from . import s3_server
+
+
+@pytest.fixture
+def where() -> Iterator[tuple[str, dict[str, Any]]]:
+    with s3_server.s3_store() as found:
+        yield found
+
+
+# -- URL and options ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("s3:///prefix", {}, "needs a bucket"),
+        ("s3://user@bucket/p", {}, "needs a bucket"),
+        ("s3://bucket/a/../b", {}, "cannot be used"),
+        ("s3://bucket/p", {"nonsense": 1}, "Unknown option"),
+        ("s3://bucket/p", {"timeout": 0}, "timeout must be greater than 0"),
+        ("s3://bucket/p", {"endpoint_url": "ftp://x"}, "must be an http"),
+        ("s3://bucket/p", {"aws_access_key_id": "only-one"}, "go together"),
+        ("s3://bucket/p", {"path_style": "maybe"}, "true or false"),
+    ],
+)
+def test_unusable_urls_are_refused_at_open(url: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(keyshelf.InvalidURLError, match=message):
+        keyshelf.open(url, **options)
+
+
+def test_a_missing_bucket_is_refused_and_not_created() -> None:
+    url = s3_server.endpoint()
+    bucket = f"missing-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(keyshelf.StoreNotFoundError, match="never creates buckets"):
+        keyshelf.open(f"s3://{bucket}/p", **s3_server.options(url))
+
+
+def test_an_unreachable_service_is_refused_at_open() -> None:
+    options = {**s3_server.options(), "endpoint_url": f"http://127.0.0.1:{s3_server.free_port()}"}
+    options.update(timeout=2, retries=0)
+    start = time.monotonic()
+    with pytest.raises(keyshelf.BackendUnavailableError):
+        keyshelf.open(f"s3://{s3_server.BUCKET}/p", **options)
+    assert time.monotonic() - start < 30  # bounded by the timeout, not minutes of retries
+
+
+# -- layout -----------------------------------------------------------------------
+
+
+def test_layout_one_object_per_key_with_escaped_names(where: tuple[str, dict[str, Any]]) -> None:
+    import obstore
+
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.namespace("a:b").set("c", 1)
+        kv.namespace("a").set("b:c", 2)
+        kv.namespace("n/s").set("x.y/z", 3, ttl=60)
+        store = _raw_store(options)
+        prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+        names = sorted(
+            str(meta["path"])[len(prefix) + 1 :]
+            for page in obstore.list(store, prefix, chunk_size=1000)
+            for meta in page
+        )
+        assert names[:3] == ["d/a/b:c", "d/a:b/c", "d/n.1s/x.0y.1z"]
+        assert len(names) == 4 and names[3].startswith("x/n.1s/x.0y.1z/")
+        assert kv.namespace("a:b").get("c") == 1 and kv.namespace("a").get("b:c") == 2
+
+
+def _raw_store(options: dict[str, Any]) -> Any:
+    from obstore.store import S3Store
+
+    config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
+    config["virtual_hosted_style_request"] = False
+    if "aws_access_key_id" in options:
+        config["access_key_id"] = options["aws_access_key_id"]
+        config["secret_access_key"] = options["aws_secret_access_key"]
+    return S3Store(s3_server.BUCKET, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
+
+
+def test_keys_list_in_code_point_order_across_pages(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    keys = [f"k{i:04d}" for i in range(1100)] + ["k.", "k/", "k-", "k é", "k😀", "k\u00ff"]
+    with keyshelf.open(url, **options) as kv:
+        for key in keys:
+            kv.set(key, 1)
+        assert kv.keys() == sorted(keys)
+        assert kv.keys("k0*") == sorted(k for k in keys if k.startswith("k0"))
+        assert kv.key_count("k1???") == 100
+
+
+# -- documented deviations ----------------------------------------------------------
+
+
+def test_a_key_whose_object_name_is_too_long_is_refused(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.set("kept", 1)
+        long_key = "\U0001f600" * 255  # 1020 bytes of UTF-8, plus the prefix
+        for call in (
+            lambda: kv.set(long_key, 1),
+            lambda: kv.get(long_key),
+            lambda: kv.mset({"a": 1, long_key: 2}),
+            lambda: kv.delete("kept", long_key),
+        ):
+            with pytest.raises(keyshelf.InvalidKeyError, match="too long for S3"):
+                call()
+        assert kv.dump() == {"kept": 1}
+
+
+def test_deletes_leave_zero_byte_tombstones_that_no_operation_sees(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    import obstore
+
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": 1, "b": 2, "c": 3})
+        assert kv.delete("a", "b") == 2
+        assert kv.keys() == ["c"] and len(kv) == 1 and kv.stats()["total_keys"] == 1
+        assert kv.setnx("a", 10) is True and kv.get("a") == 10
+        entry = kv.get_entry("a")
+        assert entry is not None and entry.version == 1  # a new key, not version 2
+        prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+        sizes = {
+            str(meta["path"]).rpartition("/")[2]: meta["size"]
+            for page in obstore.list(_raw_store(options), prefix, chunk_size=1000)
+            for meta in page
+        }
+        assert sizes["b"] == 0 and sizes["a"] > 0
+
+
+def test_expired_keys_are_invisible_and_purged_with_their_markers(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    import obstore
+
+    url, options = where
+    clock = [time.time()]
+    with keyshelf.open(url, clock=lambda: clock[0], **options) as kv:
+        kv.set("short", 1, ttl=5)
+        kv.set("long", 2, ttl=500)
+        kv.set("plain", 3)
+        clock[0] += 10
+        assert kv.keys() == ["long", "plain"] and kv.key_count() == 2
+        assert kv.stats() == {
+            "total_keys": 3,
+            "active_keys": 2,
+            "expired_keys": 1,
+            "keys_with_ttl": 1,
+        }
+        assert kv.delete_expired() == 1
+        assert kv.stats()["total_keys"] == 2
+        assert kv.persist("long") is True
+        prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+        markers = [
+            str(meta["path"])
+            for page in obstore.list(_raw_store(options), f"{prefix}/x", chunk_size=1000)
+            for meta in page
+        ]
+        # "short" was purged and "long" no longer expires: no marker is left.
+        assert markers == []
+
+
+# -- races between processes --------------------------------------------------------
+
+
+def _increment(url: str, options: dict[str, Any], count: int, start: Any) -> None:
+    start.wait()
+    with keyshelf.open(url, **options) as kv:
+        for _ in range(count):
+            kv.increment("counter")
+
+
+def _setnx(url: str, options: dict[str, Any], me: int, start: Any, won: Any) -> None:
+    with keyshelf.open(url, **options) as kv:
+        start.wait()
+        if kv.setnx("winner", me):
+            won.put(me)
+
+
+def _race_increments(where: tuple[str, dict[str, Any]], processes: int, each: int) -> None:
+    url, options = where
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [
+        context.Process(target=_increment, args=(url, options, each, start))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(600)
+        assert worker.exitcode == 0
+    with keyshelf.open(url, **options) as kv:
+        assert kv.get("counter") == processes * each
+        entry = kv.get_entry("counter")
+        assert entry is not None and entry.version == processes * each
+
+
+def test_increments_from_four_processes_lose_nothing(where: tuple[str, dict[str, Any]]) -> None:
+    _race_increments(where, 4, 25)
+
+
+@pytest.mark.stress
+def test_four_processes_times_500_increments(where: tuple[str, dict[str, Any]]) -> None:
+    _race_increments(where, 4, 500)
+
+
+def test_setnx_race_between_four_processes_has_one_winner(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    context = multiprocessing.get_context("spawn")
+    for _round in range(3):
+        with keyshelf.open(url, **options) as kv:
+            kv.delete("winner")
+        start, won = context.Event(), context.Queue()
+        workers = [
+            context.Process(target=_setnx, args=(url, options, me, start, won)) for me in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.5)  # let every process open its store before the start signal
+        start.set()
+        for worker in workers:
+            worker.join(120)
+            assert worker.exitcode == 0
+        winners = [won.get(timeout=5)]
+        assert won.empty()
+        with keyshelf.open(url, **options) as kv:
+            assert kv.get("winner") == winners[0]
+
+
+# -- outage ---------------------------------------------------------------------
+
+
+def test_outage_raises_unavailable_within_the_timeout_then_recovers() -> None:
+    server = s3_server.S3Server()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if s3_server.ON_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        options = {**s3_server.options(server.url), "timeout": 2, "retries": 1}
+        url = f"s3://{s3_server.BUCKET}/outage"
+        with keyshelf.open(url, **options) as kv:
+            kv.set("k", 1)
+            assert kv.increment("n") == 1
+            server.stop()
+            for call in (lambda: kv.get("k"), lambda: kv.increment("n"), kv.keys):
+                start = time.monotonic()
+                with pytest.raises(keyshelf.BackendUnavailableError, match="unavailable"):
+                    call()
+                assert time.monotonic() - start < 20
+            server.start()  # moto keeps nothing: the bucket is new and empty
+            assert kv.get("k") is None
+            assert kv.set("k", 2) is True and kv.get("k") == 2
+            assert kv.increment("n") == 1
+    finally:
+        server.stop()
+
+
+async def test_async_api_outage_and_recovery() -> None:
+    server = s3_server.S3Server()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if s3_server.ON_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        options = {**s3_server.options(server.url), "timeout": 2, "retries": 1}
+        async with keyshelf.open_async(f"s3://{s3_server.BUCKET}/outage", **options) as kv:
+            await kv.set("k", 1)
+            server.stop()
+            with pytest.raises(keyshelf.BackendUnavailableError):
+                await kv.get("k")
+            server.start()
+            assert await kv.set("k", 2) is True and await kv.get("k") == 2
+    finally:
+        server.stop()
