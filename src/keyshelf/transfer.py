@@ -32,6 +32,7 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
+from .backends import _inuse
 from .backends._file_format import FormatError, write_fields, write_from
 from .codec import Codec, payload_size
 from .errors import (
@@ -105,6 +106,7 @@ def open_destination(destination: Destination) -> Iterator[Callable[[bytes], obj
             raise InvalidArgumentError(
                 f"Cannot export to {path}: directory {path.parent} does not exist"
             )
+        _refuse_held_database("export to", path)
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
@@ -137,6 +139,20 @@ def open_destination(destination: Destination) -> Iterator[Callable[[bytes], obj
         raise InvalidArgumentError(
             f"Export destination must be a path or a writable stream, "
             f"not {type(destination).__name__}"
+        )
+
+
+def _refuse_held_database(action: str, path: str | os.PathLike[str]) -> None:
+    """Refuse the database file (or -wal/-shm/-journal) of an SQLite store this process holds.
+
+    Opening and closing it would drop that store's locks, and another process
+    could then delete its WAL with every write in it; replacing it would
+    destroy the store. Only stat() is used to tell.
+    """
+    if _inuse.in_use(path):
+        raise InvalidArgumentError(
+            f"Cannot {action} {os.fspath(path)}: it is the database file of an open store "
+            f"(or one of its -wal, -shm or -journal files)"
         )
 
 
@@ -205,6 +221,7 @@ class ExportReader:
         """The source's lines as bytes (decompressed, spooled as needed)."""
         source = self._source
         if isinstance(source, str | os.PathLike):
+            _refuse_held_database("import from", source)
             try:
                 handle: IO[bytes] = open(source, "rb")  # noqa: SIM115 - closed below
             except OSError as exc:

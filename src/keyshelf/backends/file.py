@@ -17,7 +17,13 @@ Guarantees:
 * **Several processes.** Every write holds an exclusive ``flock`` on a sidecar
   ``<file>.lock`` for its whole read-modify-write, so no update is ever lost
   between processes (or between two stores opened on the same file in one
-  process); threads of one store are serialised by a lock. Before every
+  process); threads of one store are serialised by a lock. ``flock`` locks
+  belong to an open file description, not to the process (unlike the POSIX
+  ``fcntl`` locks SQLite uses), so closing one store's descriptors never
+  releases a lock another store holds. (On NFS, Linux emulates ``flock``
+  with POSIX locks: keep stores on a local file system.) The file of an
+  open SQLite store is refused without being opened, since closing a
+  descriptor of it would drop that store's locks. Before every
   operation a store compares the file's identity (device, inode, size,
   mtime) with the version it holds and reloads it if another process
   replaced it, so it sees every write committed before the operation began.
@@ -27,6 +33,11 @@ Guarantees:
   (random bytes, other JSON, a newer format version, a corrupt record) is
   refused at open with :class:`IncompatibleStoreError` naming it, and is left
   byte-for-byte unchanged.
+* **create / readonly.** ``create=False`` refuses a missing file with
+  :class:`StoreNotFoundError` and creates nothing (an existing empty file is
+  an empty store). ``readonly=True`` creates nothing (not even the lock
+  file), and every write raises :class:`ReadOnlyStoreError` with nothing
+  changed; reads reload the file whenever another process replaced it.
 * **Expiry.** Instants come from the store's clock; expired records are
   invisible and stay in the file (``stats()`` counts them) until
   ``delete_expired()`` or an overwrite removes them.
@@ -61,12 +72,15 @@ from ..errors import (
     IncompatibleStoreError,
     InvalidKeyError,
     InvalidURLError,
+    ReadOnlyStoreError,
     StoreClosedError,
+    StoreNotFoundError,
 )
 from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher, compile_pattern
 from ..records import Decision, R, Record, Value, Write, new_record, stats_dict
+from . import _inuse
 from ._bridge import AsyncBridge
 from ._file_format import FormatError, write_fields, write_from
 from .base import Backend
@@ -106,7 +120,13 @@ class FileBackend(Backend):
     """One keyshelf JSON document, shared safely by threads and processes."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, compress: bool | None = None, durable: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        compress: bool | None = None,
+        durable: bool = True,
+        create: bool = True,
+        readonly: bool = False,
     ) -> None:
         self.path = Path(os.path.abspath(path))
         self.location = str(self.path)
@@ -130,6 +150,8 @@ class FileBackend(Backend):
         self._pid = os.getpid()
         self._closed = False
         self._warned = False
+        self._create_missing = create and not readonly
+        self._readonly = readonly
         self._open()
 
     # -- opening ------------------------------------------------------------
@@ -138,19 +160,34 @@ class FileBackend(Backend):
         path = self.path
         if path.is_dir():
             raise IncompatibleStoreError(f"{path} is a directory, not a keyshelf JSON file")
+        if not self._create_missing and not path.exists():
+            raise StoreNotFoundError(
+                f"{path} does not exist; nothing was created "
+                f"(open it without create=False or readonly=True to create a store)"
+            )
         if not path.parent.is_dir():
             raise BackendUnavailableError(
                 f"Cannot open {path}: directory {path.parent} does not exist"
+            )
+        if _inuse.in_use(path):
+            # Reading it would close a descriptor of it, which drops the
+            # SQLite store's locks (see _inuse).
+            raise IncompatibleStoreError(
+                f"{path} is the database file of an open SQLite store, not a keyshelf JSON store"
             )
         try:
             # Validate an existing file before creating anything beside it, so
             # that a foreign file is refused with nothing changed.
             with self._lock:
                 self._refresh()
+            if self._readonly:
+                return  # no lock file, no clean-up, nothing created
             self._lock_fd = self._open_lock()
             with self._writing():
                 self._remove_orphans()
                 if self._ident is None and not path.exists():
+                    if not self._create_missing:
+                        raise StoreNotFoundError(f"{path} was removed while it was being opened")
                     self._create()
         except BaseException:
             self.close()
@@ -349,6 +386,11 @@ class FileBackend(Backend):
         """
         with self._lock:
             self._check_open()
+            if self._readonly:
+                raise ReadOnlyStoreError(
+                    f"Cannot write {self.path}: the store was opened with readonly=True; "
+                    f"nothing was changed"
+                )
             lock_fd = self._lock_fd
             if lock_fd is None or os.getpid() != self._pid:
                 # A forked child must not share its parent's lock description.
@@ -680,7 +722,11 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
 
     Options: ``compression`` (``gzip`` or ``none``; default from the
     ``.gz`` suffix), ``durable`` (default true: fsync every write), ``path``
-    (instead of the URL's), ``format`` (only ``json``, as in dataknobs-kv).
+    (instead of the URL's), ``format`` (only ``json``, as in dataknobs-kv),
+    ``create`` (default true; false: the file must exist, else
+    StoreNotFoundError and nothing is created) and ``readonly`` (default
+    false; true: nothing is created, no lock file, every write raises
+    ReadOnlyStoreError; reads see other processes' writes).
     """
     path = _path(url, options)
     compression = options.pop("compression", None)
@@ -696,9 +742,13 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     if fmt != "json":
         raise InvalidURLError(f"The file backend stores JSON only; got format={show(fmt)}")
     durable = as_bool("durable", options.pop("durable", True))
+    create_store = as_bool("create", options.pop("create", True))
+    readonly = as_bool("readonly", options.pop("readonly", False))
     refuse_unknown("file", options)
     try:
-        backend = FileBackend(path, compress=compress, durable=durable)
+        backend = FileBackend(
+            path, compress=compress, durable=durable, create=create_store, readonly=readonly
+        )
     except OSError as exc:  # e.g. no permission to look into the directory
         raise BackendUnavailableError(f"Cannot open {path}: {exc.strerror}") from exc
     # Calls take a lock and may block on disk or on another process: run

@@ -25,16 +25,18 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, unquote
+from urllib.parse import SplitResult, quote, unquote
 
 from .._show import show
 from ..codec import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NONE
@@ -43,16 +45,18 @@ from ..errors import (
     BackendUnavailableError,
     IncompatibleStoreError,
     InvalidURLError,
+    ReadOnlyStoreError,
     StoreClosedError,
+    StoreNotFoundError,
 )
 from ..options import as_bool, as_number, as_path, as_str, refuse_unknown
 from ..patterns import Matcher, prefix_upper_bound
 from ..records import INT64_MAX, INT64_MIN, Decision, R, Record, Value, Write, stats_dict
+from . import _inuse
 from ._bridge import AsyncBridge
 from .base import Backend
 
 SCHEMA_VERSION = 1
-_HEADER = b"SQLite format 3\x00"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RETRIES = 8
 _COLUMNS = (
@@ -82,166 +86,16 @@ _SIZE = (
 )
 
 
-def _check_not_truncated(path: Path, header: bytes) -> None:
-    """Refuse a database file shorter than its own header says it is.
-
-    SQLite reads missing pages as zeros and only notices when it meets one,
-    perhaps in the middle of a write. The header's page count is trusted only
-    when SQLite would trust it (change counter = version-valid-for), and not
-    while a WAL or rollback journal beside the file may still supply pages.
-    """
-    if len(header) < 100:
-        raise IncompatibleStoreError(
-            f"{path} is truncated: {len(header)} bytes, shorter than an SQLite header"
-        )
-    if any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")):
-        return
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    if pages and header[24:28] == header[92:96]:
-        size = path.stat().st_size
-        if size < pages * page_size:
-            raise IncompatibleStoreError(
-                f"{path} is truncated: {size} bytes, its header says {pages * page_size}"
-            )
+_TRUNCATED_HEADER = 100  # an SQLite header is 100 bytes; no database file is shorter
 
 
-class SQLiteBackend(Backend):
-    """Keyshelf's tables in one SQLite file, shared safely by threads and processes."""
+def _tokens(sql: str) -> list[str]:
+    """An SQL text as lower-case tokens: compares definitions whatever their layout."""
+    return re.findall(r"\w+|[^\s\w]", sql.lower())
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table: str = "keyshelf",
-        durable: bool = False,
-        timeout: float = 30.0,
-        journal_mode: str | None = None,
-    ) -> None:
-        if not _IDENTIFIER.fullmatch(table):
-            raise InvalidURLError(f"SQLite table name {table!r} is not a plain identifier")
-        if journal_mode is not None and journal_mode.upper() not in {
-            "WAL",
-            "DELETE",
-            "TRUNCATE",
-            "PERSIST",
-            "MEMORY",
-        }:
-            raise InvalidURLError(f"Unknown SQLite journal_mode {show(journal_mode)}")
-        if timeout <= 0:
-            raise InvalidURLError("SQLite timeout must be positive")
-        self.path = Path(path)
-        self.location = str(self.path)
-        self._table = table
-        self._meta_table = f"{table}_meta"
-        self._durable = durable
-        self._timeout = timeout
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._guard = threading.Lock()
-        self._closed = False
-        self._prepare_file(journal_mode)
-        self._sql = _Statements(table)
 
-    # -- opening ------------------------------------------------------------
-
-    def _prepare_file(self, journal_mode: str | None) -> None:
-        path = self.path
-        if path.is_dir():
-            raise IncompatibleStoreError(f"{path} is a directory, not an SQLite database file")
-        if path.exists() and not path.is_file():
-            raise IncompatibleStoreError(f"{path} is not a regular file")
-        fresh = not path.exists() or path.stat().st_size == 0
-        if not fresh:
-            try:
-                with path.open("rb") as handle:
-                    header = handle.read(100)
-            except OSError as exc:
-                raise BackendUnavailableError(f"Cannot read {path}: {exc.strerror}") from exc
-            if header[: len(_HEADER)] != _HEADER:
-                raise IncompatibleStoreError(f"{path} is not an SQLite database")
-            _check_not_truncated(path, header)
-        elif not path.parent.exists():
-            raise BackendUnavailableError(
-                f"Cannot create {path}: directory {path.parent} does not exist"
-            )
-        conn = self._connection()
-        try:
-            version = self._schema_version(conn)
-            if version is not None and version > SCHEMA_VERSION:
-                raise IncompatibleStoreError(
-                    f"{path} holds keyshelf schema version {version}; "
-                    f"this keyshelf reads up to version {SCHEMA_VERSION}: upgrade keyshelf"
-                )
-            if journal_mode is not None:
-                conn.execute(f"PRAGMA journal_mode={journal_mode}")
-            elif fresh:
-                conn.execute("PRAGMA journal_mode=WAL")
-            if version is None:
-                self._create_schema(conn)
-        except sqlite3.DatabaseError as exc:
-            self.close()
-            raise self._error(exc, "open") from exc
-        except BaseException:
-            self.close()
-            raise
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
-        row = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self._meta_table,)
-        ).fetchone()
-        if row is None:
-            return None
-        foreign = IncompatibleStoreError(
-            f"{self.path}: table {self._meta_table} exists but is not keyshelf's; "
-            f"open the store with table='...' to give keyshelf's tables other names"
-        )
-        try:
-            found = conn.execute(
-                f"SELECT value FROM {self._meta_table} WHERE name='schema_version'"
-            ).fetchone()
-        except sqlite3.OperationalError as exc:  # other columns: the application's table
-            raise foreign from exc
-        if found is None or not str(found[0]).isdigit():
-            raise foreign
-        return int(found[0])
-
-    def _refuse_foreign_objects(self, conn: sqlite3.Connection) -> None:
-        """The application's own table, view or index may not sit under keyshelf's names."""
-        t = self._table
-        ours = False  # keyshelf's own data table, left without its meta table
-        for name in (t, self._meta_table, f"{t}_expiry"):
-            row = conn.execute(
-                "SELECT type, tbl_name FROM sqlite_master WHERE name = ?", (name,)
-            ).fetchone()
-            if row is None:
-                continue
-            if row[0] == "table" and name == t:
-                ours = [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] == list(_COLUMNS)
-                if ours:
-                    continue
-            if row[0] == "index" and row[1] == t and ours:
-                continue
-            raise IncompatibleStoreError(
-                f"{self.path} already has a {row[0]} named {name} that is not keyshelf's; "
-                f"open the store with table='...' to give keyshelf's tables other names"
-            )
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        t, m = self._table, self._meta_table
-        with self._transaction(conn):
-            # Another process may have created it since we looked.
-            if self._schema_version(conn) is not None:
-                return
-            self._refuse_foreign_objects(conn)
-            conn.execute(f"CREATE TABLE {m} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            conn.execute(
-                f"INSERT INTO {m} (name, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {t} (
+def _data_table_sql(t: str) -> str:
+    return f"""CREATE TABLE {t} (
                     ns TEXT NOT NULL,
                     key TEXT NOT NULL,
                     type TEXT NOT NULL,
@@ -253,13 +107,357 @@ class SQLiteBackend(Backend):
                     version INTEGER NOT NULL,
                     PRIMARY KEY (ns, key)
                 ) WITHOUT ROWID"""
+
+
+def _meta_table_sql(m: str) -> str:
+    return f"CREATE TABLE {m} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+def _expiry_index_sql(t: str) -> str:
+    return f"CREATE INDEX {t}_expiry ON {t} (expires_at) WHERE expires_at IS NOT NULL"
+
+
+# Declared type and NOT NULL of each column of keyshelf's data table.
+_COLUMN_SHAPES = (
+    ("TEXT", 1),
+    ("TEXT", 1),
+    ("TEXT", 1),
+    ("BLOB", 0),
+    ("INTEGER", 0),
+    ("BLOB", 0),
+    ("INTEGER", 1),
+    ("INTEGER", 1),
+    ("INTEGER", 1),
+)
+
+
+def _file_uri(path: Path, mode: str) -> str:
+    """An SQLite URI for ``path``: every byte of the name that URIs treat specially quoted.
+
+    The absolute path keeps the URI free of an authority part (``file:///...``)
+    and every later connection on the same file, whatever the current directory.
+    """
+    name = quote(os.fsencode(os.path.abspath(path)), safe="/")
+    return f"file://{name}?mode={mode}"
+
+
+class _State(enum.Enum):
+    """What :meth:`SQLiteBackend._inspect` found under keyshelf's names."""
+
+    ABSENT = "absent"  # none of keyshelf's tables
+    PARTIAL = "partial"  # keyshelf's data table, without its meta table or expiry index
+    READY = "ready"  # the complete schema
+
+
+class SQLiteBackend(Backend):
+    """Keyshelf's tables in one SQLite file, shared safely by threads and processes.
+
+    Opening checks the file before anything is written to it, through SQLite
+    only (keyshelf never opens a database file itself: closing any descriptor
+    of it would drop this process's locks on it, see :mod:`._inuse`):
+
+    * a directory, a special file, a file that is not an SQLite database, or
+      one shorter than its own header says is refused with
+      :class:`IncompatibleStoreError`;
+    * keyshelf's tables, where they exist, must have exactly the shape keyshelf
+      gives them (columns, declared types, ``PRIMARY KEY (ns, key)``, ``WITHOUT
+      ROWID``, the expiry index, no other index and no trigger); anything else
+      under keyshelf's names is refused with :class:`IncompatibleStoreError`
+      naming the problem, and the file is left byte-for-byte unchanged.
+
+    ``create=False`` refuses to create: a missing file, or an SQLite file
+    without keyshelf's tables, raises :class:`StoreNotFoundError` and nothing
+    is created or written. ``readonly=True`` opens the file with SQLite's
+    ``mode=ro``: nothing is ever created or written, and every write raises
+    :class:`ReadOnlyStoreError` (reads keep working while other processes
+    write).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "keyshelf",
+        durable: bool = False,
+        timeout: float = 30.0,
+        journal_mode: str | None = None,
+        create: bool = True,
+        readonly: bool = False,
+    ) -> None:
+        if not _IDENTIFIER.fullmatch(table):
+            raise InvalidURLError(f"SQLite table name {table!r} is not a plain identifier")
+        if journal_mode is not None and journal_mode.upper() not in {
+            "WAL",
+            "DELETE",
+            "TRUNCATE",
+            "PERSIST",
+            "MEMORY",
+        }:
+            raise InvalidURLError(f"Unknown SQLite journal_mode {show(journal_mode)}")
+        if journal_mode is not None and readonly:
+            raise InvalidURLError(
+                "journal_mode cannot be set on a store opened readonly=True "
+                "(changing it writes the file)"
             )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {t}_expiry ON {t} (expires_at) "
-                "WHERE expires_at IS NOT NULL"
+        if timeout <= 0:
+            raise InvalidURLError("SQLite timeout must be positive")
+        self.path = Path(path)
+        self.location = str(self.path)
+        self._table = table
+        self._meta_table = f"{table}_meta"
+        self._durable = durable
+        self._timeout = timeout
+        self._create = create and not readonly
+        self._readonly = readonly
+        self._uri = _file_uri(self.path, "ro" if readonly else "rwc" if create else "rw")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._closed = False
+        self._held: tuple[int, int] | None = None
+        self._prepare_file(journal_mode)
+        self._sql = _Statements(table)
+
+    # -- opening ------------------------------------------------------------
+
+    def _prepare_file(self, journal_mode: str | None) -> None:
+        # Only stat() here: keyshelf never opens the database file itself.
+        path = self.path
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise BackendUnavailableError(f"Cannot read {path}: {exc.strerror}") from exc
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise IncompatibleStoreError(f"{path} is a directory, not an SQLite database file")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise IncompatibleStoreError(f"{path} is not a regular file")
+        if st is None:
+            if not self._create:
+                raise self._not_found("does not exist")
+            if not path.parent.exists():
+                raise BackendUnavailableError(
+                    f"Cannot create {path}: directory {path.parent} does not exist"
+                )
+        elif 0 < st.st_size < _TRUNCATED_HEADER:
+            raise IncompatibleStoreError(
+                f"{path} is truncated or not an SQLite database: {st.st_size} bytes, "
+                f"shorter than an SQLite header"
+            )
+        fresh = st is None or st.st_size == 0
+        try:
+            conn = self._connection(check=not fresh)
+            state = self._inspect(conn)
+            if state is _State.ABSENT and not self._create:
+                raise self._not_found(f"has no keyshelf store (no table {self._table})")
+            if journal_mode is not None:
+                conn.execute(f"PRAGMA journal_mode={journal_mode}")
+            elif fresh and not self._readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+            if state is not _State.READY and not self._readonly:
+                self._create_schema(conn)
+            self._held = _inuse.identity(path)
+            if self._held is not None:
+                _inuse.hold(self._held)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise self._error(exc, "open") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _not_found(self, why: str) -> StoreNotFoundError:
+        return StoreNotFoundError(
+            f"{self.path} {why}; nothing was created "
+            f"(open it without create=False or readonly=True to create a store)"
+        )
+
+    def _check_intact(self, conn: sqlite3.Connection) -> None:
+        """Refuse a file that is not an SQLite database, or shorter than its header says.
+
+        SQLite reads missing pages as zeros and may only notice when it meets
+        one, perhaps in the middle of a write. Recent SQLite refuses a file
+        with fewer pages than its header counts when it first reads it; the
+        size comparison below also catches a partial last page (and older
+        SQLite). Pages may legitimately live in a WAL or a rollback journal
+        beside a short file: the size is compared only inside a read
+        transaction that found the WAL empty (a WAL that the transaction reads
+        from cannot be emptied until it ends) and with no journal beside.
+        """
+        path = self.path
+        conn.execute("BEGIN")
+        try:
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc):
+                    raise IncompatibleStoreError(f"{path} is not an SQLite database") from exc
+                if "malformed" in str(exc):
+                    raise IncompatibleStoreError(
+                        f"{path} is truncated (fewer pages than its header counts) "
+                        f"or corrupt: {exc}"
+                    ) from exc
+                raise
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            if os.path.exists(f"{path}-journal"):
+                return
+            try:
+                wal_size = os.stat(f"{path}-wal").st_size
+            except FileNotFoundError:
+                wal_size = 0
+            size = os.stat(path).st_size
+            if wal_size == 0 and size < pages * page_size:
+                raise IncompatibleStoreError(
+                    f"{path} is truncated: {size} bytes, its header says {pages * page_size}"
+                )
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+    def _foreign(self, kind: str, name: str, problem: str) -> IncompatibleStoreError:
+        return IncompatibleStoreError(
+            f"{self.path}: the {kind} {name} is not keyshelf's ({problem}); "
+            f"open the store with table='...' to give keyshelf's tables other names"
+        )
+
+    def _inspect(self, conn: sqlite3.Connection) -> _State:
+        """What keyshelf's names hold in the file; raise if anything is not keyshelf's.
+
+        Reads only. The data table, its meta table and its expiry index must
+        have exactly the definitions keyshelf writes (compared token by token,
+        after checking the columns, types, primary key and ``WITHOUT ROWID``
+        one by one for a precise message); no other index and no trigger may
+        be attached to them.
+        """
+        t, m, index = self._table, self._meta_table, f"{self._table}_expiry"
+        objects = {
+            name: (kind, table, sql)
+            for name, kind, table, sql in conn.execute(
+                "SELECT name, type, tbl_name, sql FROM sqlite_master "
+                "WHERE name IN (?, ?, ?) OR tbl_name IN (?, ?)",
+                (t, m, index, t, m),
+            )
+        }
+        if not objects:
+            return _State.ABSENT
+        for name, (kind, table, _sql) in objects.items():
+            if kind == "trigger":
+                raise IncompatibleStoreError(
+                    f"{self.path}: trigger {name} on keyshelf's table {table} would run on "
+                    f"every write; keyshelf refuses tables with triggers (drop the trigger, "
+                    f"or open the store with table='...' to use other tables)"
+                )
+            if kind != "table" and name in (t, m):
+                raise self._foreign(kind, name, f"keyshelf's {name} is a table")
+        version = self._schema_version(conn, objects.get(m))
+        if version is not None and version > SCHEMA_VERSION:
+            raise IncompatibleStoreError(
+                f"{self.path} holds keyshelf schema version {version}; "
+                f"this keyshelf reads up to version {SCHEMA_VERSION}: upgrade keyshelf"
+            )
+        data = objects.get(t)
+        if data is None:
+            if version is not None:
+                raise IncompatibleStoreError(
+                    f"{self.path}: table {m} records keyshelf schema version {version} "
+                    f"but the data table {t} is missing; the store is damaged"
+                )
+        else:
+            self._check_data_table(conn, data[2])
+        for name, (kind, table, sql) in objects.items():
+            if kind != "index" or name in (t, m):
+                continue
+            if name == index and table == t and sql is not None:
+                if _tokens(sql) != _tokens(_expiry_index_sql(t)):
+                    raise self._foreign("index", name, "its definition differs from keyshelf's")
+            elif not (name.startswith("sqlite_autoindex_") and table in (t, m)):
+                raise self._foreign("index", name, f"an index keyshelf did not create on {table}")
+        if data is None:
+            return _State.ABSENT
+        if version is None or index not in objects:
+            return _State.PARTIAL
+        return _State.READY
+
+    def _schema_version(
+        self, conn: sqlite3.Connection, meta: tuple[str, str, str | None] | None
+    ) -> int | None:
+        """The version the meta table records, None without a meta table."""
+        if meta is None:
+            return None
+        m = self._meta_table
+        if meta[2] is None or _tokens(meta[2]) != _tokens(_meta_table_sql(m)):
+            raise IncompatibleStoreError(
+                f"{self.path}: table {m} exists but is not keyshelf's; "
+                f"open the store with table='...' to give keyshelf's tables other names"
+            )
+        found = conn.execute(f"SELECT value FROM {m} WHERE name='schema_version'").fetchone()
+        text = None if found is None else found[0]
+        if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < 1:
+            shown = "no schema_version" if text is None else f"schema_version {show(text)}"
+            raise IncompatibleStoreError(
+                f"{self.path}: table {m} holds {shown}, not a keyshelf schema version; "
+                f"the store is damaged or not keyshelf's"
+            )
+        return int(text)
+
+    def _check_data_table(self, conn: sqlite3.Connection, sql: str | None) -> None:
+        t = self._table
+        columns = conn.execute(f"PRAGMA table_xinfo({t})").fetchall()
+        names = tuple(c[1] for c in columns)
+        if names != _COLUMNS:
+            raise self._foreign("table", t, f"its columns are {', '.join(names)}")
+        for (_cid, name, kind, notnull, default, _pk, hidden), (want, want_notnull) in zip(
+            columns, _COLUMN_SHAPES, strict=True
+        ):
+            if str(kind).upper() != want:
+                raise self._foreign("table", t, f"column {name} is {kind or 'untyped'}, not {want}")
+            if notnull != want_notnull or default is not None or hidden:
+                raise self._foreign("table", t, f"column {name} is not declared as keyshelf's")
+        primary = sorted((c[5], c[1]) for c in columns if c[5])
+        if [name for _, name in primary] != ["ns", "key"]:
+            raise self._foreign("table", t, "its primary key is not (ns, key)")
+        try:
+            conn.execute(f"SELECT rowid FROM {t} LIMIT 0")
+        except sqlite3.OperationalError:
+            pass  # no rowid: a WITHOUT ROWID table, as keyshelf creates it
+        else:
+            raise self._foreign("table", t, "it is not a WITHOUT ROWID table")
+        if sql is None or _tokens(sql) != _tokens(_data_table_sql(t)):
+            raise self._foreign(
+                "table", t, "its definition differs from keyshelf's (constraints or collations)"
             )
 
-    def _connection(self) -> sqlite3.Connection:
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        t, m = self._table, self._meta_table
+        with self._transaction(conn):
+            # Another process may have created or changed it since we looked.
+            state = self._inspect(conn)
+            if state is _State.READY:
+                return
+            if state is _State.ABSENT:
+                conn.execute(_data_table_sql(t))
+            if self._schema_version(conn, self._meta_row(conn)) is None:
+                conn.execute(_meta_table_sql(m))
+                conn.execute(
+                    f"INSERT INTO {m} (name, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            conn.execute(_expiry_index_sql(t).replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
+
+    def _meta_row(self, conn: sqlite3.Connection) -> tuple[str, str, str | None] | None:
+        row = conn.execute(
+            "SELECT type, tbl_name, sql FROM sqlite_master WHERE name = ?", (self._meta_table,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def _connection(self, *, check: bool = False) -> sqlite3.Connection:
+        """This thread's connection; ``check``: run :meth:`_check_intact` before any setting.
+
+        (Setting the synchronous mode or the cache size already reads the
+        schema, which would report a truncated file as merely malformed.)
+        """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
@@ -267,12 +465,20 @@ class SQLiteBackend(Backend):
             raise StoreClosedError(f"The store {self.path} is closed")
         try:
             conn = sqlite3.connect(
-                self.path,
+                self._uri,
                 timeout=self._timeout,
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=256,
+                uri=True,
             )
+        except sqlite3.Error as exc:
+            if not self._create and not os.path.exists(self.path):
+                raise self._not_found("does not exist") from exc
+            raise self._error(exc, "open") from exc
+        try:
+            if check:
+                self._check_intact(conn)
             conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
             # Reads of the database file through a memory map, not a read()
@@ -283,7 +489,11 @@ class SQLiteBackend(Backend):
             conn.execute(f"PRAGMA mmap_size={_MMAP_SIZE}")
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         except sqlite3.Error as exc:
+            conn.close()
             raise self._error(exc, "open") from exc
+        except BaseException:
+            conn.close()
+            raise
         with self._guard:
             self._connections.append(conn)
         self._local.conn = conn
@@ -293,6 +503,8 @@ class SQLiteBackend(Backend):
 
     def _error(self, exc: sqlite3.Error, action: str) -> BackendError:
         message = str(exc)
+        if self._readonly and "readonly" in message:
+            return self._read_only()
         if isinstance(exc, sqlite3.DatabaseError) and (
             "malformed" in message or "not a database" in message
         ):
@@ -300,6 +512,12 @@ class SQLiteBackend(Backend):
         if "readonly" in message or "unable to open" in message:
             return BackendUnavailableError(f"Cannot write {self.path}: {message}")
         return BackendError(f"SQLite error on {self.path} during {action}: {message}")
+
+    def _read_only(self) -> ReadOnlyStoreError:
+        return ReadOnlyStoreError(
+            f"Cannot write {self.path}: the store was opened with readonly=True; "
+            f"nothing was changed"
+        )
 
     def _run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` with this thread's connection, retrying busy errors."""
@@ -320,6 +538,10 @@ class SQLiteBackend(Backend):
 
     @contextlib.contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        # Every write transaction starts here; SQLite itself would let a
+        # read-only connection begin one that ends up writing nothing.
+        if self._readonly:
+            raise self._read_only()
         # IMMEDIATE takes the write lock up front: two read-modify-write
         # transactions can then never deadlock on a lock upgrade.
         conn.execute("BEGIN IMMEDIATE")
@@ -660,9 +882,12 @@ class SQLiteBackend(Backend):
         with self._guard:
             self._closed = True
             connections, self._connections = self._connections, []
+            held, self._held = self._held, None
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+        if held is not None:
+            _inuse.release(held)
         self._local = threading.local()
 
 
@@ -806,7 +1031,14 @@ class _Statements:
 
 
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
-    """Factory for ``sqlite:///relative.db``, ``sqlite:////abs.db`` and bare paths."""
+    """Factory for ``sqlite:///relative.db``, ``sqlite:////abs.db`` and bare paths.
+
+    Options: ``table`` (default ``keyshelf``), ``durable``, ``timeout``,
+    ``journal_mode``, ``create`` (default true; false: the file must exist and
+    hold a keyshelf store, else StoreNotFoundError with nothing created) and
+    ``readonly`` (default false; true: ``mode=ro``, every write raises
+    ReadOnlyStoreError, implies ``create=false``).
+    """
     if url.netloc:
         raise InvalidURLError(
             f"sqlite:// URLs take no host: use sqlite:///relative.db or sqlite:////abs.db, "
@@ -825,9 +1057,17 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     journal_mode = options.pop("journal_mode", None)
     if journal_mode is not None:
         journal_mode = as_str("journal_mode", journal_mode)
+    create_store = as_bool("create", options.pop("create", True))
+    readonly = as_bool("readonly", options.pop("readonly", False))
     refuse_unknown("sqlite", options)
     backend = SQLiteBackend(
-        path, table=table, durable=durable, timeout=timeout, journal_mode=journal_mode
+        path,
+        table=table,
+        durable=durable,
+        timeout=timeout,
+        journal_mode=journal_mode,
+        create=create_store,
+        readonly=readonly,
     )
     # Blocking file I/O runs in worker threads, each with its own connection.
     return AsyncBridge(backend, threads=4) if asynchronous else backend
