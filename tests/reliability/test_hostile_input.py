@@ -772,25 +772,31 @@ class Model:
     def _pattern(self, pattern: Any) -> set[type[Exception]]:
         return set() if isinstance(pattern, str) else {E.InvalidPatternError}
 
-    def keys(self, pattern: Any = "*") -> Outcome:
+    def _matching(self, pattern: Any) -> Outcome:
         if errors := self._pattern(pattern):
             return Outcome(errors)
         return Outcome(result=[k for k in self.sorted_keys() if matches(pattern, k)])
 
-    def key_count(self, pattern: Any = "*") -> Outcome:
+    def keys(self, pattern: Any = None) -> Outcome:
+        # Listings only: no pattern is every live key, whatever the dialect.
+        if pattern is None:
+            return Outcome(result=list(self.sorted_keys()))
+        return self._matching(pattern)
+
+    def key_count(self, pattern: Any = None) -> Outcome:
         outcome = self.keys(pattern)
         if not outcome.errors:
             outcome.result = len(outcome.result)
         return outcome
 
     def get_pattern(self, pattern: Any) -> Outcome:
-        outcome = self.keys(pattern)
+        outcome = self._matching(pattern)
         if not outcome.errors:
             outcome.result = {k: self.data[k].value for k in outcome.result}
         return outcome
 
     def delete_pattern(self, pattern: Any) -> Outcome:
-        outcome = self.keys(pattern)
+        outcome = self._matching(pattern)
         if not outcome.errors:
             for k in outcome.result:
                 del self.data[k]
@@ -991,13 +997,15 @@ class Model:
         ok = type(batch_size) is int and 1 <= batch_size <= 2**31 - 1
         return set() if ok else {E.InvalidArgumentError}
 
-    def iter_keys(self, pattern: Any = "*", *, batch_size: Any = 1000) -> Outcome:
-        errors = self._pattern(pattern) | self._batch_size(batch_size)
+    def iter_keys(self, pattern: Any = None, *, batch_size: Any = 1000) -> Outcome:
+        errors = (set() if pattern is None else self._pattern(pattern)) | self._batch_size(
+            batch_size
+        )
         if errors:
             return Outcome(errors)
         return self.keys(pattern)
 
-    def iter_items(self, pattern: Any = "*", *, batch_size: Any = 1000) -> Outcome:
+    def iter_items(self, pattern: Any = None, *, batch_size: Any = 1000) -> Outcome:
         outcome = self.iter_keys(pattern, batch_size=batch_size)
         if not outcome.errors:
             outcome.result = [(k, self.data[k].value) for k in outcome.result]
