@@ -109,6 +109,29 @@ def test_keys_list_in_code_point_order_across_pages(where: tuple[str, dict[str, 
         assert kv.key_count("k1???") == 100
 
 
+def test_a_remembered_copy_never_decides_alone(where: tuple[str, dict[str, Any]]) -> None:
+    # Each store remembers the objects it last read or wrote, to write them with
+    # one conditional PUT; another store (another process) changing them meanwhile
+    # must never make an operation decide on the stale copy.
+    url, options = where
+    with keyshelf.open(url, **options) as a, keyshelf.open(url, **options) as b:
+        a.set("k", 1)
+        b.set("k", 2)
+        assert a.increment("k") == 3
+        b.delete("k")
+        assert a.setnx("k", 5) is True
+        b.set("k", "x")
+        assert a.compare_and_swap("k", 5, 6) is False
+        assert a.get("k") == "x"
+        b.delete("k")
+        assert a.set("k", 1, xx=True) is False and a.exists("k") is False
+        b.set("k", 7, metadata={"by": "b"})
+        assert a.set_metadata("k", {"more": 1}) is True
+        assert b.get_metadata("k") == {"by": "b", "more": 1}
+        entry = b.get_entry("k")
+        assert entry is not None and entry.version == 2
+
+
 # -- documented deviations ----------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -67,6 +68,10 @@ from ._s3_io import (
 
 _ALL = compile_pattern("*")
 _STRIPES = 64
+#: Objects remembered per store (name -> body, ETag), and the largest body
+#: remembered: a write to a key this process read or wrote lately is one PUT.
+_SEEN_ENTRIES = 2048
+_SEEN_BYTES = 8 * 1024
 
 
 class _Tombstone:
@@ -92,6 +97,7 @@ class AsyncS3Backend(AsyncBackend):
         # other processes, instead of every thread or task retrying against
         # every other one.
         self._locks = [self._io.lock() for _ in range(_STRIPES)]
+        self._seen: dict[str, tuple[bytes, str]] = {}
 
     # -- plumbing -----------------------------------------------------------
 
@@ -120,8 +126,31 @@ class AsyncS3Backend(AsyncBackend):
         async with self._locks[hash((ns, key)) % _STRIPES]:
             return await self._cas_locked(ns, key, name, now, step)
 
-    async def _cas_locked(self, ns: str, key: str, name: str, now: int, step: Step) -> Any:
+    async def _fetch(self, name: str) -> tuple[bytes, str] | None:
+        """GET an object (body, etag), and remember it for the next write."""
         got = await self._io.get(name)
+        if got is None:
+            self._seen.pop(name, None)
+        else:
+            self._remember(name, got[0], got[1])
+        return got
+
+    def _remember(self, name: str, body: bytes, etag: str) -> None:
+        seen = self._seen
+        if len(body) > _SEEN_BYTES:
+            seen.pop(name, None)
+            return
+        seen[name] = (body, etag)
+        if len(seen) > _SEEN_ENTRIES:
+            # The oldest entry; another thread may evict it first.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del seen[next(iter(seen))]
+
+    async def _cas_locked(self, ns: str, key: str, name: str, now: int, step: Step) -> Any:
+        # A copy remembered from this process's last read or write of the key
+        # saves the GET: the conditional write below fails if it is stale.
+        remembered = self._seen.get(name)
+        got = remembered if remembered is not None else await self._fetch(name)
         for attempt in range(self._retries):
             stored = self._stored(got, name)
             live = None
@@ -129,6 +158,11 @@ class AsyncS3Backend(AsyncBackend):
                 live = stored.record
             action, result = step(live, stored)
             if action is None:
+                if remembered is not None:
+                    # No write would check the remembered copy: read the object.
+                    remembered = None
+                    got = await self._fetch(name)
+                    continue
                 return result
             nonce = new_nonce()
             marker: str | None = None
@@ -145,11 +179,13 @@ class AsyncS3Backend(AsyncBackend):
                         await self._io.put(self._layout.marker(ns, key, marker), b"")
                 body = pack(action, nonce, marker)
             try:
-                await self._io.put(
+                etag = await self._io.put(
                     name, body, create=got is None, etag=None if got is None else got[1]
                 )
+                self._remember(name, body, etag)
             except ConflictError:
-                got = await self._io.get(name)
+                remembered = None
+                got = await self._fetch(name)
                 now_stored = self._stored(got, name)
                 landed = body and now_stored is not None and now_stored.nonce == nonce
                 if not landed:
@@ -236,14 +272,14 @@ class AsyncS3Backend(AsyncBackend):
 
     async def get(self, ns: str, key: str, now: int) -> Value | None:
         name = self._name(ns, key)
-        stored = self._stored(await self._io.get(name), name)
+        stored = self._stored(await self._fetch(name), name)
         if stored is None or not is_live(stored.record.expires_at, now):
             return None
         return stored.record.tag, stored.record.payload
 
     async def get_record(self, ns: str, key: str, now: int) -> Record | None:
         name = self._name(ns, key)
-        stored = self._stored(await self._io.get(name), name)
+        stored = self._stored(await self._fetch(name), name)
         if stored is None or not is_live(stored.record.expires_at, now):
             return None
         return stored.record
@@ -263,6 +299,18 @@ class AsyncS3Backend(AsyncBackend):
         async for key, record in self._live(ns, matcher, now, after, values):
             rows.append((key, None if record is None else (record.tag, record.payload)))
             if limit is not None and len(rows) >= limit:
+                break
+        return rows
+
+    async def scan_records(
+        self, ns: str, now: int, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        # One GET per key (the default would GET the keys with an expiry twice).
+        rows: list[tuple[str, Record]] = []
+        async for key, record in self._live(ns, _ALL, now, after, True):
+            assert record is not None
+            rows.append((key, record))
+            if len(rows) >= limit:
                 break
         return rows
 
@@ -294,7 +342,7 @@ class AsyncS3Backend(AsyncBackend):
                 active += 1
                 continue
             name = self._name(ns, key)
-            stored = self._stored(await self._io.get(name), name)
+            stored = self._stored(await self._fetch(name), name)
             if stored is None:
                 continue
             total += 1
@@ -377,7 +425,7 @@ class AsyncS3Backend(AsyncBackend):
             for key, markers in by_key.items():
                 removed += bool(await self._cas(space, key, now, _purge_step))
                 name = self._name(space, key)
-                stored = self._stored(await self._io.get(name), name)
+                stored = self._stored(await self._fetch(name), name)
                 current = None if stored is None else stored.marker
                 grace = MARKER_GRACE.total_seconds() * 1000
                 for nonce, meta in markers:

@@ -289,17 +289,21 @@ class S3IO:
             raise _fail(exc, self.location, "get", name) from exc
         return body, str(result.meta["e_tag"])
 
-    def put(self, name: str, body: bytes, *, create: bool = False, etag: str | None = None) -> None:
+    def put(self, name: str, body: bytes, *, create: bool = False, etag: str | None = None) -> str:
         """Write an object; with ``create`` only if absent, with ``etag`` only if unchanged.
 
-        Raises :class:`ConflictError` when the condition does not hold.
+        Returns the new ETag; raises :class:`ConflictError` when the condition
+        does not hold.
         """
         try:
-            obstore.put(self.store, name, body, mode=_mode(create, etag), use_multipart=False)
+            done = obstore.put(
+                self.store, name, body, mode=_mode(create, etag), use_multipart=False
+            )
         except _CONFLICTS as exc:
             raise ConflictError(name) from exc
         except _ERRORS as exc:
             raise _fail(exc, self.location, "put", name) from exc
+        return str(done["e_tag"])
 
     def delete(self, name: str) -> None:
         """Remove an object unconditionally (used for expiry markers only)."""
@@ -353,16 +357,17 @@ class AsyncS3IO:
 
     async def put(
         self, name: str, body: bytes, *, create: bool = False, etag: str | None = None
-    ) -> None:
+    ) -> str:
         """Write an object conditionally; see :meth:`S3IO.put`."""
         try:
-            await obstore.put_async(
+            done = await obstore.put_async(
                 self.store, name, body, mode=_mode(create, etag), use_multipart=False
             )
         except _CONFLICTS as exc:
             raise ConflictError(name) from exc
         except _ERRORS as exc:
             raise _fail(exc, self.location, "put", name) from exc
+        return str(done["e_tag"])
 
     async def delete(self, name: str) -> None:
         """Remove an object unconditionally (used for expiry markers only)."""

@@ -30,6 +30,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -68,6 +69,10 @@ from .base import Backend
 
 _ALL = compile_pattern("*")
 _STRIPES = 64
+#: Objects remembered per store (name -> body, ETag), and the largest body
+#: remembered: a write to a key this process read or wrote lately is one PUT.
+_SEEN_ENTRIES = 2048
+_SEEN_BYTES = 8 * 1024
 
 
 class _Tombstone:
@@ -93,6 +98,7 @@ class S3Backend(Backend):
         # other processes, instead of every thread or task retrying against
         # every other one.
         self._locks = [self._io.lock() for _ in range(_STRIPES)]
+        self._seen: dict[str, tuple[bytes, str]] = {}
 
     # -- plumbing -----------------------------------------------------------
 
@@ -121,8 +127,31 @@ class S3Backend(Backend):
         with self._locks[hash((ns, key)) % _STRIPES]:
             return self._cas_locked(ns, key, name, now, step)
 
-    def _cas_locked(self, ns: str, key: str, name: str, now: int, step: Step) -> Any:
+    def _fetch(self, name: str) -> tuple[bytes, str] | None:
+        """GET an object (body, etag), and remember it for the next write."""
         got = self._io.get(name)
+        if got is None:
+            self._seen.pop(name, None)
+        else:
+            self._remember(name, got[0], got[1])
+        return got
+
+    def _remember(self, name: str, body: bytes, etag: str) -> None:
+        seen = self._seen
+        if len(body) > _SEEN_BYTES:
+            seen.pop(name, None)
+            return
+        seen[name] = (body, etag)
+        if len(seen) > _SEEN_ENTRIES:
+            # The oldest entry; another thread may evict it first.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del seen[next(iter(seen))]
+
+    def _cas_locked(self, ns: str, key: str, name: str, now: int, step: Step) -> Any:
+        # A copy remembered from this process's last read or write of the key
+        # saves the GET: the conditional write below fails if it is stale.
+        remembered = self._seen.get(name)
+        got = remembered if remembered is not None else self._fetch(name)
         for attempt in range(self._retries):
             stored = self._stored(got, name)
             live = None
@@ -130,6 +159,11 @@ class S3Backend(Backend):
                 live = stored.record
             action, result = step(live, stored)
             if action is None:
+                if remembered is not None:
+                    # No write would check the remembered copy: read the object.
+                    remembered = None
+                    got = self._fetch(name)
+                    continue
                 return result
             nonce = new_nonce()
             marker: str | None = None
@@ -146,9 +180,13 @@ class S3Backend(Backend):
                         self._io.put(self._layout.marker(ns, key, marker), b"")
                 body = pack(action, nonce, marker)
             try:
-                self._io.put(name, body, create=got is None, etag=None if got is None else got[1])
+                etag = self._io.put(
+                    name, body, create=got is None, etag=None if got is None else got[1]
+                )
+                self._remember(name, body, etag)
             except ConflictError:
-                got = self._io.get(name)
+                remembered = None
+                got = self._fetch(name)
                 now_stored = self._stored(got, name)
                 landed = body and now_stored is not None and now_stored.nonce == nonce
                 if not landed:
@@ -233,14 +271,14 @@ class S3Backend(Backend):
 
     def get(self, ns: str, key: str, now: int) -> Value | None:
         name = self._name(ns, key)
-        stored = self._stored(self._io.get(name), name)
+        stored = self._stored(self._fetch(name), name)
         if stored is None or not is_live(stored.record.expires_at, now):
             return None
         return stored.record.tag, stored.record.payload
 
     def get_record(self, ns: str, key: str, now: int) -> Record | None:
         name = self._name(ns, key)
-        stored = self._stored(self._io.get(name), name)
+        stored = self._stored(self._fetch(name), name)
         if stored is None or not is_live(stored.record.expires_at, now):
             return None
         return stored.record
@@ -260,6 +298,18 @@ class S3Backend(Backend):
         for key, record in self._live(ns, matcher, now, after, values):
             rows.append((key, None if record is None else (record.tag, record.payload)))
             if limit is not None and len(rows) >= limit:
+                break
+        return rows
+
+    def scan_records(
+        self, ns: str, now: int, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        # One GET per key (the default would GET the keys with an expiry twice).
+        rows: list[tuple[str, Record]] = []
+        for key, record in self._live(ns, _ALL, now, after, True):
+            assert record is not None
+            rows.append((key, record))
+            if len(rows) >= limit:
                 break
         return rows
 
@@ -291,7 +341,7 @@ class S3Backend(Backend):
                 active += 1
                 continue
             name = self._name(ns, key)
-            stored = self._stored(self._io.get(name), name)
+            stored = self._stored(self._fetch(name), name)
             if stored is None:
                 continue
             total += 1
@@ -374,7 +424,7 @@ class S3Backend(Backend):
             for key, markers in by_key.items():
                 removed += bool(self._cas(space, key, now, _purge_step))
                 name = self._name(space, key)
-                stored = self._stored(self._io.get(name), name)
+                stored = self._stored(self._fetch(name), name)
                 current = None if stored is None else stored.marker
                 grace = MARKER_GRACE.total_seconds() * 1000
                 for nonce, meta in markers:
