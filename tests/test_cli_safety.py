@@ -399,3 +399,14 @@ def test_a_separator_on_a_memory_shell_line_says_it_opens_another_store() -> Non
     assert "give --separator when starting the shell" in one_error_line(result)
     started = invoke("shell", "--url", "memory://", "--separator", ".", input="set a.b 1\nkeys\n")
     assert (started.exit_code, started.stdout) == (0, "OK\na.b\n")
+
+
+@pytest.mark.parametrize("url", ["file://./missing.json", "file://./missing.json.gz"])
+def test_a_missing_file_store_is_not_created_either(tmp_path: Path, url: str) -> None:
+    for args in (["keys"], ["get", "k"], ["export", "-"]):
+        result = invoke(*args, "--url", url)
+        assert result.exit_code == 4
+        assert f"no store at {url!r}" in one_error_line(result)
+    assert files(tmp_path) == []
+    assert invoke("set", "k", "1", "--url", url).exit_code == 0
+    assert invoke("get", "k", "--url", url).stdout == "1\n"
