@@ -161,3 +161,45 @@ def test_long_work_reports_progress(
     assert ("Migrating", 10, 10) in seen
     assert any(name == "Exporting" for name, _, _ in seen)
     assert any(name == "Importing" for name, _, _ in seen)
+
+
+def test_import_of_dev_zero_is_a_usage_error_at_once(url: str) -> None:
+    # It used to read one endless line until the kernel killed the process.
+    populate(url)
+    before = snapshot(url)
+    result = invoke("import", "/dev/zero", "--url", url)
+    assert result.exit_code == 2
+    assert "/dev/zero: line 1: not valid JSON" in one_error_line(result)
+    assert snapshot(url) == before
+
+
+UNDECODABLE = (
+    '{"format":"keyshelf.export","format_version":1}\n'
+    '{"key":"a","tag":"s","value":"x"}\n'
+    '{"key":"z","tag":"zz","value":"payload"}\n'
+    '{"end":true,"records":2}\n'
+)
+
+
+def test_import_refuses_a_tag_the_store_cannot_decode_unless_opaque(
+    url: str, tmp_path: Path
+) -> None:
+    populate(url)
+    before = snapshot(url)
+    file = tmp_path / "foreign.jsonl"
+    file.write_text(UNDECODABLE)
+    result = invoke("import", str(file), "--url", url)
+    assert result.exit_code == 2
+    assert "line 3: the value of key 'z' has tag 'zz'" in one_error_line(result)
+    assert snapshot(url) == before
+    result = invoke("import", str(file), "--opaque", "--url", url)
+    assert result.exit_code == 0, result.output
+    # The other keys still list and read; the foreign one is listed, not readable.
+    with keyshelf.open(url) as kv:
+        assert "z" in kv.keys()
+        with pytest.warns(keyshelf.UndecodableValueWarning, match="'z'"):
+            dumped = kv.dump()
+    assert "z" not in dumped and dumped["a"] == "x"
+    result = invoke("get", "z", "--url", url)
+    assert result.exit_code != 0 and "Unknown value tag 'zz'" in result.stderr
+    assert invoke("get", "a", "--url", url).stdout.strip() == '"x"'

@@ -6,13 +6,17 @@ import asyncio
 import gzip
 import io
 import json
+import sqlite3
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import keyshelf
+from keyshelf.transfer import max_line_size
 
+from .conformance.test_codec_plugins import Money, MoneyCodec
 from .conftest import BACKENDS, FakeClock
 from .test_migrate import assert_same, assert_values_equal, fill, snapshot, store_on
 
@@ -147,9 +151,13 @@ def test_custom_and_pickle_tags_travel_untouched() -> None:
     src.set("p", 1 + 2j)  # refused by the typed codec, so pickled
     data = exported(src)
     assert lines(data)[1]["tag"] == "p"
-    # Import never unpickles; a default-codec store can carry the record on.
+    # Import never unpickles. A default-codec store could never read the
+    # record back, so it takes it only when asked to carry it on opaquely.
     plain = keyshelf.open("memory://")
-    assert plain.import_(io.BytesIO(data)) == 1
+    with pytest.raises(keyshelf.ExportFormatError, match=r"line 2: .*pickle.*opaque=True"):
+        plain.import_(io.BytesIO(data))
+    assert plain.keys() == []
+    assert plain.import_(io.BytesIO(data), opaque=True) == 1
     dst = keyshelf.open("memory://", codec="pickle")
     dst.import_(io.BytesIO(exported(plain)))
     assert dst.get("p") == 1 + 2j
@@ -425,3 +433,175 @@ def test_gzip_detected_whatever_the_name(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(exported(kv)))
     dst = keyshelf.open("memory://")
     assert dst.import_(path) == 1
+
+
+# -- line length ------------------------------------------------------------------
+
+
+def _refused(api: str, source: Any, max_value_size: int) -> tuple[keyshelf.ExportFormatError, int]:
+    """Import ``source``, expecting a refusal; the error and the traced memory peak."""
+    tracemalloc.start()
+    try:
+        if api == "sync":
+            kv = keyshelf.open("memory://", max_value_size=max_value_size)
+            kv.set("before", 1)
+            with pytest.raises(keyshelf.ExportFormatError) as info:
+                kv.import_(source)
+            after = kv.dump()
+        else:
+
+            async def run() -> tuple[Any, dict[str, Any]]:
+                akv = keyshelf.open_async("memory://", max_value_size=max_value_size)
+                await akv.set("before", 1)
+                with pytest.raises(keyshelf.ExportFormatError) as info:
+                    await akv.import_(source)
+                after = await akv.dump()
+                await akv.aclose()
+                return info, after
+
+            info, after = asyncio.run(run())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert after == {"before": 1}
+    return info.value, peak
+
+
+HEADER = b'{"format":"keyshelf.export","format_version":1}\n'
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["path", "stream"])
+def test_a_gzip_bomb_line_is_refused_in_bounded_memory(api: str, kind: str, tmp_path: Path) -> None:
+    # 64 MiB of one line in ~64 KiB of gzip; the store takes values up to 1 MiB.
+    path = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=9) as packed:
+        packed.write(HEADER + b'{"key":"k","tag":"s","value":"')
+        block = b"a" * (1 << 20)
+        for _ in range(64):
+            packed.write(block)
+        packed.write(b'"}\n{"end":true,"records":1}\n')
+    assert path.stat().st_size < 1 << 20
+    limit = max_line_size(1 << 20)
+    if kind == "path":
+        error, peak = _refused(api, path, 1 << 20)
+    else:
+        with gzip.open(path, "rb") as stream:
+            error, peak = _refused(api, stream, 1 << 20)
+    assert error.line == 2
+    assert f"line 2: longer than {limit} bytes" in str(error)
+    # At most the limit and a few read buffers, never the 64 MiB line.
+    assert peak < limit + (4 << 20)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["path", "stream"])
+def test_dev_zero_is_refused_at_once(api: str, kind: str) -> None:
+    # With the default max_value_size: the first chunk already cannot be JSON.
+    if kind == "path":
+        error, peak = _refused(api, "/dev/zero", 64 << 20)
+    else:
+        with open("/dev/zero", "rb") as stream:
+            error, peak = _refused(api, stream, 64 << 20)
+    assert error.line == 1
+    assert "/dev/zero: line 1: not valid JSON" in str(error) or "line 1: not valid JSON" in str(
+        error
+    )
+    assert peak < 4 << 20
+
+
+class EndlessRecord(io.RawIOBase):
+    """A stream that starts a record and never ends it."""
+
+    def __init__(self) -> None:
+        self._head = HEADER + b'{"key":"k","tag":"s","value":"'
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer)
+        chunk, self._head = self._head[:size], self._head[size:]
+        chunk += b"a" * (size - len(chunk))
+        buffer[:size] = chunk
+        return size
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_an_endless_line_is_refused_in_bounded_memory(api: str) -> None:
+    limit = max_line_size(1 << 20)
+    error, peak = _refused(api, io.BufferedReader(EndlessRecord()), 1 << 20)
+    assert error.line == 2 and "longer than" in str(error)
+    assert peak < limit + (4 << 20)
+
+
+def test_the_longest_records_are_accepted() -> None:
+    """The bound is sound: the worst JSON expansion of a maximal record fits."""
+    size = 1000
+    src = keyshelf.open("memory://", max_value_size=size)
+    key = "\U0001f680" * 255  # 4 bytes of UTF-8 each
+    src.set(key, "\x01" * size, metadata={"m": "\x01" * (size // 6 - 10)})
+    src.set("bytes", b"\xff" * size)
+    data = exported(src)
+    longest = max(len(line) + 1 for line in data.splitlines())
+    assert longest > 6 * size  # every control character took 6 bytes
+    assert longest <= max_line_size(size)
+    # Hand-written escapes are longer still: the key as surrogate-pair escapes.
+    escaped = data.replace(json.dumps(key, ensure_ascii=False).encode(), json.dumps(key).encode())
+    assert len(escaped) > len(data)
+    for source in (data, escaped):
+        dst = keyshelf.open("memory://", max_value_size=size)
+        assert dst.import_(io.BytesIO(source)) == 2
+        assert dst.get(key) == "\x01" * size and dst.get("bytes") == b"\xff" * size
+
+
+def test_export_refuses_a_record_that_import_could_not_read(tmp_path: Path) -> None:
+    # Metadata has no limit of its own; a record line longer than import reads
+    # (only possible with metadata far above max_value_size) is refused.
+    kv = keyshelf.open("memory://", max_value_size=10)
+    kv.set("k", 1, metadata={"m": "x" * (max_line_size(10) + 1)})
+    path = tmp_path / "out.jsonl"
+    with pytest.raises(keyshelf.ValueTooLargeError, match=r"'k'.*metadata"):
+        kv.export(path)
+    assert not path.exists()
+
+
+# -- records this store's codec cannot decode ----------------------------------------
+
+
+def test_a_custom_tag_is_accepted_by_the_codec_that_reads_it() -> None:
+    src = keyshelf.open("memory://", codec=MoneyCodec)
+    src.set("price", Money(995, "EUR"))
+    src.set("plain", 1)
+    data = exported(src)
+    same = keyshelf.open("memory://", codec=MoneyCodec)
+    assert same.import_(io.BytesIO(data)) == 2
+    assert same.get("price") == Money(995, "EUR")
+    plain = keyshelf.open("memory://")
+    with pytest.raises(keyshelf.ExportFormatError, match=r"line 3: .*tag 'money'.*opaque=True"):
+        plain.import_(io.BytesIO(data))
+    assert plain.keys() == []
+    assert plain.import_(io.BytesIO(data), opaque=True) == 2
+    with pytest.warns(keyshelf.UndecodableValueWarning, match="'price'"):
+        assert plain.dump() == {"plain": 1}
+    # Carried on opaquely, it is still the codec's value at the end of the trip.
+    assert same.import_(io.BytesIO(exported(plain))) == 2
+    assert same.get("price") == Money(995, "EUR")
+
+
+def test_a_record_planted_in_sqlite_never_breaks_listings(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with keyshelf.open(path) as kv:
+        kv.mset({"a": 1, "b": 2, "c": 3})
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE keyshelf SET type = 'zz' WHERE key = 'b'")
+    conn.commit()
+    conn.close()
+    with keyshelf.open(path) as kv:
+        with pytest.warns(keyshelf.UndecodableValueWarning, match=r"'b'.*tag 'zz'"):
+            assert kv.dump() == {"a": 1, "c": 3}
+        with pytest.warns(keyshelf.UndecodableValueWarning):
+            assert kv.get_pattern("*") == {"a": 1, "c": 3}
+        with pytest.raises(keyshelf.SerializationError, match="Unknown value tag 'zz'"):
+            kv.get("b")
+        assert kv.keys() == ["a", "b", "c"]

@@ -35,6 +35,7 @@ from .errors import (
     SerializationError,
     StoreClosedError,
     StoreNotFoundError,
+    UndecodableValueWarning,
     ValueTooLargeError,
 )
 from .migration import migrate, migrate_async
@@ -67,6 +68,7 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "StoreNotFoundError",
+    "UndecodableValueWarning",
     "ValueTooLargeError",
     "migrate",
     "migrate_async",

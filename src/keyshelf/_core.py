@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ._show import show
@@ -18,6 +19,7 @@ from .errors import (
     AppendTypeError,
     InvalidArgumentError,
     SerializationError,
+    UndecodableValueWarning,
     ValueTooLargeError,
 )
 from .expiry import Clock, expires_at, ttl_seconds
@@ -193,6 +195,33 @@ class StoreCore(Generic[B]):
 
     def _decode(self, value: Value) -> Any:
         return self._codec.decode(value[0], value[1])
+
+    def _decode_listed(self, rows: Iterable[tuple[str, Value | None]]) -> dict[str, Any]:
+        """Decode the values of a listing, leaving out (with a warning) any it cannot.
+
+        One record this codec cannot decode (imported with ``opaque=True``,
+        or written by another program or codec) must never make a listing of
+        the other keys fail; reading it by name (``get``) still raises.
+        """
+        decode = self._codec.decode
+        listed: dict[str, Any] = {}
+        for key, value in rows:
+            if value is None:
+                continue
+            try:
+                listed[key] = decode(value[0], value[1])
+            except SerializationError as exc:
+                self._undecodable(key, value[0], exc)
+        return listed
+
+    def _undecodable(self, key: str, tag: str, exc: SerializationError) -> None:
+        warnings.warn(
+            UndecodableValueWarning(
+                f"Left key {key!r} of namespace {self._ns!r} out of a listing: its value "
+                f"(tag {tag!r}) cannot be decoded by this store's codec: {exc}"
+            ),
+            stacklevel=4,
+        )
 
 
 def check_delta(delta: object) -> int | float:

@@ -23,7 +23,7 @@ from ._core import StoreCore, check_append, check_delta
 from ._transfer_async import check_batch_size, export_store, import_store
 from .backends._base_async import AsyncBackend
 from .entry import Entry
-from .errors import InvalidArgumentError, KeysNotFoundError
+from .errors import InvalidArgumentError, KeysNotFoundError, SerializationError
 from .expiry import remaining
 from .keys import check_key, check_keys, check_namespace
 from .transfer import Destination, Progress, Source
@@ -196,7 +196,13 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
             rows = await self._backend.scan(self._ns, matcher, self._now(), after, batch_size, True)
             for key, value in rows:
                 assert value is not None
-                yield key, self._decode(value)
+                try:
+                    decoded = self._decode(value)
+                except SerializationError as exc:
+                    # Another key's undecodable value never ends the listing.
+                    self._undecodable(key, value[0], exc)
+                    continue
+                yield key, decoded
             if len(rows) < batch_size:
                 return
             after = rows[-1][0]
@@ -272,7 +278,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         rows = await self._backend.scan(
             self._ns, self._matcher(pattern), self._now(), None, None, True
         )
-        return {key: self._decode(value) for key, value in rows if value is not None}
+        return self._decode_listed(rows)
 
     async def delete_pattern(self, pattern: str) -> int:
         """Delete every key matching ``pattern`` atomically; count the live ones."""
@@ -346,7 +352,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
     async def dump(self) -> dict[str, Any]:
         """Every live key with its value, in key order (whatever the dialect)."""
         rows = await self._backend.scan(self._ns, self._all, self._now(), None, None, True)
-        return {key: self._decode(value) for key, value in rows if value is not None}
+        return self._decode_listed(rows)
 
     async def stats(self) -> dict[str, Any]:
         """``total_keys`` (expired but unpurged included), ``active_keys``,
@@ -397,6 +403,7 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         *,
         progress: Progress | None = None,
         batch_size: int = 1000,
+        opaque: bool = False,
     ) -> int:
         """Load an export written by :meth:`export`; return how many records were written.
 
@@ -413,7 +420,19 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         then is it written, ``batch_size`` records per backend call; if the
         backend fails part-way, the records before the failing batch stay
         written (in file order) and importing again completes the job.
+
+        A record whose value this store's codec cannot decode (a pickle
+        without ``codec="pickle"``, a custom codec's tag) is refused like a
+        corrupt one, unless ``opaque=True``: then it is copied as it is,
+        never decoded, and listings of the namespace leave it out (with an
+        :class:`UndecodableValueWarning`) while ``get`` of it raises
+        :class:`SerializationError`. A line longer than any record can be
+        (12 x ``max_value_size`` + 64 KiB) is refused before it is all read.
         """
         return await import_store(
-            self, source, progress=progress, batch_size=check_batch_size(batch_size)
+            self,
+            source,
+            progress=progress,
+            batch_size=check_batch_size(batch_size),
+            opaque=bool(opaque),
         )

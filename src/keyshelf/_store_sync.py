@@ -24,7 +24,7 @@ from ._core import StoreCore, check_append, check_delta
 from ._transfer_sync import check_batch_size, export_store, import_store
 from .backends.base import Backend
 from .entry import Entry
-from .errors import InvalidArgumentError, KeysNotFoundError
+from .errors import InvalidArgumentError, KeysNotFoundError, SerializationError
 from .expiry import remaining
 from .keys import check_key, check_keys, check_namespace
 from .transfer import Destination, Progress, Source
@@ -191,7 +191,13 @@ class Store(StoreCore[Backend], SyncDunders):
             rows = self._backend.scan(self._ns, matcher, self._now(), after, batch_size, True)
             for key, value in rows:
                 assert value is not None
-                yield key, self._decode(value)
+                try:
+                    decoded = self._decode(value)
+                except SerializationError as exc:
+                    # Another key's undecodable value never ends the listing.
+                    self._undecodable(key, value[0], exc)
+                    continue
+                yield key, decoded
             if len(rows) < batch_size:
                 return
             after = rows[-1][0]
@@ -265,7 +271,7 @@ class Store(StoreCore[Backend], SyncDunders):
     def get_pattern(self, pattern: str) -> dict[str, Any]:
         """Live keys matching ``pattern`` with their values, in key order."""
         rows = self._backend.scan(self._ns, self._matcher(pattern), self._now(), None, None, True)
-        return {key: self._decode(value) for key, value in rows if value is not None}
+        return self._decode_listed(rows)
 
     def delete_pattern(self, pattern: str) -> int:
         """Delete every key matching ``pattern`` atomically; count the live ones."""
@@ -335,7 +341,7 @@ class Store(StoreCore[Backend], SyncDunders):
     def dump(self) -> dict[str, Any]:
         """Every live key with its value, in key order (whatever the dialect)."""
         rows = self._backend.scan(self._ns, self._all, self._now(), None, None, True)
-        return {key: self._decode(value) for key, value in rows if value is not None}
+        return self._decode_listed(rows)
 
     def stats(self) -> dict[str, Any]:
         """``total_keys`` (expired but unpurged included), ``active_keys``,
@@ -386,6 +392,7 @@ class Store(StoreCore[Backend], SyncDunders):
         *,
         progress: Progress | None = None,
         batch_size: int = 1000,
+        opaque: bool = False,
     ) -> int:
         """Load an export written by :meth:`export`; return how many records were written.
 
@@ -402,7 +409,19 @@ class Store(StoreCore[Backend], SyncDunders):
         then is it written, ``batch_size`` records per backend call; if the
         backend fails part-way, the records before the failing batch stay
         written (in file order) and importing again completes the job.
+
+        A record whose value this store's codec cannot decode (a pickle
+        without ``codec="pickle"``, a custom codec's tag) is refused like a
+        corrupt one, unless ``opaque=True``: then it is copied as it is,
+        never decoded, and listings of the namespace leave it out (with an
+        :class:`UndecodableValueWarning`) while ``get`` of it raises
+        :class:`SerializationError`. A line longer than any record can be
+        (12 x ``max_value_size`` + 64 KiB) is refused before it is all read.
         """
         return import_store(
-            self, source, progress=progress, batch_size=check_batch_size(batch_size)
+            self,
+            source,
+            progress=progress,
+            batch_size=check_batch_size(batch_size),
+            opaque=bool(opaque),
         )

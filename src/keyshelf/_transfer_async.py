@@ -33,6 +33,7 @@ from .transfer import (
     Source,
     end_line,
     header_line,
+    max_line_size,
     open_destination,
     record_line,
 )
@@ -87,6 +88,7 @@ async def export_store(
     if progress is not None:
         progress(0, total)
     done = 0
+    line_limit = max_line_size(store._max_value_size)
     with open_destination(destination) as write:
         write(header_line(store.namespace_name, all_namespaces))
         for ns in spaces:
@@ -94,7 +96,17 @@ async def export_store(
             while True:
                 rows = await backend.scan_records(ns, store._now(), after, batch_size)
                 if rows:
-                    write(b"".join(record_line(ns, key, record) for key, record in rows))
+                    lines = [record_line(ns, key, record) for key, record in rows]
+                    for line, (key, _record) in zip(lines, rows, strict=True):
+                        if len(line) > line_limit:
+                            # Import could not read it back: only metadata far
+                            # larger than max_value_size can make a line this long.
+                            raise ValueTooLargeError(
+                                f"Key {key!r} in namespace {ns!r} takes {len(line)} bytes as an "
+                                f"export record, above the {line_limit} a record can take "
+                                f"(12 x max_value_size + 64 KiB): its metadata is too large"
+                            )
+                    write(b"".join(lines))
                     done += len(rows)
                     if progress is not None:
                         progress(done, total)
@@ -106,13 +118,22 @@ async def export_store(
 
 
 async def import_store(
-    store: AsyncStore, source: Source, *, progress: Progress | None, batch_size: int = 1000
+    store: AsyncStore,
+    source: Source,
+    *,
+    progress: Progress | None,
+    batch_size: int = 1000,
+    opaque: bool = False,
 ) -> int:
-    """Validate the whole export, then write it in batches; return records written."""
+    """Validate the whole export, then write it in batches; return records written.
+
+    ``opaque``: accept records whose tag the store's codec cannot decode
+    (pickles without the pickle codec, foreign custom tags), copied as they are.
+    """
     backend = store.backend
     limit = store._max_value_size
     with ExportReader(source) as reader:
-        total = reader.validate(store.namespace_name, store._codec, limit)
+        total = reader.validate(store.namespace_name, store._codec, limit, opaque=opaque)
         if progress is not None:
             progress(0, total)
         done = 0

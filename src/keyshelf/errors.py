@@ -87,6 +87,17 @@ class SerializationError(KVError, TypeError, ValueError):
     """A value cannot be encoded by the store's codec (nothing was written)."""
 
 
+class UndecodableValueWarning(UserWarning):
+    """A listing left out a key whose stored value the store's codec cannot decode.
+
+    Such a record (a pickle read without ``codec="pickle"``, another codec's
+    custom tag, copied with ``import_(..., opaque=True)`` or written by
+    another program) never makes a listing of the other keys fail:
+    ``dump``, ``values``, ``get_pattern`` and ``iter_items`` leave it out and
+    warn; ``get`` of that key raises :class:`SerializationError`.
+    """
+
+
 class KeyNotFoundError(KVError, KeyError):
     """``kv[key]`` or ``del kv[key]`` on a missing or expired key."""
 
@@ -146,9 +157,10 @@ __all__ = [
     "KeyNotFoundError",
     "KeysNotFoundError",
     "NotNumericError",
-    "SerializationError",
     "ReadOnlyStoreError",
+    "SerializationError",
     "StoreClosedError",
     "StoreNotFoundError",
+    "UndecodableValueWarning",
     "ValueTooLargeError",
 ]

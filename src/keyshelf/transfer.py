@@ -34,7 +34,7 @@ import orjson
 
 from .backends import _inuse
 from .backends._file_format import FormatError, write_fields, write_from
-from .codec import Codec, payload_size
+from .codec import TAG_PICKLE, Codec, PickleCodec, payload_size
 from .errors import (
     BackendError,
     ExportFormatError,
@@ -55,9 +55,78 @@ Destination = str | os.PathLike[str] | IO[bytes] | IO[str]
 Source = str | os.PathLike[str] | IO[bytes] | IO[str]
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# Tags whose payloads are checked by decoding them on import. Pickles are
-# never decoded (that would run code); custom tags cannot be.
+# keyshelf's own tags: their payloads are checked by decoding them on import,
+# always. Pickles are never decoded (that would run code).
 _TYPED_TAGS = frozenset("nbiIfFsyjx")
+
+# Lines are read this much at a time, so that a line too long to be a record
+# is refused after reading at most max_line_size() of it, never all of it.
+_CHUNK = 1 << 16
+# Room on a record line for everything but the value and the metadata: the
+# key and the namespace (255 characters each, at most 12 bytes per character
+# as a JSON surrogate-pair escape), the field names, the tag and the expiry.
+_LINE_OVERHEAD = 64 * 1024
+
+
+def max_line_size(max_value_size: int) -> int:
+    """The longest line (in bytes, newline included) a record may take.
+
+    A value's payload is at most ``max_value_size`` bytes, and JSON needs at
+    most 6 bytes for each of them (a control character is written
+    ``\\u0000``; base64 needs 4 per 3). The user metadata gets the same
+    allowance; the rest of the record fits in 64 KiB. So a longer line cannot
+    be a record this store accepts, and import refuses it before it is all
+    read; export refuses to write one (only metadata larger than
+    ``max_value_size`` could make it).
+    """
+    return 12 * max_value_size + _LINE_OVERHEAD
+
+
+class _LineTooLongError(Exception):
+    """A line reached the limit before its end."""
+
+
+class _NotAnObjectError(Exception):
+    """A line starts with something other than whitespace and ``{``."""
+
+
+def _bounded_lines(readline: Callable[[int], Any], limit: int) -> Iterator[bytearray]:
+    """The lines ``readline(size)`` returns, each at most ``limit`` bytes.
+
+    Reads ``_CHUNK`` at a time, so memory stays within ``limit`` plus one
+    chunk whatever the source holds. A line whose first non-blank byte is not
+    ``{`` cannot be a JSON object: it is refused at its first chunk (so
+    ``/dev/zero`` fails at once) instead of being read up to the limit.
+    Blank lines come back empty, without being kept.
+    """
+    while True:
+        line = bytearray()
+        started = False
+        eof = True
+        while True:
+            piece = readline(_CHUNK)
+            if isinstance(piece, str):
+                piece = piece.encode("utf-8")
+            if not piece:
+                break
+            eof = False
+            if not started:
+                head = piece.lstrip()
+                if not head:  # blank so far: nothing to keep
+                    if piece.endswith(b"\n"):
+                        break
+                    continue
+                if head[:1] != b"{":
+                    raise _NotAnObjectError
+                started = True
+            line += piece
+            if len(line) > limit:
+                raise _LineTooLongError
+            if piece.endswith(b"\n"):
+                break
+        if eof:
+            return
+        yield line
 
 
 # -- lines --------------------------------------------------------------------
@@ -201,6 +270,7 @@ class ExportReader:
             )
         self.all_namespaces = False
         self.records = 0
+        self.line_limit = max_line_size(64 << 20)
 
     def close(self) -> None:
         if self._spool is not None:
@@ -217,7 +287,7 @@ class ExportReader:
         return ExportFormatError(f"{self.name}: line {line}: {why}", line)
 
     @contextlib.contextmanager
-    def _raw_lines(self, first: bool) -> Iterator[Iterator[bytes]]:
+    def _raw_lines(self, first: bool) -> Iterator[Iterator[bytes | bytearray]]:
         """The source's lines as bytes (decompressed, spooled as needed)."""
         source = self._source
         if isinstance(source, str | os.PathLike):
@@ -230,31 +300,42 @@ class ExportReader:
                 if handle.read(2) == _GZIP_MAGIC:
                     handle.seek(0)
                     with gzip.GzipFile(fileobj=handle, mode="rb") as unpacked:
-                        yield iter(unpacked)
+                        yield _bounded_lines(unpacked.readline, self.line_limit)
                 else:
                     handle.seek(0)
-                    yield iter(handle)
+                    yield _bounded_lines(handle.readline, self.line_limit)
         elif not first:
             assert self._spool is not None
             self._spool.seek(0)
-            yield iter(self._spool)
+            yield _bounded_lines(self._spool.readline, self.line_limit)
         else:
             # Closed by close(): it serves the second pass.
             spool = self._spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115
-            yield _spooled(source, spool)
+            yield _spooled(source, spool, self.line_limit)
 
-    def _lines(self, first: bool) -> Iterator[tuple[int, bytes]]:
+    def _lines(self, first: bool) -> Iterator[tuple[int, bytes | bytearray]]:
         number = 0
         with self._raw_lines(first) as lines:
             try:
                 for raw in lines:
                     number += 1
                     yield number, raw
+            except _LineTooLongError:
+                raise self._error(
+                    number + 1,
+                    f"longer than {self.line_limit} bytes, more than any record can take "
+                    f"(12 x max_value_size + 64 KiB): not a keyshelf export, or a value "
+                    f"above max_value_size",
+                ) from None
+            except _NotAnObjectError:
+                raise self._error(
+                    number + 1, "not valid JSON: a line of an export is one JSON object"
+                ) from None
             except EOFError as exc:
                 raise self._error(number + 1, f"truncated compressed data ({exc})") from None
             except (gzip.BadGzipFile, zlib.error) as exc:
                 raise self._error(number + 1, f"corrupt compressed data ({exc})") from None
-            except UnicodeDecodeError as exc:
+            except (UnicodeDecodeError, UnicodeEncodeError) as exc:
                 raise self._error(number + 1, f"not UTF-8 text ({exc.reason})") from None
 
     def _objects(self, first: bool) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -288,7 +369,13 @@ class ExportReader:
         self.all_namespaces = all_namespaces
 
     def _record(
-        self, number: int, obj: dict[str, Any], default_ns: str, codec: Codec | None, limit: int
+        self,
+        number: int,
+        obj: dict[str, Any],
+        default_ns: str,
+        codec: Codec | None,
+        limit: int,
+        opaque: bool = False,
     ) -> Line:
         key = obj.get("key")
         ns = obj.get("ns", default_ns)
@@ -311,14 +398,48 @@ class ExportReader:
                     codec.decode_metadata(write.meta)
             except SerializationError as exc:
                 raise self._error(number, f"corrupt value of key {key!r}: {exc}") from None
+            if write.tag not in _TYPED_TAGS and not opaque:
+                self._check_decodable(number, key, write, codec)  # type: ignore[arg-type]
         target = ns if self.all_namespaces else default_ns
         return Line(number, target, key, write)  # type: ignore[arg-type]
 
-    def validate(self, default_ns: str, codec: Codec, max_value_size: int) -> int:
+    def _check_decodable(self, number: int, key: str, write: Write, codec: Codec) -> None:
+        """Refuse a record whose tag ``codec`` cannot read (a pickle, or a custom tag).
+
+        Once stored, such a value could never be read back by this store.
+        A pickle is accepted, undecoded, only by a store with the pickle
+        codec; a custom tag only if ``codec`` decodes it (its own code, the
+        one every ``get`` would run).
+        """
+        hint = "; import with opaque=True to copy such records undecoded"
+        if write.tag == TAG_PICKLE:
+            if isinstance(codec, PickleCodec):
+                return
+            raise self._error(
+                number,
+                f"the value of key {key!r} is a pickle (tag 'p'), which this store's codec "
+                f"never reads; open the store with codec='pickle' if you trust the data{hint}",
+            )
+        try:
+            codec.decode(write.tag, write.payload)
+        except Exception as exc:  # a custom codec may raise anything
+            raise self._error(
+                number,
+                f"the value of key {key!r} has tag {write.tag!r}, which this store's codec "
+                f"cannot decode ({exc}){hint}",
+            ) from None
+
+    def validate(
+        self, default_ns: str, codec: Codec, max_value_size: int, *, opaque: bool = False
+    ) -> int:
         """Check the whole export; return its number of records.
 
-        Raises :class:`ExportFormatError` naming the first bad line.
+        Raises :class:`ExportFormatError` naming the first bad line: a line
+        longer than :func:`max_line_size` allows (refused before it is all
+        read), or a record whose tag ``codec`` cannot decode, unless
+        ``opaque``.
         """
+        self.line_limit = max_line_size(max_value_size)
         count = 0
         last = 0
         ended = False
@@ -336,7 +457,7 @@ class ExportReader:
                     )
                 ended = True
             else:
-                self._record(number, obj, default_ns, codec, max_value_size)
+                self._record(number, obj, default_ns, codec, max_value_size, opaque)
                 count += 1
             last = number
         if last == 0:
@@ -358,9 +479,23 @@ class ExportReader:
             yield self._record(number, obj, default_ns, None, max_value_size)
 
 
-def _spooled(source: Any, spool: IO[bytes]) -> Iterator[bytes]:
-    """Lines of a binary or text stream as UTF-8 bytes, copied to ``spool``."""
+def _spooled(source: Any, spool: IO[bytes], limit: int) -> Iterator[bytes | bytearray]:
+    """Lines of a binary or text stream as UTF-8 bytes, copied to ``spool``.
+
+    A stream with ``readline`` is read in bounded chunks; the items of a
+    plain iterable are lines already in memory, checked against ``limit``.
+    """
+    readline = getattr(source, "readline", None)
+    lines: Iterator[bytes | bytearray]
+    lines = _bounded_lines(readline, limit) if callable(readline) else _whole_lines(source, limit)
+    for raw in lines:
+        spool.write(raw)
+        yield raw
+
+
+def _whole_lines(source: Any, limit: int) -> Iterator[bytes]:
     for line in source:
         raw = line.encode("utf-8") if isinstance(line, str) else bytes(line)
-        spool.write(raw)
+        if len(raw) > limit:
+            raise _LineTooLongError
         yield raw

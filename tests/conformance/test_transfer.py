@@ -86,3 +86,63 @@ def test_scan_records_and_put_records_primitives(kv: Any, clock: Any) -> None:
     assert entry is not None and entry.version == 2
     matcher = compile_pattern("*")
     assert _backend_call(kv, "count", "default", matcher, now) == 4
+
+
+# -- records this store's codec cannot decode --------------------------------------
+
+_HEADER = b'{"format":"keyshelf.export","format_version":1}\n'
+_GOOD = b'{"key":"a","tag":"s","value":"x"}\n'
+# 1+2j pickled (protocol 5): only the pickle codec reads it, and nothing here does.
+_PICKLE = (
+    b'{"key":"p","tag":"p","bytes":"gAWVLQAAAAAAAACMCGJ1aWx0aW5zlIwHY29tcGxleJSTlEc/8AAAAAAAAEdA'
+    b'AAAAAAAAAIaUUpQu"}\n'
+)
+_UNKNOWN = b'{"key":"z","tag":"zz","value":"payload"}\n'
+_END = b'{"end":true,"records":2}\n'
+
+
+@pytest.mark.parametrize(("record", "why"), [(_UNKNOWN, "tag 'zz'"), (_PICKLE, "pickle")])
+def test_undecodable_record_is_refused_at_import(kv: Any, record: bytes, why: str) -> None:
+    """All or nothing: the line is named and nothing is written."""
+    kv.set("a", "before")
+    with pytest.raises(keyshelf.ExportFormatError, match=f"line 3: .*{why}.*opaque=True") as info:
+        kv.import_(io.BytesIO(_HEADER + _GOOD + record + _END))
+    assert info.value.line == 3
+    assert kv.keys() == ["a"] and kv.get("a") == "before"
+
+
+def test_opaque_records_never_break_listings_of_other_keys(kv: Any) -> None:
+    kv.set("b", 2)
+    data = _HEADER + _GOOD + _PICKLE + _UNKNOWN + _END.replace(b"2", b"3")
+    assert kv.import_(io.BytesIO(data), opaque=True) == 3
+    # The keys are there: listings of keys count them ...
+    assert kv.keys() == ["a", "b", "p", "z"]
+    assert kv.key_count() == kv.size() == 4
+    # ... listings of values leave them out, with a warning naming each.
+    warning = keyshelf.UndecodableValueWarning
+    with pytest.warns(warning) as caught:
+        assert kv.dump() == {"a": "x", "b": 2}
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "key 'p'" in messages[0] and "Refusing to unpickle" in messages[0]
+    assert "key 'z'" in messages[1] and "tag 'zz'" in messages[1]
+    with pytest.warns(warning):
+        assert kv.values() == ["x", 2]
+    with pytest.warns(warning):
+        assert kv.get_pattern("*") == {"a": "x", "b": 2}
+    with pytest.warns(warning):
+        assert list(kv.iter_items()) == [("a", "x"), ("b", 2)]
+    with pytest.warns(warning):
+        assert list(kv.iter_items(batch_size=1)) == [("a", "x"), ("b", 2)]
+    # Reading such a key by name is a clear error; the other keys read as ever.
+    with pytest.raises(keyshelf.SerializationError, match="Unknown value tag 'zz'"):
+        kv.get("z")
+    with pytest.raises(keyshelf.SerializationError, match="Refusing to unpickle"):
+        kv.get("p")
+    assert kv.get("a") == "x" and kv.get_many(["a", "b"]) == {"a": "x", "b": 2}
+    # They travel on untouched (export never decodes), and can be deleted.
+    out = io.BytesIO()
+    assert kv.export(out) == 4
+    assert b'"tag":"zz","value":"payload"' in out.getvalue()
+    assert kv.delete("z", "p") == 2
+    assert kv.dump() == {"a": "x", "b": 2}

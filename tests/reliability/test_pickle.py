@@ -4,9 +4,10 @@ On every persistent backend a store opened with ``codec="pickle"`` writes a
 value whose unpickling would create a marker file. The same store opened
 with the default codec is then read through every path that could decode a
 value — both APIs, the mapping protocol, export and import, the command line
-— and the marker never appears: reads raise ``SerializationError`` ("Refusing
-to unpickle"), the rest never decode it. Finally the pickle codec itself does
-unpickle it, which shows the payload was live all along.
+— and the marker never appears: reads of the key raise ``SerializationError``
+("Refusing to unpickle"), listings leave it out with an
+``UndecodableValueWarning``, the rest never decode it. Finally the pickle
+codec itself does unpickle it, which shows the payload was live all along.
 """
 
 from __future__ import annotations
@@ -44,15 +45,22 @@ def _reads(kv: Any, sync: bool) -> list[tuple[str, Any]]:
         ("get", lambda: kv.get("bomb")),
         ("mget", lambda: kv.mget(["bomb"])),
         ("get_many", lambda: kv.get_many(["bomb", "plain"])),
-        ("get_pattern", lambda: kv.get_pattern("b*")),
-        ("dump", kv.dump),
-        ("values", kv.values),
-        ("iter_items", lambda: list(kv.iter_items())),
         ("get_entry", lambda: kv.get_entry("bomb")),
     ]
     if sync:
         calls.append(("kv[key]", lambda: kv["bomb"]))
     return calls
+
+
+def _listings(kv: Any) -> list[tuple[str, Any, Any]]:
+    # Listings leave the undecodable value out (with a warning) instead of
+    # failing for every other key.
+    return [
+        ("get_pattern", lambda: kv.get_pattern("*"), {"plain": "safe"}),
+        ("dump", kv.dump, {"plain": "safe"}),
+        ("values", kv.values, ["safe"]),
+        ("iter_items", lambda: list(kv.iter_items()), [("plain", "safe")]),
+    ]
 
 
 def _non_decoding(kv: Any) -> list[tuple[str, Any]]:
@@ -73,6 +81,10 @@ def _check_every_path(kv: Any, marker: Path, sync: bool) -> None:
     for name, call in _reads(kv, sync):
         with pytest.raises(keyshelf.SerializationError, match="Refusing to unpickle"):
             call()
+        assert not marker.exists(), f"{name} unpickled the value"
+    for name, call, expected in _listings(kv):
+        with pytest.warns(keyshelf.UndecodableValueWarning, match="Refusing to unpickle"):
+            assert call() == expected, name
         assert not marker.exists(), f"{name} unpickled the value"
     for name, call in _non_decoding(kv):
         with contextlib.suppress(keyshelf.KVError):  # increment/append refuse the type
@@ -130,11 +142,15 @@ def test_planted_pickle_is_never_unpickled_without_opting_in(backend: str, tmp_p
             exported = io.BytesIO()
             assert kv.export(exported) == 2
             assert not marker.exists()
-            # ... and importing it copies the payload as it is (a migration must carry
+            # ... and importing it into a store that cannot read pickles is refused,
+            # unless asked to copy the payload as it is (a migration must carry
             # pickled values between stores that trust them), still never decoded.
             with keyshelf.open("memory://") as target:
                 exported.seek(0)
-                assert target.import_(exported) == 2
+                with pytest.raises(keyshelf.ExportFormatError, match="pickle"):
+                    target.import_(exported)
+                exported.seek(0)
+                assert target.import_(exported, opaque=True) == 2
                 assert not marker.exists()
                 with pytest.raises(keyshelf.SerializationError, match="Refusing to unpickle"):
                     target.get("bomb")

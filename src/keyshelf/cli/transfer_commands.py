@@ -79,8 +79,14 @@ def export(file: str, all_namespaces: bool) -> int:
     ),
 )
 @click.argument("file", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--opaque",
+    is_flag=True,
+    help="Also copy records whose values this store's codec cannot decode (pickles, "
+    "other codecs' tags), undecoded; without it such a file is refused.",
+)
 @common_options()
-def import_(file: str) -> int:
+def import_(file: str, opaque: bool) -> int:
     """Load keys from an exported file.
 
     Reads records written by 'keyshelf export' from FILE ("-": stdin), with
@@ -93,7 +99,7 @@ def import_(file: str) -> int:
         _stdio_allowed(inv, "import")
     with inv.store() as store, progress("Importing", None) as update:
         source: Any = _binary_stdin() if file == "-" else file
-        loaded = store.import_(source, progress=update)
+        loaded = store.import_(source, progress=update, opaque=opaque)
     inv.out.result({"imported": loaded}, f"imported {keys_text(loaded)}")
     return OK
 
