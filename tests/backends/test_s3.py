@@ -102,8 +102,7 @@ def test_keys_list_in_code_point_order_across_pages(where: tuple[str, dict[str, 
     url, options = where
     keys = [f"k{i:04d}" for i in range(1100)] + ["k.", "k/", "k-", "k é", "k😀", "k\u00ff"]
     with keyshelf.open(url, **options) as kv:
-        for key in keys:
-            kv.set(key, 1)
+        kv.mset(dict.fromkeys(keys, 1))
         assert kv.keys() == sorted(keys)
         assert kv.keys("k0*") == sorted(k for k in keys if k.startswith("k0"))
         assert kv.key_count("k1???") == 100

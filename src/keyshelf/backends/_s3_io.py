@@ -30,10 +30,10 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -54,6 +54,10 @@ MAX_NAME_BYTES = 1024
 #: Objects per LIST request (the S3 maximum).
 PAGE = 1000
 MAGIC = b"KS1\n"
+#: Requests one async batch operation keeps in flight.
+CONCURRENCY = 16
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def escape(text: str) -> str:
@@ -336,6 +340,10 @@ class S3IO:
     def lock(self) -> threading.Lock:
         return threading.Lock()
 
+    def each(self, fn: Callable[[T], U], items: Sequence[T]) -> list[U]:
+        """``fn`` of every item, in order (the sync API has no concurrency)."""
+        return [fn(item) for item in items]
+
 
 class AsyncS3IO:
     """The same calls for asyncio (obstore's native async API, no thread per call)."""
@@ -400,6 +408,24 @@ class AsyncS3IO:
 
     def lock(self) -> asyncio.Lock:
         return asyncio.Lock()
+
+    async def each(self, fn: Callable[[T], Awaitable[U]], items: Sequence[T]) -> list[U]:
+        """``fn`` of every item, up to CONCURRENCY requests at a time, in order.
+
+        Every call runs to its end even if one fails; then the first failure
+        is raised (so no request is left running behind the caller's back).
+        """
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(item: T) -> U:
+            async with gate:
+                return await fn(item)
+
+        results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
 
 
 def age_ms(meta: dict[str, Any], now: int) -> int:

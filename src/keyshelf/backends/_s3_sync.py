@@ -41,9 +41,11 @@ from ..patterns import Matcher, compile_pattern
 from ..records import (
     KEEP,
     Decision,
+    Meta,
     R,
     Record,
     Value,
+    Write,
     decide_put,
     is_live,
     new_record,
@@ -116,16 +118,18 @@ class S3Backend(Backend):
     def _stored(self, got: tuple[bytes, str] | None, name: str) -> Stored | None:
         return None if got is None or not got[0] else unpack(got[0], name)
 
-    def _cas(self, ns: str, key: str, now: int, step: Step) -> Any:
+    def _cas(self, ns: str, key: str, now: int, step: Step, *, absent_first: bool = False) -> Any:
         """Read the key's object, let ``step`` decide, write it conditionally; retry on conflict.
 
         ``step(live, stored)`` gets the live record (None if absent or
         expired) and the stored one (expired included) and returns the action
         (a Record to store, TOMBSTONE, or None for no write) and the result.
+        With ``absent_first`` and nothing remembered, the first attempt
+        assumes the key has no object and writes with ``If-None-Match: *``.
         """
         name = self._name(ns, key)
         with self._locks[hash((ns, key)) % _STRIPES]:
-            return self._cas_locked(ns, key, name, now, step)
+            return self._cas_locked(ns, key, name, now, step, absent_first)
 
     def _fetch(self, name: str) -> tuple[bytes, str] | None:
         """GET an object (body, etag), and remember it for the next write."""
@@ -147,11 +151,16 @@ class S3Backend(Backend):
             with contextlib.suppress(KeyError, RuntimeError, StopIteration):
                 del seen[next(iter(seen))]
 
-    def _cas_locked(self, ns: str, key: str, name: str, now: int, step: Step) -> Any:
+    def _cas_locked(
+        self, ns: str, key: str, name: str, now: int, step: Step, absent_first: bool
+    ) -> Any:
         # A copy remembered from this process's last read or write of the key
-        # saves the GET: the conditional write below fails if it is stale.
-        remembered = self._seen.get(name)
-        got = remembered if remembered is not None else self._fetch(name)
+        # (or, with absent_first, the guess that there is none) saves the GET:
+        # the conditional write below fails if it is wrong.
+        got = self._seen.get(name)
+        guessed = got is not None or absent_first
+        if not guessed:
+            got = self._fetch(name)
         for attempt in range(self._retries):
             stored = self._stored(got, name)
             live = None
@@ -159,9 +168,9 @@ class S3Backend(Backend):
                 live = stored.record
             action, result = step(live, stored)
             if action is None:
-                if remembered is not None:
-                    # No write would check the remembered copy: read the object.
-                    remembered = None
+                if guessed:
+                    # No write would check the guess: read the object.
+                    guessed = False
                     got = self._fetch(name)
                     continue
                 return result
@@ -185,7 +194,7 @@ class S3Backend(Backend):
                 )
                 self._remember(name, body, etag)
             except ConflictError:
-                remembered = None
+                guessed = False
                 got = self._fetch(name)
                 now_stored = self._stored(got, name)
                 landed = body and now_stored is not None and now_stored.nonce == nonce
@@ -360,30 +369,74 @@ class S3Backend(Backend):
     # -- writes -------------------------------------------------------------
 
     def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
+        return self._update(ns, key, now, decide, absent_first=False)
+
+    def _update(self, ns: str, key: str, now: int, decide: Decision[R], *, absent_first: bool) -> R:
         def step(live: Record | None, stored: Stored | None) -> tuple[Action, Any]:
             write, result = decide(live)
             return (None if write is None else new_record(write, live, now)), result
 
-        result: R = self._cas(ns, key, now, step)
+        result: R = self._cas(ns, key, now, step, absent_first=absent_first)
         return result
+
+    def put(
+        self,
+        ns: str,
+        key: str,
+        value: Value,
+        expires_at: int | None,
+        meta: Meta,
+        now: int,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> bool:
+        decide = decide_put(value, expires_at, meta, nx=nx, xx=xx, keep_ttl=keep_ttl)
+        # setnx mostly meets an absent key: try the create first (one request).
+        return self._update(ns, key, now, decide, absent_first=nx)
+
+    def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
+        wanted = list(dict.fromkeys(keys))
+        values = self._io.each(lambda key: self.get(ns, key, now), wanted)
+        return {key: value for key, value in zip(wanted, values, strict=True) if value is not None}
 
     def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
         # Key by key, each atomic: S3 has no multi-object transaction (docs/s3.md).
-        for key in dict(items):
+        latest = dict(items)
+        for key in latest:
             self._name(ns, key)  # refuse an unusable key before writing anything
-        for key, value in items:
-            self.update(ns, key, now, decide_put(value, expires_at, KEEP))
+        # Batches mostly load new keys: try the create first (one request each).
+        self._io.each(
+            lambda item: self._update(
+                ns, item[0], now, decide_put(item[1], expires_at, KEEP), absent_first=True
+            ),
+            list(latest.items()),
+        )
+
+    def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
+        latest = dict(items)
+        for key in latest:
+            self._name(ns, key)
+        self._io.each(
+            lambda item: self._update(
+                ns,
+                item[0],
+                now,
+                decide_put((item[1].tag, item[1].payload), item[1].expires_at, item[1].meta),
+                absent_first=True,
+            ),
+            list(latest.items()),
+        )
 
     def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
-        for key in keys:
+        wanted = list(dict.fromkeys(keys))
+        for key in wanted:
             self._name(ns, key)
-        removed: list[str] = []
-        for key in dict.fromkeys(keys):
-            if self._cas(ns, key, now, _delete_step):
-                removed.append(key)
-        return removed
+        live = self._io.each(lambda key: self._cas(ns, key, now, _delete_step), wanted)
+        return [key for key, was in zip(wanted, live, strict=True) if was]
 
     def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
         def step(live: Record | None, stored: Stored | None) -> tuple[Action, bool]:
@@ -403,10 +456,8 @@ class S3Backend(Backend):
             for key, meta in self._names(ns, matcher.prefix, None):
                 if meta["size"] and (exact or matcher.match(key)):
                     doomed.append(key)
-        live = 0
-        for key in doomed:
-            live += bool(self._cas(ns, key, now, _delete_step))
-        return live
+        live = self._io.each(lambda key: self._cas(ns, key, now, _delete_step), doomed)
+        return sum(map(bool, live))
 
     def purge_expired(self, ns: str | None, now: int) -> int:
         if self._closed:
