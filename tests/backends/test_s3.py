@@ -152,6 +152,25 @@ def test_a_key_whose_object_name_is_too_long_is_refused(
         assert kv.dump() == {"kept": 1}
 
 
+def test_mset_is_not_all_or_nothing_a_failure_part_way_raises(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # The documented deviation: S3 has no multi-object transaction. A key that
+    # fails part-way (here an object another program wrote in keyshelf's place)
+    # raises BackendError; the sync API writes in order, so the keys before it
+    # are written and the keys after it are not.
+    import obstore
+
+    url, options = where
+    prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+    obstore.put(_raw_store(options), f"{prefix}/d/default/b", b"not a keyshelf record")
+    with keyshelf.open(url, **options) as kv:
+        with pytest.raises(keyshelf.BackendError, match="Corrupt S3 object"):
+            kv.mset({"a": 1, "b": 2, "c": 3})
+        assert kv.get("a") == 1
+        assert kv.exists("c") is False
+
+
 def test_deletes_leave_zero_byte_tombstones_that_no_operation_sees(
     where: tuple[str, dict[str, Any]],
 ) -> None:
