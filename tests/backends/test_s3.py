@@ -83,7 +83,7 @@ def test_layout_one_object_per_key_with_escaped_names(where: tuple[str, dict[str
             for meta in page
         )
         assert names[:3] == ["d/a/b:c", "d/a:b/c", "d/n.1s/x.0y.1z"]
-        assert len(names) == 4 and names[3].startswith("x/n.1s/x.0y.1z/")
+        assert len(names) == 4 and names[3].startswith("x/n.1s/x.0y.1z 0")
         assert kv.namespace("a:b").get("c") == 1 and kv.namespace("a").get("b:c") == 2
 
 
@@ -129,6 +129,24 @@ def test_a_remembered_copy_never_decides_alone(where: tuple[str, dict[str, Any]]
         assert b.get_metadata("k") == {"by": "b", "more": 1}
         entry = b.get_entry("k")
         assert entry is not None and entry.version == 2
+
+
+def test_listings_walk_the_expiry_markers_in_key_order(where: tuple[str, dict[str, Any]]) -> None:
+    # Keys that extend one another by characters below "/" (space, "!", "-", ".")
+    # are where a naive "<key>/<nonce>" marker name would sort out of key order.
+    url, options = where
+    clock = [time.time()]
+    keys = ["a", "a b", "a!", "a-", "a.", "a/", "a b c", "b", " a", "a\u00e9"]
+    with keyshelf.open(url, clock=lambda: clock[0], **options) as kv:
+        for i, key in enumerate(keys):
+            kv.set(key, i, ttl=5 if i % 2 else 500)
+        kv.set("plain", 1)
+        clock[0] += 10
+        live = sorted([k for i, k in enumerate(keys) if not i % 2] + ["plain"])
+        assert kv.keys() == live
+        assert list(kv.iter_keys(batch_size=2)) == live
+        assert kv.keys("a*") == [k for k in live if k.startswith("a")]
+        assert kv.key_count() == len(live)
 
 
 # -- documented deviations ----------------------------------------------------------

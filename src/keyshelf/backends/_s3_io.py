@@ -7,16 +7,18 @@ is written once.
 Object names (``<root>`` is the URL's prefix, if any, followed by ``/``)::
 
     <root>d/<ns>/<key>             one record per key (the body holds everything)
-    <root>x/<ns>/<key>/<nonce>     expiry marker: "this key may have an expiry"
+    <root>x/<ns>/<key> 0<nonce>    expiry marker: "this key may have an expiry"
 
-``<ns>`` and ``<key>`` are escaped with :func:`escape`: ``.`` becomes ``.0``
-and ``/`` becomes ``.1``; every other character is kept. The escape contains
-no ``/``, so a namespace ends at the first ``/`` (namespace ``a:b`` with key
-``c`` and namespace ``a`` with key ``b:c`` are different objects), no path
-segment is ever empty, ``.`` or ``..``, and it preserves both code-point
-order and prefixes: S3 lists names in UTF-8 byte order, which is code-point
-order, so a listing of ``d/<ns>/`` comes back in key order and a key prefix
-is a name prefix.
+``<ns>`` and ``<key>`` are escaped with :func:`escape`: a space becomes
+`` 1``, ``.`` becomes ``.0`` and ``/`` becomes ``.1``; every other character
+is kept. The escape contains no ``/``, so a namespace ends at the first
+``/`` (namespace ``a:b`` with key ``c`` and namespace ``a`` with key ``b:c``
+are different objects), no path segment is ever empty, ``.`` or ``..``, and
+it preserves both code-point order and prefixes: S3 lists names in UTF-8
+byte order, which is code-point order, so a listing of ``d/<ns>/`` comes back
+in key order and a key prefix is a name prefix. The marker separator `` 0``
+sorts below every escaped character, so markers list in key order too, and a
+listing can walk the markers alongside the records.
 
 A record body is ``KS1`` + a JSON header line + the user metadata + the
 payload (raw bytes for ``bytes``, UTF-8 text otherwise). A zero-byte object is
@@ -54,6 +56,8 @@ MAX_NAME_BYTES = 1024
 #: Objects per LIST request (the S3 maximum).
 PAGE = 1000
 MAGIC = b"KS1\n"
+#: Between a marker's escaped key and its nonce; below every escaped character.
+MARKER_SEPARATOR = " 0"
 #: Requests one async batch operation keeps in flight.
 CONCURRENCY = 16
 T = TypeVar("T")
@@ -62,7 +66,7 @@ U = TypeVar("U")
 
 def escape(text: str) -> str:
     """Order- and prefix-preserving escape without ``/`` (see the module docstring)."""
-    return text.replace(".", ".0").replace("/", ".1")
+    return text.replace(" ", " 1").replace(".", ".0").replace("/", ".1")
 
 
 def unescape(text: str) -> str:
@@ -73,6 +77,9 @@ def unescape(text: str) -> str:
         char = text[i]
         if char == ".":
             out.append("." if text[i + 1 : i + 2] == "0" else "/")
+            i += 2
+        elif char == " ":
+            out.append(" ")
             i += 2
         else:
             out.append(char)
@@ -120,7 +127,7 @@ class Layout:
         return f"{self.root}x/{escape(ns)}"
 
     def marker(self, ns: str, key: str, nonce: str) -> str:
-        return f"{self.root}x/{escape(ns)}/{escape(key)}/{nonce}"
+        return f"{self.root}x/{escape(ns)}/{escape(key)}{MARKER_SEPARATOR}{nonce}"
 
 
 def new_nonce() -> str:
@@ -337,6 +344,10 @@ class S3IO:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def next(self, iterator: Iterator[T]) -> T | None:
+        """The next item, or None at the end."""
+        return next(iterator, None)
+
     def lock(self) -> threading.Lock:
         return threading.Lock()
 
@@ -405,6 +416,13 @@ class AsyncS3IO:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def next(self, iterator: AsyncIterator[T]) -> T | None:
+        """The next item, or None at the end."""
+        try:
+            return await anext(iterator)
+        except StopAsyncIteration:
+            return None
 
     def lock(self) -> asyncio.Lock:
         return asyncio.Lock()

@@ -53,6 +53,7 @@ from ..records import (
 )
 from ._s3_io import (
     MARKER_GRACE,
+    MARKER_SEPARATOR,
     MAX_NAME_BYTES,
     S3IO,
     ConflictError,
@@ -232,18 +233,28 @@ class S3Backend(Backend):
                     return
                 yield unescape(rest), meta
 
-    def _markers(self, ns: str, prefix: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        """(key, marker nonce, meta) of the expiry markers of keys starting with ``prefix``."""
+    def _markers(
+        self, ns: str, prefix: str, after: str | None = None
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(key, marker nonce, meta) of the expiry markers of keys starting with ``prefix``.
+
+        In key order (the marker separator sorts below every escaped
+        character); with ``after``, only the markers of keys above it.
+        """
         directory = self._layout.marker_dir(ns)
         base = directory + "/"
         code = escape(prefix)
         start = start_after(base + code) if code else None
+        if after is not None:
+            # Above every marker of ``after`` itself (nonces are hex digits).
+            beyond = base + escape(after) + MARKER_SEPARATOR + "\U0010ffff"
+            start = beyond if start is None else max(start, beyond)
         for page in self._io.pages(directory, start):
             for meta in page:
                 rest = str(meta["path"])[len(base) :]
                 if not rest.startswith(code):
                     return
-                escaped, _, nonce = rest.rpartition("/")
+                escaped, _, nonce = rest.partition(MARKER_SEPARATOR)
                 yield unescape(escaped), nonce, meta
 
     def _marked(self, ns: str, prefix: str) -> set[str]:
@@ -252,7 +263,11 @@ class S3Backend(Backend):
     def _live(
         self, ns: str, matcher: Matcher, now: int, after: str | None, values: bool
     ) -> Iterator[tuple[str, Record | None]]:
-        """Live keys matching ``matcher`` in key order (with their records if ``values``)."""
+        """Live keys matching ``matcher`` in key order (with their records if ``values``).
+
+        Without values, the expiry markers are listed alongside the records
+        (both in key order), and only the keys with a marker are read.
+        """
         if matcher.literal:
             key = matcher.prefix
             if after is None or key > after:
@@ -261,7 +276,8 @@ class S3Backend(Backend):
                     yield key, record if values else None
             return
         exact = matcher.match_all or matcher.prefix_only
-        marked: set[str] | None = None
+        markers: Any = None
+        marked: str | None = None  # the key of the next marker, "" before the first
         for key, meta in self._names(ns, matcher.prefix, after):
             if meta["size"] == 0 or not (exact or matcher.match(key)):
                 continue  # a tombstone, or not matching
@@ -270,9 +286,13 @@ class S3Backend(Backend):
                 if record is not None:
                     yield key, record
                 continue
-            if marked is None:
-                marked = self._marked(ns, matcher.prefix)
-            if key in marked and self.get_record(ns, key, now) is None:
+            if markers is None:
+                markers = self._markers(ns, matcher.prefix, after)
+                marked = ""
+            while marked is not None and marked < key:
+                found = self._io.next(markers)
+                marked = None if found is None else found[0]
+            if marked == key and self.get_record(ns, key, now) is None:
                 continue  # expired (or deleted since the listing)
             yield key, None
 
