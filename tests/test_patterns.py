@@ -28,11 +28,15 @@ from keyshelf.patterns import (
     Matcher,
     _Alt,
     _brace_forms,
+    _chunk_end,
     _Class,
+    _Dialect,
+    _GlobStar,
     _Lit,
     _Nfa,
     _One,
     _plan,
+    _Star,
     _tokens,
     _translate,
     compile_pattern,
@@ -723,8 +727,49 @@ def assert_bounded(pattern: str, separator: str | None, key: str) -> bool:
         assert not any(isinstance(tok, _Alt) for form in forms for tok in form)
         if separator is not None and len(separator) > 1:
             assert all(isinstance(tok, _Lit | _One | _Class) for tok in tokens)
+        for form in forms:
+            free = backtracking_wildcards(form, separator)
+            # At most one star and one globstar may backtrack freely: the
+            # work is then O(len(pattern) x len(key)^2) at worst.
+            assert sum(isinstance(form[i], _Star) for i in free) <= 1, (pattern, form)
+            assert sum(isinstance(form[i], _GlobStar) for i in free) <= 1, (pattern, form)
     assert compile_pattern(pattern, separator).match(key) is answer
     return answer
+
+
+def backtracking_wildcards(form: tuple[Any, ...], separator: str | None) -> list[int]:
+    """Positions of the wildcards of a brace-free form that the regex may retry.
+
+    Mirrors the translation: a wildcard that opens an atomic chunk commits to
+    its leftmost match, and an in-segment star whose run ends at a separator
+    literal (``*a.``) can end at one place only. Every other wildcard is a
+    backtracking point; polynomial work needs a fixed number of them.
+    """
+    dialect = _Dialect.for_separator(separator, optimize=True)
+    free: list[int] = []
+    i = 0
+    while i < len(form):
+        tok = form[i]
+        if isinstance(tok, _Star | _GlobStar):
+            end = _chunk_end(form, i, dialect)
+            if end is not None:
+                i = end
+                continue
+            if not (
+                isinstance(tok, _Star) and separator and _ends_at_separator(form, i, separator)
+            ):
+                free.append(i)
+        i += 1
+    return free
+
+
+def _ends_at_separator(form: tuple[Any, ...], i: int, separator: str) -> bool:
+    for tok in form[i + 1 :]:
+        if isinstance(tok, _Lit) and tok.char == separator[0]:
+            return True
+        if not isinstance(tok, _Lit | _One | _Class):
+            return False
+    return False
 
 
 @pytest.mark.timeout(60)
@@ -808,6 +853,7 @@ def test_automaton_equals_regex(pattern: str, key: str, separator: str | None) -
     answer, _steps = automaton(pattern, separator).run(key)
     plain = re.fullmatch(_translate(pattern, separator, optimize=False), key, re.DOTALL)
     assert answer is (plain is not None) is matches(pattern, key, separator)
+    assert assert_bounded(pattern, separator, key) is answer
 
 
 def test_many_brace_forms_use_the_automaton() -> None:

@@ -87,7 +87,8 @@ Redis's own protection, so patterns like ``*a*a*a*b`` (or ``**.a.**.b.**``)
 stay fast instead of backtracking combinatorially.
 
 Bound: matching one key is polynomial for every pattern, never exponential.
-A brace-free pattern costs O(len(pattern) x len(key)) steps. A pattern with
+A brace-free pattern costs O(len(pattern) x len(key)) steps, times len(key)
+at worst when it has a ``**`` (the last one is not atomic). A pattern with
 groups is expanded into its distinct brace-free forms (``{,}{,}b`` is just
 ``b``); up to 32 forms (patterns up to 256 characters) become one regex whose
 branches are brace-free, so at most 32 times that bound. Beyond, and for
