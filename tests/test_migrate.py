@@ -304,7 +304,9 @@ def test_streams_in_batches_never_more_than_a_batch(tmp_path: Path) -> None:
 # -- expiry instants travel exactly ------------------------------------------------------
 
 #: The storage backends whose expiry instants must survive every copy to the millisecond.
-EXACT = [name for name in ("memory", "sqlite", "file", "redis", "postgres") if name in BACKENDS]
+EXACT = [
+    name for name in ("memory", "sqlite", "file", "redis", "postgres", "s3") if name in BACKENDS
+]
 
 
 def fill_expiring(kv: Any) -> None:
