@@ -801,3 +801,25 @@ def test_hung_server_times_out_then_recovers(cluster: Cluster, api: str, operati
             frozen.thaw()
         with keyshelf.open(cluster.url, schema=schema) as kv:
             kv.clear()
+
+
+def test_create_false_refuses_a_missing_store_and_creates_nothing(where: tuple[str, str]) -> None:
+    url, schema = where
+    with pytest.raises(keyshelf.StoreNotFoundError, match=f"{schema}.kv"):
+        keyshelf.open(url, schema=schema, create=False)
+    with pytest.raises(keyshelf.StoreNotFoundError, match=f"{schema}.kv"):
+        _open_async_first_call(url, schema=schema, create=False)
+    assert (
+        not admin().execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchall()
+    )
+    with keyshelf.open(url, schema=schema) as kv:
+        kv.set("k", 1)
+    with keyshelf.open(url, schema=schema, create=False) as kv:
+        assert kv.get("k") == 1
+
+
+def test_readonly_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(keyshelf.InvalidURLError, match="readonly"):
+        keyshelf.open("postgresql://postgres@127.0.0.1:1/test", readonly=True)
+    with pytest.raises(keyshelf.InvalidURLError, match="readonly"):
+        keyshelf.open_async("postgresql://postgres@127.0.0.1:1/test", readonly=True)

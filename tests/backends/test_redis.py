@@ -768,3 +768,18 @@ def test_import_keyshelf_does_not_import_redis_and_missing_extra_is_named() -> N
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "pip install 'keyshelf[redis]'" in out
+
+
+def test_create_false_opens_as_usual_and_readonly_is_refused(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # Opening a Redis store creates nothing, so there is no missing store to refuse.
+    url, options = where
+    with keyshelf.open(url, create=False, **options) as kv:
+        assert kv.get("k") is None
+        kv.set("k", 1)
+    with keyshelf.open(url, create="false", **options) as kv:
+        assert kv.get("k") == 1
+    for opener in (keyshelf.open, keyshelf.open_async):
+        with pytest.raises(keyshelf.InvalidURLError, match="readonly"):
+            opener(url, readonly=True, **options)

@@ -585,6 +585,8 @@ class Config:
     timeout: float = DEFAULT_TIMEOUT
     #: The libpq in use knows ``tcp_user_timeout`` (libpq 12 and later).
     tcp_user_timeout: bool = True
+    #: False (``create=False``): refuse to create keyshelf's schema and tables.
+    create: bool = True
 
     def wait_limit(self) -> float:
         """Seconds the client waits for any one answer from the server (``timeout``)."""

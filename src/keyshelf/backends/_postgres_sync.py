@@ -78,6 +78,7 @@ from ..errors import (
     IncompatibleStoreError,
     SerializationError,
     StoreClosedError,
+    StoreNotFoundError,
 )
 from ..patterns import Matcher
 from ..records import (
@@ -179,7 +180,9 @@ def prepare_database(config: Config) -> None:
     Two processes preparing a fresh database at once both succeed: creation
     runs under a transaction-scoped advisory lock and every statement is
     ``IF NOT EXISTS``. Raises IncompatibleStoreError for a database that is
-    not UTF-8, a table that is not keyshelf's, or a newer schema version.
+    not UTF-8, a table that is not keyshelf's, or a newer schema version;
+    StoreNotFoundError, creating nothing, when the tables do not exist and
+    the store was opened with ``create=False``.
     """
     sql = Statements(config.schema, config.table)
     try:
@@ -198,6 +201,11 @@ def prepare_database(config: Config) -> None:
                     "keyshelf needs a UTF8 database"
                 )
             version = _schema_version(conn, sql, config)
+            if version is None and not config.create:
+                raise StoreNotFoundError(
+                    f"PostgreSQL at {config.location} has no keyshelf store "
+                    f"{config.schema}.{config.table} (opened with create=False: nothing created)"
+                )
             if version is None:
                 with conn.transaction():
                     conn.execute(

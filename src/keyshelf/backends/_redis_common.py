@@ -202,6 +202,14 @@ def parse_settings(url: SplitResult, options: dict[str, Any]) -> RedisSettings:
             if name in options:
                 raise InvalidURLError(f"Option {name} needs a rediss:// (TLS) URL")
     prefix = check_prefix(options.pop("prefix", DEFAULT_PREFIX))
+    # Opening a Redis store creates nothing (keys appear with the first write),
+    # so create=False opens it as usual: there is no missing store to refuse.
+    as_bool("create", options.pop("create", True))
+    if "readonly" in options:
+        raise InvalidURLError(
+            f"Option readonly is not available for {scheme}:// stores (Redis has no read-only "
+            "mode for keyshelf): connect as a Redis user whose ACL allows reads only instead"
+        )
     cluster = as_bool("cluster", options.pop("cluster", False))
     if cluster and scheme == "unix":
         raise InvalidURLError(

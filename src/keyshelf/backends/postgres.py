@@ -43,7 +43,7 @@ from urllib.parse import SplitResult
 
 from .._show import show
 from ..errors import InvalidURLError
-from ..options import MAX_SECONDS, as_number, as_str, refuse_unknown
+from ..options import MAX_SECONDS, as_bool, as_number, as_str, refuse_unknown
 from ._postgres_sql import DEFAULT_TIMEOUT, IDENTIFIER, Config, location_of
 
 # Connection parameters keyshelf sets itself.
@@ -79,6 +79,12 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         "connect_timeout", options.pop("connect_timeout", 10.0), maximum=MAX_SECONDS
     )
     timeout = as_number("timeout", options.pop("timeout", DEFAULT_TIMEOUT), maximum=MAX_SECONDS)
+    create = as_bool("create", options.pop("create", True))
+    if "readonly" in options:
+        raise InvalidURLError(
+            f"Option readonly is not available for {url.scheme}:// stores: connect as a "
+            "PostgreSQL role that may only SELECT instead (or set default_transaction_read_only)"
+        )
     statement_timeout = options.pop("statement_timeout", None)
     if statement_timeout is not None:
         # The server takes it in whole milliseconds, as a 32-bit int.
@@ -118,6 +124,7 @@ def parse(url: SplitResult, options: dict[str, Any]) -> Config:
         location=location_of(parts),
         timeout=timeout,
         tcp_user_timeout="tcp_user_timeout" in supported,
+        create=create,
     )
 
 
