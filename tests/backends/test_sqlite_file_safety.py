@@ -233,3 +233,16 @@ def test_two_file_stores_on_one_path_in_one_process_lose_no_update(tmp_path: Pat
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize("sidecar", ["-wal", "-shm"])
+def test_a_sidecar_of_an_open_store_is_not_opened_as_a_database(
+    tmp_path: Path, sidecar: str
+) -> None:
+    path = tmp_path / "app.db"
+    with keyshelf.open(path) as kv:
+        kv.set("k", 1)
+        with pytest.raises(keyshelf.IncompatibleStoreError, match="of an open store"):
+            keyshelf.open(f"{path}{sidecar}")
+        with keyshelf.open(path) as again:  # the database itself: a second store is fine
+            assert again.get("k") == 1

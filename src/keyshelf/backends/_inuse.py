@@ -55,11 +55,14 @@ def release(ident: _Ident) -> None:
             _held.pop(ident, None)
 
 
-def in_use(path: str | os.PathLike[str]) -> bool:
+def in_use(path: str | os.PathLike[str], *, sidecars_only: bool = False) -> bool:
     """True if ``path`` is a database file, or a sidecar of one, that a store holds.
 
     Opening and closing such a file would drop the store's locks (see the
-    module documentation). Only ``stat()`` is called.
+    module documentation). ``sidecars_only``: only a ``-wal``, ``-shm`` or
+    ``-journal`` counts (another SQLite connection to the database itself is
+    safe: SQLite keeps the descriptors of one file in one process together).
+    Only ``stat()`` is called.
     """
     with _guard:
         if not _held:
@@ -67,7 +70,8 @@ def in_use(path: str | os.PathLike[str]) -> bool:
     name = os.fspath(path)
     if isinstance(name, bytes):  # pragma: no cover - keyshelf passes str paths
         name = os.fsdecode(name)
-    candidates = [name] + [name[: -len(s)] for s in SIDECARS if name.endswith(s)]
+    candidates = [] if sidecars_only else [name]
+    candidates += [name[: -len(s)] for s in SIDECARS if name.endswith(s)]
     for candidate in candidates:
         ident = identity(candidate)
         if ident is not None:

@@ -233,6 +233,12 @@ class SQLiteBackend(Backend):
             raise IncompatibleStoreError(f"{path} is a directory, not an SQLite database file")
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise IncompatibleStoreError(f"{path} is not a regular file")
+        if st is not None and _inuse.in_use(path, sidecars_only=True):
+            # SQLite would open and close it as a database of its own, which
+            # drops the locks the store's connections hold on it.
+            raise IncompatibleStoreError(
+                f"{path} is the -wal, -shm or -journal file of an open store, not a database"
+            )
         if st is None:
             if not self._create:
                 raise self._not_found("does not exist")
