@@ -52,11 +52,21 @@ def _interleaved(
     return _median_ms(mine), _median_ms(theirs)
 
 
-def _row(case: str, ours: float, theirs: float) -> str:
-    return f"{case:<18} keyshelf {ours:9.2f} ms  raw {theirs:9.2f} ms  {ours / theirs:5.2f}x"
+def _row(case: str, ours: float, theirs: float) -> dict[str, Any]:
+    return {"case": case, "keyshelf_ms": ours, "raw_ms": theirs, "ratio": ours / theirs}
 
 
-def run(endpoint: str, bucket: str, options: dict[str, Any], calls: int, keys: int) -> list[str]:
+def render(row: dict[str, Any]) -> str:
+    """One result as a line of the table."""
+    return (
+        f"{row['case']:<18} keyshelf {row['keyshelf_ms']:9.2f} ms  "
+        f"raw {row['raw_ms']:9.2f} ms  {row['ratio']:5.2f}x"
+    )
+
+
+def run(
+    endpoint: str, bucket: str, options: dict[str, Any], calls: int, keys: int
+) -> list[dict[str, Any]]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     config: dict[str, Any] = {"endpoint": endpoint, "region": options.get("region", "us-east-1")}
     config["virtual_hosted_style_request"] = False
@@ -64,7 +74,7 @@ def run(endpoint: str, bucket: str, options: dict[str, Any], calls: int, keys: i
         config["access_key_id"] = options["aws_access_key_id"]
         config["secret_access_key"] = options["aws_secret_access_key"]
     raw = S3Store(bucket, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
-    rows = []
+    rows: list[dict[str, Any]] = []
     with keyshelf.open(f"s3://{bucket}/{prefix}", **options) as kv:
         kv.set("g", "value")
         body = obstore.get(raw, f"{prefix}/d/default/g").bytes().to_bytes()
@@ -72,15 +82,11 @@ def run(endpoint: str, bucket: str, options: dict[str, Any], calls: int, keys: i
         ours, theirs = _interleaved(
             calls, lambda: kv.get("g"), lambda: obstore.get(raw, f"{prefix}/raw/g").bytes()
         )
-        rows.append(
-            f"get           keyshelf {ours:7.2f} ms  raw {theirs:7.2f} ms  {ours / theirs:5.2f}x"
-        )
+        rows.append(_row("get", ours, theirs))
         ours, theirs = _interleaved(
             calls, lambda: kv.set("s", "value"), lambda: obstore.put(raw, f"{prefix}/raw/s", body)
         )
-        rows.append(
-            f"set           keyshelf {ours:7.2f} ms  raw {theirs:7.2f} ms  {ours / theirs:5.2f}x"
-        )
+        rows.append(_row("set", ours, theirs))
 
         # Listing: `keys` live keys written through keyshelf, listed by prefix.
         async def fill() -> None:
@@ -107,6 +113,26 @@ def run(endpoint: str, bucket: str, options: dict[str, Any], calls: int, keys: i
     return rows
 
 
+def measure(
+    endpoint: str | None = None,
+    bucket: str = "keyshelf-test",
+    calls: int = 400,
+    keys: int = 10_000,
+) -> list[dict[str, Any]]:
+    """Run every case; without ``endpoint``, against a moto server started for it."""
+    if endpoint:
+        return run(endpoint, bucket, {"endpoint_url": endpoint}, calls, keys)
+    from backends import s3_server
+
+    server = s3_server.S3Server()
+    server.start()
+    try:
+        options = {"endpoint_url": server.url, **s3_server.CREDENTIALS}
+        return run(server.url, s3_server.BUCKET, options, calls, keys)
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", help="an S3-compatible endpoint (default: start moto)")
@@ -114,22 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=400, help="timed calls per side")
     parser.add_argument("--keys", type=int, default=10_000, help="keys for the listing case")
     args = parser.parse_args(argv)
-    server = None
-    if args.endpoint:
-        endpoint, options = args.endpoint, {"endpoint_url": args.endpoint}
-    else:
-        from backends import s3_server
-
-        server = s3_server.S3Server()
-        server.start()
-        endpoint = server.url
-        options = {"endpoint_url": endpoint, **s3_server.CREDENTIALS}
-    try:
-        for row in run(endpoint, args.bucket, options, args.calls, args.keys):
-            print(row)
-    finally:
-        if server is not None:
-            server.stop()
+    for row in measure(args.endpoint, args.bucket, args.calls, args.keys):
+        print(render(row))
     return 0
 
 

@@ -3,6 +3,7 @@
 Usage (``make bench`` runs the defaults)::
 
     python -m benchmarks [--only memory,sqlite,bulk,procs,redis,postgres,stream]
+                         (add s3 to --only for the S3 backend against moto)
                          [--rounds 5] [--calls 2000] [--warmup 300]
                          [--listing-keys 100000] [--bulk 1000000]
                          [--procs 4] [--proc-calls 5000]
@@ -42,6 +43,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream")
+#: Run only when named in --only: "s3" starts its own moto server (bench_s3.py).
+OPTIONAL_GROUPS = ("s3",)
 
 
 @dataclass
@@ -452,7 +455,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
-    unknown = set(args.only) - set(GROUPS)
+    unknown = set(args.only) - set(GROUPS) - set(OPTIONAL_GROUPS)
     if unknown:
         p.error(f"unknown groups: {', '.join(sorted(unknown))}")
     return args
@@ -497,6 +500,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (workdir / "sqlite").mkdir()
                 groups[name] = runners[name]()
                 report["groups"][name] = groups[name].as_dict()
+        if "s3" in args.only:
+            from . import bench_s3
+
+            log("  s3: keyshelf vs raw obstore, one moto server")
+            report["s3"] = bench_s3.measure()
+            for row in report["s3"]:
+                log(f"  {bench_s3.render(row)}")
         if "bulk" in args.only and args.bulk:
             report["bulk"] = bench_bulk(args, workdir, log)
         if "stream" in args.only and args.stream_keys:

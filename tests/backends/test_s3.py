@@ -364,3 +364,16 @@ async def test_async_api_outage_and_recovery() -> None:
             assert await kv.set("k", 2) is True and await kv.get("k") == 2
     finally:
         server.stop()
+
+
+# -- the benchmark ----------------------------------------------------------------
+
+
+def test_benchmark_smoke() -> None:
+    from benchmarks import bench_s3
+
+    url = s3_server.endpoint()
+    rows = bench_s3.run(url, s3_server.BUCKET, s3_server.options(url), calls=20, keys=30)
+    assert [row["case"] for row in rows] == ["get", "set", "list 30 keys"]
+    assert all(row["keyshelf_ms"] > 0 and row["raw_ms"] > 0 for row in rows)
+    assert bench_s3.render(rows[0]).startswith("get")
