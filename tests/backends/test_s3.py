@@ -64,6 +64,59 @@ def test_an_unreachable_service_is_refused_at_open() -> None:
     assert time.monotonic() - start < 30  # bounded by the timeout, not minutes of retries
 
 
+def _names_under(url: str, options: dict[str, Any]) -> list[str]:
+    import obstore
+
+    prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+    return [
+        str(meta["path"])
+        for page in obstore.list(_raw_store(options), prefix, chunk_size=1000)
+        for meta in page
+    ]
+
+
+@pytest.mark.parametrize("how", [{"create": False}, {"create": "false"}, {"readonly": True}])
+def test_create_false_or_readonly_on_an_empty_prefix_creates_nothing(
+    where: tuple[str, dict[str, Any]], how: dict[str, Any]
+) -> None:
+    url, options = where
+    with pytest.raises(keyshelf.StoreNotFoundError, match="nothing created"):
+        keyshelf.open(url, **options, **how)
+    assert _names_under(url, options) == []
+    with keyshelf.open(url, **options) as kv:
+        kv.set("k", 1)
+    with keyshelf.open(url, **options, create=False) as kv:
+        assert kv.get("k") == 1
+
+
+def test_readonly_reads_and_refuses_every_write(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    clock = [time.time()]
+    with keyshelf.open(url, clock=lambda: clock[0], **options) as kv:
+        kv.mset({"a": 1, "b": "x"})
+        kv.set("t", 2, ttl=5)
+    before = sorted(_names_under(url, options))
+    clock[0] += 10
+    with keyshelf.open(url, clock=lambda: clock[0], readonly=True, **options) as ro:
+        assert ro.dump() == {"a": 1, "b": "x"} and ro.keys("*") == ["a", "b"]
+        for write in (
+            lambda: ro.set("a", 2),
+            lambda: ro.setnx("c", 1),
+            lambda: ro.mset({"c": 1}),
+            lambda: ro.increment("a"),
+            lambda: ro.delete("a"),
+            lambda: ro.delete_pattern("*"),
+            lambda: ro.expire("a", 10),
+            lambda: ro.set_metadata("a", {"m": 1}),
+            ro.clear,
+            ro.delete_expired,
+        ):
+            with pytest.raises(keyshelf.ReadOnlyStoreError, match="readonly=True"):
+                write()
+        assert ro.dump() == {"a": 1, "b": "x"}
+    assert sorted(_names_under(url, options)) == before
+
+
 # -- layout -----------------------------------------------------------------------
 
 

@@ -236,6 +236,8 @@ class S3Settings:
     retry_config: dict[str, Any] = field(default_factory=dict)
     credential_provider: Any = None
     conflict_retries: int = 64
+    create: bool = True
+    readonly: bool = False
 
     def store(self) -> Any:
         """A new obstore S3Store (it holds the connection pool)."""

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..codec import payload_size
-from ..errors import BackendError, InvalidKeyError, StoreClosedError
+from ..errors import BackendError, InvalidKeyError, ReadOnlyStoreError, StoreClosedError
 from ..patterns import Matcher, compile_pattern
 from ..records import (
     KEEP,
@@ -94,6 +94,7 @@ class S3Backend(Backend):
         self.location = settings.location
         self._layout = Layout(settings.root)
         self._retries = settings.conflict_retries
+        self._readonly = settings.readonly
         self._io = S3IO(settings)
         self._closed = False
         # Read-modify-writes of one key in this process queue on a local lock
@@ -116,6 +117,12 @@ class S3Backend(Backend):
             )
         return name
 
+    def _read_only(self) -> ReadOnlyStoreError:
+        return ReadOnlyStoreError(
+            f"Cannot write {self.location}: the store was opened with readonly=True; "
+            "nothing was changed"
+        )
+
     def _stored(self, got: tuple[bytes, str] | None, name: str) -> Stored | None:
         return None if got is None or not got[0] else unpack(got[0], name)
 
@@ -129,6 +136,8 @@ class S3Backend(Backend):
         assumes the key has no object and writes with ``If-None-Match: *``.
         """
         name = self._name(ns, key)
+        if self._readonly:
+            raise self._read_only()
         with self._locks[hash((ns, key)) % _STRIPES]:
             return self._cas_locked(ns, key, name, now, step, absent_first)
 
@@ -482,6 +491,8 @@ class S3Backend(Backend):
     def purge_expired(self, ns: str | None, now: int) -> int:
         if self._closed:
             raise StoreClosedError(f"The store {self.location} is closed")
+        if self._readonly:
+            raise self._read_only()
         if ns is None:
             folders = self._io.folders(self._layout.root + "x")
             spaces = [unescape(f.rstrip("/").rpartition("/")[2]) for f in folders]

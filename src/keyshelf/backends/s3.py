@@ -103,6 +103,8 @@ def parse(url: SplitResult, options: dict[str, Any]) -> S3Settings:
     conflicts = as_number(
         "conflict_retries", options.pop("conflict_retries", 64), integer=True, maximum=10_000
     )
+    create = as_bool("create", options.pop("create", True))
+    readonly = as_bool("readonly", options.pop("readonly", False))
     refuse_unknown("s3", options)
     client_options: dict[str, Any] = {
         "timeout": timedelta(seconds=timeout),
@@ -129,6 +131,8 @@ def parse(url: SplitResult, options: dict[str, Any]) -> S3Settings:
         retry_config=retry_config,
         credential_provider=provider,
         conflict_retries=conflicts,
+        create=create,
+        readonly=readonly,
     )
 
 
@@ -149,10 +153,22 @@ def _profile_provider(profile: str) -> Any:
 
 
 def probe(settings: S3Settings) -> None:
-    """One LIST request: the service answers, the bucket exists, the credentials work."""
+    """One LIST request: the service answers, the bucket exists, the credentials work.
+
+    With ``create=False`` (or ``readonly=True``) the prefix must hold a store
+    already: an empty one raises StoreNotFoundError.
+    """
     io = S3IO(settings)
     try:
-        next(iter(io.pages(settings.root.rstrip("/") or "", None)), None)
+        first = next(iter(io.pages(settings.root.rstrip("/") or "", None)), None)
+        if not first and not (settings.create and not settings.readonly):
+            raise StoreNotFoundError(
+                f"S3 {settings.location} holds no keyshelf store "
+                f"(opened with {'readonly=True' if settings.readonly else 'create=False'}: "
+                "nothing created)"
+            )
+    except StoreNotFoundError:
+        raise
     except BackendError as exc:
         cause = exc.__cause__ or exc
         text = str(cause)
