@@ -25,6 +25,8 @@ retries              2             retries of a request that failed in transit
                                    (5xx, dropped connection, timeout)
 conflict_retries     64            attempts of a read-modify-write that keeps
                                    meeting concurrent writers
+create               true          false: the prefix must hold a store already
+readonly             false         true: every write raises ReadOnlyStoreError
 ==================== ============= ==================================================
 
 Opening makes one LIST request: an unreachable service raises
