@@ -21,6 +21,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from keyshelf import patterns
 from keyshelf.errors import InvalidPatternError
 from keyshelf.patterns import (
     _MAX_EXPANDED_LENGTH,
@@ -713,11 +714,14 @@ def assert_bounded(pattern: str, separator: str | None, key: str) -> bool:
     tokens = _tokens(pattern, separator)
     reference = _Nfa(tokens, separator)
     answer, steps = reference.run(key)
-    # The automaton's own bound holds on every pattern.
-    assert steps <= reference.size * (len(key) + 1)
+    # The automaton's own bound holds on every pattern, from a cold cache.
+    assert steps <= (2 * reference.size + 1) * (len(key) + 1)
     plan = _plan(pattern, tokens, separator)
     if isinstance(plan, _Nfa):
+        # A warm cache only ever does less: one lookup per character.
         assert plan.run(key) == (answer, steps)
+        warm_answer, warm_steps = plan.run(key)
+        assert warm_answer is answer and warm_steps <= len(key)
     else:
         # The regular expression only ever sees brace-free forms, few of
         # them, and never a long separator together with a wildcard.
@@ -854,6 +858,27 @@ def test_automaton_equals_regex(pattern: str, key: str, separator: str | None) -
     plain = re.fullmatch(_translate(pattern, separator, optimize=False), key, re.DOTALL)
     assert answer is (plain is not None) is matches(pattern, key, separator)
     assert assert_bounded(pattern, separator, key) is answer
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab.:*?{},[]", max_size=12),
+    keys=st.lists(st.text(alphabet="ab.:", min_size=1, max_size=10), min_size=1, max_size=4),
+    separator=st.sampled_from([None, ".", "::"]),
+)
+def test_automaton_with_a_full_cache_gives_the_same_answers(
+    pattern: str, keys: list[str], separator: str | None
+) -> None:
+    # Past its cache bounds the automaton steps through state sets uncached.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(patterns, "_DFA_STATES", 3)
+        patch.setattr(patterns, "_DFA_TRANSITIONS", 2)
+        nfa = automaton(pattern, separator)
+        regex = re.compile(_translate(pattern, separator, optimize=False), re.DOTALL)
+        for key in keys * 2:
+            answer, steps = nfa.run(key)
+            assert answer is (regex.fullmatch(key) is not None)
+            assert steps <= (2 * nfa.size + 1) * (len(key) + 1)
 
 
 def test_many_brace_forms_use_the_automaton() -> None:

@@ -95,8 +95,10 @@ branches are brace-free, so at most 32 times that bound. Beyond, and for
 every pattern with a wildcard or group under a separator longer than one
 character (where the atomic-chunk argument does not hold), the pattern runs
 on a small automaton that visits each (state, key position) pair at most
-once: O(len(pattern) x len(key)), in Python rather than C. No pattern size is
-refused; the cost grows with it linearly.
+twice: O(len(pattern) x len(key)). It is run as a lazily built, cached DFA,
+so once a pattern is warm a key costs one dictionary lookup per character
+(in Python rather than C). No pattern size is refused; the cost grows with
+it linearly.
 
 :attr:`Matcher.prefix` is the literal text every matching key starts with;
 backends turn it into an index range scan with :func:`prefix_upper_bound`.
@@ -106,7 +108,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -651,10 +654,14 @@ def _translate(pattern: str, separator: str | None = None, *, optimize: bool = T
 # union is a regular expression of brace-free branches, each as bounded as
 # any brace-free pattern (the common ``env.{dev,prod}.*`` stays a C-speed
 # regex). Otherwise (and for long separators) the pattern runs on _Nfa, a
-# Thompson automaton simulated breadth-first: every (state, key position)
-# pair is visited at most once, and there are O(len(pattern)) states.
+# Thompson automaton of O(len(pattern)) states simulated as a lazy DFA: a
+# transition costs at most two visits per state when first computed, one
+# lookup afterwards.
 
 _MAX_EXPANSIONS = 32
+# Bounds of each pattern's DFA cache (past them, transitions are not cached).
+_DFA_STATES = 2048
+_DFA_TRANSITIONS = 65536
 _MAX_EXPANDED_LENGTH = 256
 
 _CONSUME, _SPLIT, _ACCEPT = 0, 1, 2
@@ -709,14 +716,30 @@ def _has_alt(seq: Sequence[_Token]) -> bool:
 
 
 class _Nfa:
-    """A Thompson automaton for a token sequence; ``run`` is O(states x (len(key) + 1)).
+    """A Thompson automaton for a token sequence, run as a lazily built DFA.
 
-    ``run`` visits each (state, key position) pair at most once and returns
-    the number of visits beside the answer, so tests can bound the work
+    A DFA state is the set of automaton states reachable after a prefix of
+    the key; transitions are computed on first use and cached (up to
+    ``_DFA_STATES`` states and ``_DFA_TRANSITIONS`` transitions per pattern,
+    then computed without caching), so a key costs one dictionary lookup per
+    character once the pattern is warm. A transition not yet cached costs at
+    most two visits per automaton state. ``run`` returns that work beside the
+    answer: at most ``(2 x size + 1) x (len(key) + 1)``, so tests can bound it
     exactly instead of timing it.
     """
 
-    __slots__ = ("kinds", "outs", "sep", "start", "tests")
+    __slots__ = (
+        "_accepting",
+        "_ids",
+        "_lock",
+        "_sets",
+        "_start_id",
+        "_trans",
+        "kinds",
+        "outs",
+        "sep",
+        "tests",
+    )
 
     def __init__(self, tokens: Sequence[_Token], sep: str | None) -> None:
         self.sep = sep
@@ -724,11 +747,18 @@ class _Nfa:
         self.tests: list[tuple[int, object]] = []
         self.outs: list[list[int]] = []
         accept = self._node(_ACCEPT)
-        self.start = self._sequence(tokens, accept)
+        start = self._sequence(tokens, accept)
+        self._lock = threading.Lock()
+        # DFA state 0 is the dead state: no automaton state left.
+        self._sets: list[frozenset[int]] = [frozenset()]
+        self._accepting: list[bool] = [False]
+        self._ids: dict[frozenset[int], int] = {frozenset(): 0}
+        self._trans: dict[tuple[int, str, bool], int] = {}
+        self._start_id = self._intern(self._close([start], [0]))
 
     @property
     def size(self) -> int:
-        """The number of states."""
+        """The number of automaton states."""
         return len(self.kinds)
 
     def _node(self, kind: int, test: tuple[int, object] = (_T_ANY, None), *outs: int) -> int:
@@ -769,52 +799,102 @@ class _Nfa:
             _SPLIT, (_T_ANY, None), *(self._sequence(option, after) for option in tok.options)
         )
 
-    def run(self, key: str) -> tuple[bool, int]:
-        """Whether the automaton accepts all of ``key``, and the states visited."""
-        sep = self.sep
+    def _close(self, roots: Iterable[int], work: list[int]) -> frozenset[int]:
+        """The non-split states reachable from ``roots`` without reading a character."""
+        kinds, outs = self.kinds, self.outs
+        seen: set[int] = set()
+        found: list[int] = []
+        stack = list(roots)
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            work[0] += 1
+            if kinds[node] == _SPLIT:
+                stack.extend(outs[node])
+            else:
+                found.append(node)
+        return frozenset(found)
+
+    def _move(
+        self, state: frozenset[int], char: str, at_sep: bool, work: list[int]
+    ) -> frozenset[int]:
+        """The state set after reading ``char`` (``at_sep``: a separator starts there)."""
         kinds, tests, outs = self.kinds, self.tests, self.outs
-        seen = [-1] * len(kinds)
-        steps = 0
+        moves: list[int] = []
+        for node in state:
+            work[0] += 1
+            if kinds[node] != _CONSUME:
+                continue
+            kind, arg = tests[node]
+            if kind == _T_LIT:
+                ok = char == arg
+            elif kind == _T_ONE:
+                ok = not at_sep
+            elif kind == _T_CLASS:
+                # At a separator the character is its first one: never in-segment.
+                ok = not at_sep and arg.contains(ord(char))  # type: ignore[attr-defined]
+            else:
+                ok = True
+            if ok:
+                moves.append(outs[node][0])
+        return self._close(moves, work)
 
-        def close(roots: list[int], position: int, into: list[int]) -> None:
-            nonlocal steps
-            stack = roots
-            while stack:
-                node = stack.pop()
-                if seen[node] == position:
-                    continue
-                seen[node] = position
-                steps += 1
-                if kinds[node] == _SPLIT:
-                    stack.extend(reversed(outs[node]))
-                else:
-                    into.append(node)
+    def _intern(self, state: frozenset[int]) -> int:
+        """The DFA id of ``state``, or -1 when the state cache is full."""
+        found = self._ids.get(state)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._ids.get(state)
+            if found is not None:
+                return found
+            if len(self._sets) >= _DFA_STATES:
+                return -1
+            self._sets.append(state)
+            self._accepting.append(any(self.kinds[node] == _ACCEPT for node in state))
+            ident = len(self._sets) - 1
+            self._ids[state] = ident
+            return ident
 
-        current: list[int] = []
-        close([self.start], 0, current)
+    def run(self, key: str) -> tuple[bool, int]:
+        """Whether the automaton accepts all of ``key``, and the work it took."""
+        sep = self.sep
+        single = sep is not None and len(sep) == 1
+        trans = self._trans
+        work = [0]
+        state = self._start_id
         for position, char in enumerate(key):
-            at_sep = sep is not None and key.startswith(sep, position)
-            moves: list[int] = []
-            for node in current:
-                if kinds[node] != _CONSUME:
-                    continue
-                kind, arg = tests[node]
-                if kind == _T_LIT:
-                    ok = char == arg
-                elif kind == _T_ONE:
-                    ok = not at_sep
-                elif kind == _T_CLASS:
-                    # At a separator the character is its first one: never in-segment.
-                    ok = not at_sep and arg.contains(ord(char))  # type: ignore[attr-defined]
-                else:
-                    ok = True
-                if ok:
-                    moves.append(outs[node][0])
-            current = []
-            close(moves, position + 1, current)
-            if not current:
-                return False, steps
-        return any(kinds[node] == _ACCEPT for node in current), steps
+            at_sep = (
+                (char == sep) if single else (sep is not None and key.startswith(sep, position))
+            )
+            work[0] += 1
+            nxt = trans.get((state, char, at_sep))
+            if nxt is None:
+                target = self._move(self._sets[state], char, at_sep, work)
+                nxt = self._intern(target)
+                if nxt < 0:
+                    return self._run_sets(key, position + 1, target, work)
+                if len(trans) < _DFA_TRANSITIONS:
+                    trans[state, char, at_sep] = nxt
+            if nxt == 0:
+                return False, work[0]
+            state = nxt
+        return self._accepting[state], work[0]
+
+    def _run_sets(
+        self, key: str, position: int, state: frozenset[int], work: list[int]
+    ) -> tuple[bool, int]:
+        """Finish ``key`` from ``position`` without the cache (it is full)."""
+        sep = self.sep
+        for at in range(position, len(key)):
+            if not state:
+                return False, work[0]
+            work[0] += 1
+            at_sep = sep is not None and key.startswith(sep, at)
+            state = self._move(state, key[at], at_sep, work)
+        return any(self.kinds[node] == _ACCEPT for node in state), work[0]
 
 
 def _plan(pattern: str, tokens: list[_Token], separator: str | None) -> str | _Nfa:
