@@ -659,9 +659,11 @@ def _translate(pattern: str, separator: str | None = None, *, optimize: bool = T
 # lookup afterwards.
 
 _MAX_EXPANSIONS = 32
-# Bounds of each pattern's DFA cache (past them, transitions are not cached).
-_DFA_STATES = 2048
-_DFA_TRANSITIONS = 65536
+# Bounds of each pattern's DFA cache (past them, transitions are not cached):
+# automaton states held in all cached DFA states together, and transitions.
+# About half a megabyte per pattern at most, for up to 1024 cached patterns.
+_DFA_STATES = 8192
+_DFA_TRANSITIONS = 2048
 _MAX_EXPANDED_LENGTH = 256
 
 _CONSUME, _SPLIT, _ACCEPT = 0, 1, 2
@@ -720,8 +722,9 @@ class _Nfa:
 
     A DFA state is the set of automaton states reachable after a prefix of
     the key; transitions are computed on first use and cached (up to
-    ``_DFA_STATES`` states and ``_DFA_TRANSITIONS`` transitions per pattern,
-    then computed without caching), so a key costs one dictionary lookup per
+    ``_DFA_STATES`` automaton states in all cached sets and
+    ``_DFA_TRANSITIONS`` transitions per pattern, then computed without
+    caching), so a key costs one dictionary lookup per
     character once the pattern is warm. A transition not yet cached costs at
     most two visits per automaton state. ``run`` returns that work beside the
     answer: at most ``(2 x size + 1) x (len(key) + 1)``, so tests can bound it
@@ -734,6 +737,8 @@ class _Nfa:
         "_lock",
         "_sets",
         "_start_id",
+        "_start_set",
+        "_stored",
         "_trans",
         "kinds",
         "outs",
@@ -753,8 +758,10 @@ class _Nfa:
         self._sets: list[frozenset[int]] = [frozenset()]
         self._accepting: list[bool] = [False]
         self._ids: dict[frozenset[int], int] = {frozenset(): 0}
+        self._stored = 0
         self._trans: dict[tuple[int, str, bool], int] = {}
-        self._start_id = self._intern(self._close([start], [0]))
+        self._start_set = self._close([start], [0])
+        self._start_id = self._intern(self._start_set)
 
     @property
     def size(self) -> int:
@@ -850,8 +857,9 @@ class _Nfa:
             found = self._ids.get(state)
             if found is not None:
                 return found
-            if len(self._sets) >= _DFA_STATES:
+            if self._stored + len(state) > _DFA_STATES:
                 return -1
+            self._stored += len(state)
             self._sets.append(state)
             self._accepting.append(any(self.kinds[node] == _ACCEPT for node in state))
             ident = len(self._sets) - 1
@@ -865,6 +873,8 @@ class _Nfa:
         trans = self._trans
         work = [0]
         state = self._start_id
+        if state < 0:  # even the start did not fit the cache
+            return self._run_sets(key, 0, self._start_set, work)
         for position, char in enumerate(key):
             at_sep = (
                 (char == sep) if single else (sep is not None and key.startswith(sep, position))
