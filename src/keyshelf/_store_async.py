@@ -59,6 +59,13 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         await self._backend.close()
 
     async def __aenter__(self) -> AsyncStore:
+        # A backend that connects lazily (open_async does no I/O) connects
+        # now, so a server that cannot work is refused by the with statement.
+        try:
+            await self._backend.prepare()
+        except BaseException:
+            await self.aclose()
+            raise
         if self._sweeper is not None:
             self._sweeper.start()
         return self

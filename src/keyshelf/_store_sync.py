@@ -60,6 +60,13 @@ class Store(StoreCore[Backend], SyncDunders):
         self._backend.close()
 
     def __enter__(self) -> Store:
+        # A backend that connects lazily (open_async does no I/O) connects
+        # now, so a server that cannot work is refused by the with statement.
+        try:
+            self._backend.prepare()
+        except BaseException:
+            self.close()
+            raise
         if self._sweeper is not None:
             self._sweeper.start()
         return self

@@ -194,3 +194,36 @@ def test_open_async_never_stalls_the_event_loop_over_50_ms(kind: str) -> None:
     ticks, _holds = _measure(kind)
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
     assert max(gaps) <= MAX_GAP, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+def _unreachable(kind: str) -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    if kind == "redis":
+        pytest.importorskip("redis")
+        return f"redis://127.0.0.1:{port}/0?socket_connect_timeout=1"
+    pytest.importorskip("psycopg")
+    return f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=2"
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_async_with_refuses_a_server_that_cannot_work(kind: str) -> None:
+    # open_async() itself does no I/O; entering the store connects, so the
+    # error comes from the async with statement, before its body runs.
+    url = _unreachable(kind)
+    entered = False
+
+    async def run() -> None:
+        nonlocal entered
+        store = keyshelf.open_async(url)
+        async with store:
+            entered = True
+
+    where = urlsplit(url)
+    with pytest.raises(keyshelf.BackendUnavailableError, match=f"127.0.0.1:{where.port}"):
+        asyncio.run(run())
+    assert not entered
+    # Bad options are still refused by open_async() itself, at once.
+    with pytest.raises(keyshelf.InvalidURLError):
+        keyshelf.open_async(url, bogus=1)

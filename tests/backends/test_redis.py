@@ -721,11 +721,19 @@ def test_async_open_loads_every_script_on_first_use(server: RedisServer) -> None
     raw = redis.Redis.from_url(server.url)
     raw.script_flush()
 
+    shas = [script.sha for script in rc.SCRIPTS]
+
     async def run() -> None:
-        async with keyshelf.open_async(server.url) as akv:
-            assert not any(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
+        akv = keyshelf.open_async(server.url)  # no I/O yet
+        try:
+            assert not any(raw.script_exists(*shas))
             assert await akv.get("k") is None  # HMGET: no script, but the first call connects
-            assert all(raw.script_exists(*(script.sha for script in rc.SCRIPTS)))
+            assert all(raw.script_exists(*shas))
+        finally:
+            await akv.aclose()
+        raw.script_flush()
+        async with keyshelf.open_async(server.url):  # entering connects
+            assert all(raw.script_exists(*shas))
 
     asyncio.run(run())
     raw.close()

@@ -194,6 +194,9 @@ class AsyncCachedBackend(AsyncBackend):
         # Only expired records go, and the cache never serves those.
         return await self.inner.purge_expired(ns, now)
 
+    async def prepare(self) -> None:
+        await self.inner.prepare()
+
     async def close(self) -> None:
         self.cache.clear()
         await self.inner.close()

@@ -193,6 +193,9 @@ class CachedBackend(Backend):
         # Only expired records go, and the cache never serves those.
         return self.inner.purge_expired(ns, now)
 
+    def prepare(self) -> None:
+        self.inner.prepare()
+
     def close(self) -> None:
         self.cache.clear()
         self.inner.close()

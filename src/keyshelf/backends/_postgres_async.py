@@ -396,6 +396,16 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         finally:
             self._waiting.remove(token)
 
+    async def prepare(self) -> None:
+        """Prepare the schema and open the pool now if no call has yet (``async with``)."""
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        if not self._opened:
+            try:
+                await self._open()
+            except psycopg.Error as exc:
+                raise self._error(exc, "open") from exc
+
     async def _open(self) -> None:
         """Prepare the schema if ``open`` did not, and open the pool; once, alone."""
         async with self._opening:

@@ -395,6 +395,16 @@ class PostgresBackend(base.Backend):
         finally:
             self._waiting.remove(token)
 
+    def prepare(self) -> None:
+        """Prepare the schema and open the pool now if no call has yet (``with``)."""
+        if self._closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        if not self._opened:
+            try:
+                self._open()
+            except psycopg.Error as exc:
+                raise self._error(exc, "open") from exc
+
     def _open(self) -> None:
         """Prepare the schema if ``open`` did not, and open the pool; once, alone."""
         with self._opening:

@@ -202,6 +202,11 @@ class AsyncRedisBackend(AsyncBackend):
                 pipe.execute_command("SCRIPT", "LOAD", script.source)
             await pipe.execute()
 
+    async def prepare(self) -> None:
+        """Connect now if no call has yet (``async with`` on the store)."""
+        if not self._ready:
+            await self._prepare()
+
     async def _prepare(self) -> None:
         """Raise if closed; else connect (the first call does it, alone)."""
         if self._closed:

@@ -203,6 +203,11 @@ class RedisBackend(Backend):
                 pipe.execute_command("SCRIPT", "LOAD", script.source)
             pipe.execute()
 
+    def prepare(self) -> None:
+        """Connect now if no call has yet (``with`` on the store)."""
+        if not self._ready:
+            self._prepare()
+
     def _prepare(self) -> None:
         """Raise if closed; else connect (the first call does it, alone)."""
         if self._closed:

@@ -128,6 +128,15 @@ class Backend:
 
     # -- primitives with defaults ---------------------------------------------
 
+    def prepare(self) -> None:
+        """Connect and check the store now, if that is not done yet; idempotent.
+
+        ``open_async()`` does no I/O (it must not block the event loop), so
+        the async Redis and PostgreSQL backends connect on their first call;
+        the store calls this on ``with`` so that a server that cannot
+        work is refused there. The default does nothing.
+        """
+
     def exists(self, ns: str, key: str, now: int) -> bool:
         """True if ``key`` is live."""
         return self.get(ns, key, now) is not None
