@@ -36,9 +36,10 @@ Guarantees:
   live server cancel a statement cleanly first. TCP keepalives and
   ``tcp_user_timeout`` also detect a dead peer.
 * **Opening does not block an event loop.** The async backend does no I/O
-  when it is created: its first call prepares the schema (the same checks
-  as ``open()``) and opens the pool, once, behind an asyncio lock; a failure
-  raises there, and the next call tries again.
+  when it is created: :meth:`prepare` (``async with``) or its first call
+  prepares the schema (the same checks as ``open()``) and opens the pool,
+  once, behind an asyncio lock; a failure raises there, and the next call
+  tries again.
 * **Expired means gone.** Every statement filters expired rows with the
   server's now; ``purge_expired`` deletes them through the expiry index.
 * **Fast.** Connections are pooled and long-lived (autocommit), every

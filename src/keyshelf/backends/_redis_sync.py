@@ -33,9 +33,9 @@ Guarantees:
   ``NOSCRIPT``: every script is loaded again and the call retried once.
 * **Opening does not block an event loop.** The async backend does no I/O
   when it is created: it connects and checks the server (``PING``,
-  ``INFO``, scripts) on its first call, once, behind an asyncio lock; a
-  failure there raises the error ``open()`` would have raised, and the next
-  call tries again.
+  ``INFO``, scripts) in :meth:`prepare` (``with``) or on its first
+  call, once, behind an asyncio lock; a failure there raises the error
+  ``open()`` would have raised, and the next call tries again.
 * **Failures** (refused connection, timeout, server error) raise
   :class:`BackendUnavailableError` or :class:`BackendError` naming the
   server; the redis-py exception is chained and never escapes. Commands are

@@ -29,8 +29,9 @@ right there (BackendUnavailableError / IncompatibleStoreError, naming
 ``host:port/db``), never at the first operation. The first open of a
 database creates the schema and tables, race-free. ``open_async()`` checks
 the URL and options at once but does no I/O: the same checks and the schema
-preparation run on the store's first call, inside the event loop (never
-blocking it), and raise the same errors there.
+preparation run when the store is entered (``async with``) or on its first
+call, inside the event loop (never blocking it), and raise the same errors
+there.
 
 See :mod:`keyshelf.backends._postgres_async` for the guarantees (atomicity,
 the server clock, errors) and ``docs/postgres.md`` for the table layout.

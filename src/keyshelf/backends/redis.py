@@ -31,8 +31,8 @@ password, a missing database number or a cluster/standalone mismatch
 :class:`InvalidURLError`; a server older than 6.2
 :class:`IncompatibleStoreError` -- all at open time. ``open_async()`` checks
 the URL and options at once but does no I/O: the same connection and checks
-run on the store's first call, inside the event loop (they never block it),
-and raise the same errors there.
+run when the store is entered (``async with``) or on its first call, inside
+the event loop (they never block it), and raise the same errors there.
 """
 
 from __future__ import annotations
