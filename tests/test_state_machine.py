@@ -72,8 +72,9 @@ class StoreMachine(RuleBasedStateMachine):
         return math.floor(self.clock() * 1000)
 
     def expiry(self, ttl: float | None) -> int | None:
-        # The spec's rounding: instants in ms, a TTL rounded up to the next ms.
-        return None if ttl is None else math.ceil((self.clock() + ttl) * 1000)
+        # The contract's rounding: instants in ms, the TTL in whole ms rounded
+        # down and added to the clock reading rounded down.
+        return None if ttl is None else self.now_ms() + math.floor(ttl * 1000)
 
     def live(self) -> dict[str, tuple[Any, int | None]]:
         now = self.now_ms()
@@ -177,7 +178,7 @@ class StoreMachine(RuleBasedStateMachine):
             if expires is None:
                 assert ttl is None
             else:
-                assert 0 < ttl <= expires / 1000 - self.clock() + 1e-6
+                assert ttl == (expires - self.now_ms()) / 1000
 
 
 def _machine(backend_name: str, api: str) -> Any:
