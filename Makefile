@@ -42,7 +42,7 @@ bench-scale: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.scale
 
 stress: $(VENV)/.dev
-	$(BIN)/pytest -q -m stress -p no:cacheprovider
+	KEYSHELF_HYPOTHESIS=explore $(BIN)/pytest -q -m stress -p no:cacheprovider
 
 generate: $(VENV)/.dev
 	$(BIN)/python tools/async_to_sync.py
