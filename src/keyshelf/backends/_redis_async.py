@@ -378,26 +378,27 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "mset") from exc
 
     async def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
-        """Store whole records (import, migration) in one script, all or nothing.
+        """Store whole records (import, migration), up to :data:`CHUNK` per script.
 
         Each record's expiry is an absolute instant and is kept exactly
-        (``PEXPIREAT``), never turned back into a duration.
+        (``PEXPIREAT``), never turned back into a duration. Each script is
+        atomic; a long batch is split so that no script holds the server for
+        long, and if one fails, the records before it stay written.
         """
         if not self._ready:
             await self._prepare()
-        latest = dict(items)  # the last record of a repeated key wins
-        if not latest:
-            return
+        latest = list(dict(items).items())  # the last record of a repeated key wins
         space = self._layout.space(ns)
         base = space.base
-        keys = [space.catalog, space.expiring]
-        args: list[Any] = [now, base]
-        for key, write in latest.items():
-            t, v = rc.to_redis((write.tag, write.payload))
-            keys.append(base + key)
-            args += (key, t, v, write.meta or b"", rc.at_for(write.expires_at))
         try:
-            await self._eval(rc.PUT_RECORDS, keys, args)
+            for start in range(0, len(latest), rc.CHUNK):
+                keys = [space.catalog, space.expiring]
+                args: list[Any] = [now, base]
+                for key, write in latest[start : start + rc.CHUNK]:
+                    t, v = rc.to_redis((write.tag, write.payload))
+                    keys.append(base + key)
+                    args += (key, t, v, write.meta or b"", rc.at_for(write.expires_at))
+                await self._eval(rc.PUT_RECORDS, keys, args)
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "import") from exc
 
