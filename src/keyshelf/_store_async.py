@@ -24,7 +24,6 @@ from ._transfer_async import check_batch_size, export_store, import_store
 from .backends._base_async import AsyncBackend
 from .entry import Entry
 from .errors import InvalidArgumentError, KeysNotFoundError, SerializationError
-from .expiry import remaining
 from .keys import check_key, check_keys, check_namespace
 from .transfer import Destination, Progress, Source
 
@@ -225,11 +224,11 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
         """Remaining seconds; None for a key without expiry; -1 if missing or expired."""
         # One clock reading for the lookup and the subtraction: the answer is
         # then at most the TTL given (a later reading only makes it smaller).
-        now = self._now()
-        record = await self._backend.get_record(self._ns, check_key(key), now)
-        if record is None:
-            return -1
-        return remaining(record.expires_at, now)
+        # Server backends answer from the clock that expires the key.
+        left = await self._backend.time_left(self._ns, check_key(key), self._now())
+        if left is None:
+            return None
+        return -1 if left < 0 else left / 1000
 
     async def expire(self, key: str, ttl: int | float | timedelta) -> bool:
         """Set the TTL of a live key; True if the key exists."""

@@ -136,6 +136,21 @@ class AsyncBackend:
         work is refused there. The default does nothing.
         """
 
+    async def time_left(self, ns: str, key: str, now: int) -> int | None:
+        """Whole milliseconds until ``key`` expires; None if it never does; -1 if not live.
+
+        What ``ttl()`` reports. The default subtracts ``now`` from the live
+        record's expiry; the server backends (Redis, PostgreSQL) ask the
+        server instead, so the answer comes from the clock that expires the
+        key and never exceeds the TTL given, whatever the client's clock says.
+        """
+        record = await self.get_record(ns, key, now)
+        if record is None:
+            return -1
+        if record.expires_at is None:
+            return None
+        return max(record.expires_at - now, 0)
+
     async def exists(self, ns: str, key: str, now: int) -> bool:
         """True if ``key`` is live."""
         return await self.get(ns, key, now) is not None

@@ -473,6 +473,15 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         tag, payload = value_of(*row[:5])
         return Record(tag, payload, row[5], row[6], row[7], row[8], row[9])
 
+    async def time_left(self, ns: str, key: str, now: int) -> int | None:
+        """``expires_at - server_now`` computed by the server (one statement)."""
+        async with self._connection("ttl") as conn:
+            cur = await conn.execute(self._sql.time_left, (ns, key), prepare=True, binary=True)
+            row = await cur.fetchone()
+        if row is None:
+            return -1
+        return None if row[0] is None else int(row[0])
+
     async def exists(self, ns: str, key: str, now: int) -> bool:
         async with self._connection("exists") as conn:
             cur = await conn.execute(self._sql.exists, (ns, key), prepare=True, binary=True)

@@ -225,6 +225,10 @@ class Statements:
         # -- reads --------------------------------------------------------
         self.get = f"SELECT {values} FROM {t} WHERE ns = %s AND key = %s AND {live()}"
         self.exists = f"SELECT 1 FROM {t} WHERE ns = %s AND key = %s AND {live()}"
+        # ttl(): the remaining ms by the server's clock (NULL: no expiry); live rows only.
+        self.time_left = (
+            f"SELECT expires_at - {NOW} FROM {t} WHERE ns = %s AND key = %s AND {live()}"
+        )
         self.get_record = (
             f"SELECT {values}, expires_at, meta, created_at, updated_at, version "
             f"FROM {t} WHERE ns = %s AND key = %s AND {live()}"

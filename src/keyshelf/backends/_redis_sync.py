@@ -278,6 +278,21 @@ class RedisBackend(Backend):
             raise self._fail(exc, "get") from exc
         return rc.record_from_reply(reply, now) if reply else None
 
+    def time_left(self, ns: str, key: str, now: int) -> int | None:
+        """``PTTL``: the server's own remaining time, one command.
+
+        0 (the key's last millisecond) counts as gone, like -2 (no key).
+        """
+        if not self._ready:
+            self._prepare()
+        try:
+            left = self._client.execute_command("PTTL", self._layout.space(ns).base + key)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "ttl") from exc
+        if left == -1:
+            return None
+        return int(left) if left > 0 else -1
+
     def exists(self, ns: str, key: str, now: int) -> bool:
         if not self._ready:
             self._prepare()
