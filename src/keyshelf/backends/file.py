@@ -47,7 +47,6 @@ POSIX only (``fcntl``). Open stores after ``fork()``, not before.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import fcntl
 import gzip
@@ -65,7 +64,6 @@ from urllib.parse import SplitResult, unquote
 import orjson
 
 from .._show import show
-from ..codec import payload_size
 from ..errors import (
     BackendError,
     BackendUnavailableError,
@@ -78,11 +76,12 @@ from ..errors import (
 )
 from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
-from ..patterns import Matcher, compile_pattern
-from ..records import Decision, R, Record, Value, Write, new_record, stats_dict
+from ..patterns import Matcher
+from ..records import Decision, R, Record, Value, Write, new_record
 from . import _inuse
 from ._bridge import AsyncBridge
 from ._file_format import FormatError, write_fields, write_from
+from ._table import RecordTable, live_namespaces
 from .base import Backend
 
 #: The ``format`` member that marks a keyshelf JSON store.
@@ -133,10 +132,10 @@ class FileBackend(Backend):
         self._compress = self.path.name.endswith(".gz") if compress is None else compress
         self._durable = durable
         self._lock = threading.RLock()
-        # The committed state of the file, as of ``_ident``.
-        self._data: dict[str, dict[str, Record]] = {}
-        # Sorted keys per namespace, rebuilt when a key comes or goes.
-        self._order: dict[str, list[str]] = {}
+        # The committed state of the file, as of ``_ident``: the record table
+        # shared with the memory backend (its sorted index is built by the
+        # first listing after a load and then kept current by the writes).
+        self._data: dict[str, RecordTable] = {}
         # Serialised records, for rewriting the file without re-encoding
         # everything. None after a load: built on the first write (readers
         # never pay for it) from ``_loaded``, the parsed objects.
@@ -241,7 +240,7 @@ class FileBackend(Backend):
             self._load()
 
     def _reset(self) -> None:
-        self._data, self._order, self._frags, self._loaded = {}, {}, {}, {}
+        self._data, self._frags, self._loaded = {}, {}, {}
         self._ident = None
         self._hold(None)
 
@@ -272,8 +271,7 @@ class FileBackend(Backend):
         except BaseException:
             os.close(fd)
             raise
-        self._data, self._loaded = data, loaded
-        self._order, self._frags = {}, None
+        self._data, self._loaded, self._frags = data, loaded, None
         self._ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         self._mode = stat.S_IMODE(st.st_mode)
         self._hold(fd)
@@ -283,7 +281,7 @@ class FileBackend(Backend):
 
     def _parse(
         self, raw: bytes, mtime: int
-    ) -> tuple[dict[str, dict[str, Record]], dict[str, dict[str, Any]]]:
+    ) -> tuple[dict[str, RecordTable], dict[str, dict[str, Any]]]:
         """Records from a file's bytes, and the parsed objects of complete records."""
         if raw[:2] == _GZIP_MAGIC:
             try:
@@ -311,7 +309,7 @@ class FileBackend(Backend):
         spaces = doc.get("namespaces", {})
         if type(spaces) is not dict:
             raise self._incompatible('is corrupt: "namespaces" is not an object')
-        data: dict[str, dict[str, Record]] = {}
+        data: dict[str, RecordTable] = {}
         loaded: dict[str, dict[str, Any]] = {}
         for ns, table in spaces.items():
             if type(table) is not dict:
@@ -337,7 +335,7 @@ class FileBackend(Backend):
                 if full:
                     complete[key] = obj
             if records:
-                data[ns] = records
+                data[ns] = RecordTable(records)
                 loaded[ns] = complete
         return data, loaded
 
@@ -426,7 +424,7 @@ class FileBackend(Backend):
                     key: orjson.Fragment(orjson.dumps(loaded[key]))
                     if key in loaded
                     else _fragment(record)
-                    for key, record in table.items()
+                    for key, record in table.records.items()
                 }
             self._frags, self._loaded = frags, {}
         return frags
@@ -435,21 +433,18 @@ class FileBackend(Backend):
         self._dirty = True
         table = self._data.get(ns)
         if table is None:
-            table = self._data[ns] = {}
-        if key not in table:
-            self._order.pop(ns, None)
-        table[key] = record
+            table = self._data[ns] = RecordTable()
+        table.put(key, record)
         self._fragments().setdefault(ns, {})[key] = _fragment(record)
 
     def _remove(self, ns: str, key: str) -> Record | None:
         table = self._data.get(ns)
-        if table is None or key not in table:
+        record = None if table is None else table.remove(key)
+        if table is None or record is None:
             return None
         self._dirty = True
-        record = table.pop(key)
         frags = self._fragments()
         frags[ns].pop(key, None)
-        self._order.pop(ns, None)
         if not table:
             del self._data[ns]
             frags.pop(ns, None)
@@ -508,44 +503,13 @@ class FileBackend(Backend):
 
     # -- helpers ------------------------------------------------------------
 
+    def _space(self, ns: str) -> RecordTable:
+        """The table of ``ns``; a namespace the file does not hold reads as empty."""
+        return self._data.get(ns) or RecordTable()
+
     def _get_live(self, ns: str, key: str, now: int) -> Record | None:
         table = self._data.get(ns)
-        record = None if table is None else table.get(key)
-        return record if _live(record, now) else None
-
-    def _sorted(self, ns: str) -> list[str]:
-        order = self._order.get(ns)
-        if order is None:
-            order = self._order[ns] = sorted(self._data.get(ns, ()))
-        return order
-
-    def _matching(
-        self, ns: str, matcher: Matcher, now: int | None, after: str | None = None
-    ) -> Iterator[str]:
-        """Keys matching ``matcher`` in order (only live ones unless ``now`` is None)."""
-        table = self._data.get(ns)
-        if not table:
-            return
-        if matcher.literal:
-            key = matcher.prefix
-            wanted = key in table and (after is None or key > after)
-            if wanted and (now is None or _live(table[key], now)):
-                yield key
-            return
-        order = self._sorted(ns)
-        prefix = matcher.prefix
-        start = bisect.bisect_left(order, prefix) if prefix else 0
-        if after is not None:
-            start = max(start, bisect.bisect_right(order, after))
-        match = None if matcher.match_all else matcher.match
-        for index in range(start, len(order)):
-            key = order[index]
-            if prefix and not key.startswith(prefix):
-                return
-            if now is not None and not _live(table[key], now):
-                continue
-            if match is None or match(key):
-                yield key
+        return None if table is None else table.live(key, now)
 
     # -- primitives ---------------------------------------------------------
 
@@ -619,69 +583,48 @@ class FileBackend(Backend):
         limit: int | None,
         values: bool,
     ) -> list[tuple[str, Value | None]]:
-        rows: list[tuple[str, Value | None]] = []
         with self._reading():
-            table = self._data.get(ns, {})
-            for key in self._matching(ns, matcher, now, after):
-                if limit is not None and len(rows) >= limit:
-                    break
-                record = table[key]
-                rows.append((key, (record.tag, record.payload) if values else None))
-        return rows
+            return self._space(ns).scan(matcher, now, after, limit, values)
 
     def scan_records(
         self, ns: str, now: int, after: str | None, limit: int
     ) -> list[tuple[str, Record]]:
-        rows: list[tuple[str, Record]] = []
         with self._reading():
-            table = self._data.get(ns, {})
-            for key in self._matching(ns, _ALL, now, after):
-                if len(rows) >= limit:
-                    break
-                rows.append((key, table[key]))
-        return rows
+            return self._space(ns).scan_records(now, after, limit)
 
     def count(self, ns: str, matcher: Matcher, now: int) -> int:
         with self._reading():
-            if matcher.match_all:
-                return sum(1 for r in self._data.get(ns, {}).values() if _live(r, now))
-            return sum(1 for _ in self._matching(ns, matcher, now))
+            return self._space(ns).count(matcher, now)
 
     def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
         live = 0
         with self._writing():
-            for key in list(self._matching(ns, matcher, None)):
+            # The fragments and the empty namespace go through _remove.
+            for key in self._space(ns).matching(matcher):
                 live += _live(self._remove(ns, key), now)
         return live
 
     def namespaces(self, now: int) -> list[str]:
         with self._reading():
-            return sorted(
-                ns for ns, table in self._data.items() if any(_live(r, now) for r in table.values())
-            )
+            return live_namespaces(self._data, now)
 
     def purge_expired(self, ns: str | None, now: int) -> int:
         removed = 0
         with self._writing():
             spaces = list(self._data) if ns is None else [ns]
             for space in spaces:
-                table = self._data.get(space, {})
-                for key in [k for k, r in table.items() if not _live(r, now)]:
+                for key in self._space(space).expired(now):
                     self._remove(space, key)
                     removed += 1
         return removed
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
         with self._reading():
-            records = list(self._data.get(ns, {}).values())
-        live = [r for r in records if _live(r, now)]
-        with_ttl = sum(1 for r in live if r.expires_at is not None)
-        return stats_dict(len(records), len(live), with_ttl)
+            return self._space(ns).stats(now)
 
     def total_size(self, ns: str, now: int) -> int:
         with self._reading():
-            records = list(self._data.get(ns, {}).values())
-        return sum(payload_size(r.tag, r.payload) for r in records if _live(r, now))
+            return self._space(ns).total_size(now)
 
     def close(self) -> None:
         with self._lock:
@@ -691,9 +634,6 @@ class FileBackend(Backend):
                 with contextlib.suppress(OSError):
                     os.close(self._lock_fd)
                 self._lock_fd = None
-
-
-_ALL = compile_pattern("*")
 
 
 def _path(url: SplitResult, options: dict[str, Any]) -> str:
