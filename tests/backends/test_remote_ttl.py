@@ -101,3 +101,27 @@ def test_ttl_right_after_set_is_within_the_ttl_given(calls: Any, t: float) -> No
     assert left is not None
     assert 0 < left <= t, (t, left)
     assert left <= whole_ms / 1000, (t, left)  # whole milliseconds, rounded down
+
+
+@pytest.mark.parametrize("skew", [-30.0, 30.0])
+@pytest.mark.parametrize("kind", SERVERS)
+def test_ttl_comes_from_the_servers_clock(kind: str, skew: float, tmp_path: Path) -> None:
+    # A client whose clock is 30 s off: the server still decides, and ttl()
+    # (asked of the server) still reads within the TTL given, never 30 s more
+    # or less; the key lives its TTL on the server and every read agrees.
+    factory, _native = BACKENDS[kind]
+    with (
+        factory(tmp_path) as (url, options),
+        keyshelf.open(url, clock=lambda: time.time() + skew, **options) as kv,
+    ):
+        kv.set("k", 1, ttl=5)
+        assert 4 < kv.ttl("k") <= 5
+        assert kv.get("k") == 1
+        entry = kv.get_entry("k")
+        assert entry is not None and entry.value == 1
+        # The instant is the server's: about 5 s from the server's now.
+        assert abs(entry.expires_at.timestamp() - (time.time() + 5)) < 2
+        kv.expire("k", 1.0)
+        assert 0 < kv.ttl("k") <= 1.0
+        time.sleep(1.05)
+        assert kv.get("k") is None and kv.ttl("k") == -1

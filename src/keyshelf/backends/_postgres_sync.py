@@ -465,9 +465,8 @@ class PostgresBackend(base.Backend):
         with self._connection("get") as conn:
             cur = conn.execute(self._sql.get_record, (ns, key), prepare=True, binary=True)
             row = cur.fetchone()
-        # Also absent once the store's clock reaches the expiry (the server
-        # deletes it within that millisecond): ttl() then reads -1, never 0.
-        if row is None or (row[5] is not None and row[5] <= now):
+        # Live by the server's clock (the query filters), whatever the store's says.
+        if row is None:
             return None
         tag, payload = value_of(*row[:5])
         return Record(tag, payload, row[5], row[6], row[7], row[8], row[9])

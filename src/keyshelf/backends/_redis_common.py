@@ -427,16 +427,13 @@ def tag_of(t: bytes) -> str:
 def record_from_reply(reply: list[Any], now: int) -> Record | None:
     """A :data:`GET_RECORD` reply (t, v, m, c, u, n, expires_at) -> Record or None.
 
-    A record whose expiry is at or before ``now`` (the store's clock) is
-    absent, as for every backend: in the last millisecond before the server
-    deletes it, ``ttl()`` reads -1, never 0.
+    Liveness is the server's to decide (its clock expires the key), so a
+    record the server returns is live, whatever the store's clock says.
     """
     if not reply or reply[0] is None:
         return None
     t, v, meta, created, updated, version, expires_at = reply
     expires = None if expires_at < 0 else int(expires_at)
-    if expires is not None and expires <= now:
-        return None
     tag, payload = from_redis(t, v)
     return Record(
         tag,
