@@ -106,7 +106,7 @@ def test_distinct_pairs_soak(opener: Opener) -> None:
     run_pairs(opener, examples=300)
 
 
-def test_look_alike_pairs_never_share_storage(opener: Opener) -> None:
+def test_look_alike_pairs_never_share_storage(opener: Opener, backend_name: str) -> None:
     """Pairs built to collide under a naive ``ns + sep + key`` encoding."""
     pairs = [
         ("a", "b:c"), ("a:b", "c"), ("a:b:c", "x"), ("a", "b:c:x"),
@@ -121,7 +121,25 @@ def test_look_alike_pairs_never_share_storage(opener: Opener) -> None:
     pairs += [("n" * 255, "k" * 255), ("🚀" * 255, "é" * 255), ("é" * 255, "🚀" * 255)]
     pairs += [("\u200d" * 200 + "a", "\U0010fffd" * 255), ("Ω" * 254 + ":", ":" + "Ω" * 254)]
     pairs = [(ns, key) for ns, key in pairs if key]
-    _check_pairs(opener(), pairs)
+    kv = opener()
+    if backend_name == "s3":
+        # The documented S3 deviation (docs/s3.md): an object name is at most 1024
+        # bytes, so a pair whose name would be longer is refused and writes nothing.
+        from keyshelf.backends._s3_io import MAX_NAME_BYTES, Layout
+
+        root = opener.url.split("/", 3)[3] + "/"
+        too_long = [
+            (ns, key)
+            for ns, key in pairs
+            if len(Layout(root).data(ns, key).encode()) > MAX_NAME_BYTES
+        ]
+        assert too_long  # the 255-character Unicode pairs
+        for ns, key in too_long:
+            with pytest.raises(keyshelf.InvalidKeyError, match="too long for S3"):
+                kv.namespace(ns).set(key, 1)
+        assert kv.list_namespaces() == []
+        pairs = [pair for pair in pairs if pair not in too_long]
+    _check_pairs(kv, pairs)
 
 
 # -- metacharacters in patterns ---------------------------------------------------------------

@@ -62,6 +62,7 @@ from ._s3_io import (
     Stored,
     age_ms,
     escape,
+    in_range,
     new_nonce,
     pack,
     start_after,
@@ -239,7 +240,10 @@ class AsyncS3Backend(AsyncBackend):
         async for page in self._io.pages(directory, start):
             for meta in page:
                 rest = str(meta["path"])[len(base) :]
-                if not rest.startswith(code):
+                where = in_range(rest, code)
+                if where is None:
+                    continue  # below the prefix (see start_after)
+                if not where:
                     return
                 yield unescape(rest), meta
 
@@ -262,7 +266,10 @@ class AsyncS3Backend(AsyncBackend):
         async for page in self._io.pages(directory, start):
             for meta in page:
                 rest = str(meta["path"])[len(base) :]
-                if not rest.startswith(code):
+                where = in_range(rest, code)
+                if where is None:
+                    continue  # below the prefix (see start_after)
+                if not where:
                     return
                 escaped, _, nonce = rest.partition(MARKER_SEPARATOR)
                 yield unescape(escaped), nonce, meta

@@ -32,6 +32,7 @@ import asyncio
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,28 +88,37 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-def start_after(prefix: str) -> str | None:
-    """A name just below every name starting with ``prefix`` (None: list from the start).
+#: Characters that never occur in a name: keys and namespaces refuse them
+#: (control characters, surrogates, line and paragraph separators).
+_NEVER = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
-    S3 lists names strictly after ``StartAfter``. Names hold printable
-    characters only (keys and namespaces are printable; the client refuses
-    control characters in names), and U+10FFFF is not printable, so
-    ``prefix[:-1] + p + U+10FFFF``, with ``p`` the largest printable character
-    below the last one of ``prefix``, sits above every smaller name and below
-    every name starting with ``prefix``. With no such ``p``, ``prefix[:-1]``
-    itself does.
+
+def start_after(prefix: str) -> str | None:
+    """A ``StartAfter`` name for listing the names that start with ``prefix``.
+
+    S3 lists names strictly after ``StartAfter``. The result is
+    ``prefix[:-1] + p + U+10FFFF * 4`` with ``p`` the largest character below
+    the last one of ``prefix`` that a name can hold (or ``prefix[:-1]`` when
+    there is none): below every name starting with ``prefix``, and above
+    every smaller name except those continuing with four U+10FFFF, which a
+    listing skips (see :func:`in_range`). It never holds a ``/``, which would
+    start a path segment.
     """
     if not prefix:
         return None
     below = ord(prefix[-1]) - 1
-    # Never "/" (escaped names hold none; in an offset it would start a segment).
-    while below >= 0x20 and (
-        0xD800 <= below <= 0xDFFF or below == 0x2F or not chr(below).isprintable()
-    ):
+    while below >= 0x20 and (below == 0x2F or unicodedata.category(chr(below)) in _NEVER):
         below -= 1
     if below < 0x20:
         return prefix[:-1].rstrip("/") or None
-    return prefix[:-1] + chr(below) + "\U0010ffff"
+    return prefix[:-1] + chr(below) + "\U0010ffff" * 4
+
+
+def in_range(rest: str, code: str) -> bool | None:
+    """True if a listed name part starts with ``code``; None if it sorts before (skip it)."""
+    if rest.startswith(code):
+        return True
+    return None if rest < code else False
 
 
 @dataclass(frozen=True)
