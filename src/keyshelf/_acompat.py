@@ -1,8 +1,10 @@
-"""Sync/async pairs, so that the sync store is generated from the async one by renaming.
+"""The expired-key sweepers: :class:`ASweeper` (asyncio task) and :class:`Sweeper` (thread).
 
-``tools/async_to_sync.py`` maps ``ASweeper`` to ``Sweeper`` and
-``AsyncDunders`` to ``SyncDunders``; each pair offers the same methods, one
-awaited and one not.
+``tools/async_to_sync.py`` renames ``ASweeper`` to ``Sweeper`` in the sync
+store it generates, so the two offer the same methods, one awaited and one
+not. They are a pair rather than one class with an async-only branch because
+their whole mechanism differs: a task on the running event loop against a
+daemon thread.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from .errors import KeyNotFoundError, KVError
+from .errors import KVError
 
 log = logging.getLogger("keyshelf")
 
@@ -84,37 +85,3 @@ class ASweeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-_MISSING = object()
-
-
-class AsyncDunders:
-    """Nothing extra: an async store cannot offer ``kv[key]``, ``in`` or ``len``."""
-
-    __slots__ = ()
-
-
-class SyncDunders:
-    """The mapping protocol of the sync store, over its public methods."""
-
-    __slots__ = ()
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key, _MISSING)  # type: ignore[attr-defined]
-        if value is _MISSING:
-            raise KeyNotFoundError(f"Key not found: {key!r}")
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.set(key, value)  # type: ignore[attr-defined]
-
-    def __delitem__(self, key: str) -> None:
-        if not self.delete(key):  # type: ignore[attr-defined]
-            raise KeyNotFoundError(f"Key not found: {key!r}")
-
-    def __contains__(self, key: object) -> bool:
-        return bool(self.exists(key))  # type: ignore[attr-defined]
-
-    def __len__(self) -> int:
-        return int(self.size())  # type: ignore[attr-defined]

@@ -16,21 +16,29 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from math import floor
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from ._acompat import ASweeper, AsyncDunders
+from ._acompat import ASweeper
 from ._core import StoreCore, check_append, check_delta
 from ._transfer_async import check_batch_size, export_store, import_store
 from .backends._base_async import AsyncBackend
 from .entry import Entry
-from .errors import InvalidArgumentError, KeysNotFoundError, SerializationError
+from .errors import (
+    InvalidArgumentError,
+    KeyNotFoundError,
+    KeysNotFoundError,
+    SerializationError,
+)
 from .keys import check_key, check_keys, check_namespace
 from .transfer import Destination, Progress, Source
 
 TTLArg = int | float | timedelta | None
 
+# What get() answers for a missing key when kv[key] must tell it from a stored None.
+_MISSING = object()
 
-class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
+
+class AsyncStore(StoreCore[AsyncBackend]):
     """A keyshelf store bound to one namespace (``keyshelf.open_async``)."""
 
     def __init__(self, backend: AsyncBackend, **options: Any) -> None:
@@ -79,6 +87,29 @@ class AsyncStore(StoreCore[AsyncBackend], AsyncDunders):
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self.aiter_keys()
+
+    if False:  # SYNC: an async store cannot offer kv[key], `in` or len()
+        # The mapping protocol of the sync store, over its public methods.
+
+        def __getitem__(self, key: str) -> Any:
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                raise KeyNotFoundError(f"Key not found: {key!r}")
+            return value
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            self.set(key, value)
+
+        def __delitem__(self, key: str) -> None:
+            if not self.delete(key):
+                raise KeyNotFoundError(f"Key not found: {key!r}")
+
+        def __contains__(self, key: object) -> bool:
+            # A key that is not a str is refused by exists() like any bad key.
+            return bool(self.exists(cast(str, key)))
+
+        def __len__(self) -> int:
+            return int(self.size())
 
     # -- the core operations of cinchdb's KV store -----------------------------
 

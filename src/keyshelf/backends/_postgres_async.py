@@ -56,6 +56,8 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from math import copysign
@@ -94,7 +96,6 @@ from ..records import (
     stats_dict,
 )
 from . import _base_async
-from ._locks import AsyncGate
 from ._postgres_sql import (
     FLOAT_FAST_LIMIT,
     SCHEMA_VERSION,
@@ -276,7 +277,11 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         self._closed = False
         self._opened = False
         self._prepared = prepared
-        self._opening = AsyncGate()
+        # One caller prepares the schema and opens the pool; the others wait.
+        if True:  # ASYNC
+            self._opening = asyncio.Lock()
+        else:
+            self._opening = threading.Lock()
         self._last_connect_error = ""
         self._idle: list[tuple[AsyncConnection[Any], float]] = []
         self._waiting: list[object] = []

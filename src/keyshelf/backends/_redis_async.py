@@ -45,6 +45,8 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,7 +135,10 @@ class AsyncRedisBackend(AsyncBackend):
         # by one flag per call.
         self._cold = True
         self._ready = False
-        self._warming = _redis_pools.AsyncGate()
+        if True:  # ASYNC
+            self._warming = asyncio.Lock()
+        else:
+            self._warming = threading.Lock()
 
     @property
     def client(self) -> Any:

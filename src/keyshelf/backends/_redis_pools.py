@@ -173,20 +173,3 @@ class WaitingPool(_BaseSyncPool):  # type: ignore[misc]
                     self._free += 1
                     if self._sleepers:
                         self._slot_freed.notify()
-
-
-class AsyncGate(asyncio.Lock):
-    """A lock for ``async with`` (the sync backend gets :class:`Gate`)."""
-
-
-class Gate:
-    """A lock for ``with``, the sync twin of :class:`AsyncGate`."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
