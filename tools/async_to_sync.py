@@ -151,9 +151,10 @@ def resolve_branches(source: str, origin: str = "<source>") -> str:
         branch = _first_marked_if(source, origin)
         if branch is None:
             return source
-        node, keep_first, keep_last = branch
+        node, kept_body, keep_first, keep_last = branch
         lines = source.splitlines(keepends=True)
-        kept = _dedent(lines, keep_first, keep_last, node.col_offset, _string_lines(source))
+        shift = (kept_body[0].col_offset - node.col_offset) if kept_body else 0
+        kept = _dedent(lines, keep_first, keep_last, shift, _string_lines(source))
         if not kept and _only_statement(ast.parse(source), node):
             raise GeneratorError(
                 f"{origin}:{node.lineno}: an `if True:  # ASYNC` alone in its block needs an "
@@ -162,8 +163,8 @@ def resolve_branches(source: str, origin: str = "<source>") -> str:
         source = "".join(lines[: node.lineno - 1] + kept + lines[node.end_lineno or 0 :])
 
 
-def _first_marked_if(source: str, origin: str) -> tuple[ast.If, int, int] | None:
-    """The first ``if`` marked ASYNC/SYNC, and the 1-based line range the twin keeps."""
+def _first_marked_if(source: str, origin: str) -> tuple[ast.If, list[ast.stmt], int, int] | None:
+    """The first ``if`` marked ASYNC/SYNC, the body the twin keeps and its 1-based lines."""
     comments = {t.start[0]: t.string for t in _tokens(source) if t.type == tokenize.COMMENT}
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.If) or node.lineno not in comments:
@@ -179,16 +180,16 @@ def _first_marked_if(source: str, origin: str) -> tuple[ast.If, int, int] | None
             if test.value is not True:
                 raise GeneratorError(f"{where}: write `if True:  # ASYNC` (sync-only: `# SYNC`)")
             if not node.orelse:  # the twin keeps nothing: an empty range
-                return node, (node.end_lineno or 0) + 1, node.end_lineno or 0
+                return node, [], (node.end_lineno or 0) + 1, node.end_lineno or 0
             if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
                 lines = source.splitlines()
                 if lines[node.orelse[0].lineno - 1].lstrip().startswith("elif"):
                     raise GeneratorError(f"{where}: `elif` after `# ASYNC` is not supported")
             else_line = _else_line(source, node)
-            return node, else_line + 1, node.end_lineno or 0
+            return node, node.orelse, else_line + 1, node.end_lineno or 0
         if test.value is not False or node.orelse:
             raise GeneratorError(f"{where}: write `if False:  # SYNC` without an `else`")
-        return node, node.lineno + 1, node.end_lineno or 0
+        return node, node.body, node.lineno + 1, node.end_lineno or 0
     return None
 
 
@@ -205,30 +206,34 @@ def _else_line(source: str, node: ast.If) -> int:
     raise GeneratorError(f"line {node.lineno}: cannot find the `else:` of a marked branch")
 
 
-def _dedent(lines: list[str], first: int, last: int, indent: int, inside: set[int]) -> list[str]:
-    """Lines ``first..last`` (1-based) moved left to ``indent``, strings untouched."""
-    block = lines[first - 1 : last]
-    code = [
-        line for number, line in enumerate(block, first) if line.strip() and number not in inside
-    ]
-    if not code:
-        return []
-    width = min(len(line) - len(line.lstrip(" ")) for line in code)
-    shift = width - indent
+def _dedent(lines: list[str], first: int, last: int, shift: int, inside: set[int]) -> list[str]:
+    """Lines ``first..last`` (1-based), up to ``shift`` leading blanks removed from each.
+
+    A line that continues a multi-line string keeps its blanks (they are part
+    of the string), and a continuation line indented less than ``shift`` loses
+    only the blanks it has.
+    """
     out = []
-    for number, line in enumerate(block, first):
+    for number, line in enumerate(lines[first - 1 : last], first):
         if number in inside or not line.strip():
             out.append(line)
         else:
-            out.append(line[shift:])
+            out.append(line[min(shift, len(line) - len(line.lstrip(" "))) :])
     return out
 
 
 def _string_lines(source: str) -> set[int]:
     """Lines that continue a multi-line string: moving them would change the string."""
     inside: set[int] = set()
+    # Python 3.12 tokenizes an f-string as a start, its parts and an end.
+    f_start, f_end = getattr(tokenize, "FSTRING_START", -1), getattr(tokenize, "FSTRING_END", -1)
+    opened: list[int] = []
     for t in _tokens(source):
-        if t.type == tokenize.STRING and t.end[0] > t.start[0]:
+        if t.type == f_start:
+            opened.append(t.start[0])
+        elif t.type == f_end and opened:
+            inside.update(range(opened.pop() + 1, t.end[0] + 1))
+        elif t.type == tokenize.STRING and t.end[0] > t.start[0]:
             inside.update(range(t.start[0] + 1, t.end[0] + 1))
     return inside
 
