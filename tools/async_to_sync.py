@@ -547,7 +547,7 @@ def main(argv: list[str]) -> int:
                 if not target.exists() or target.read_text() != text:
                     target.write_text(text)
             problems = _strays(PAIRS, SRC)
-    except (GeneratorError, SyntaxError) as exc:
+    except (GeneratorError, SyntaxError, OSError) as exc:
         problems = [f"cannot generate the sync twins: {exc}"]
     for problem in problems:
         print(problem, file=sys.stderr)
