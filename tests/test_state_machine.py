@@ -188,7 +188,10 @@ def _machine(backend_name: str, api: str) -> Any:
         {"backend_name": backend_name, "api": api},
     )
     machine.TestCase.settings = settings(
-        max_examples=60,
+        # Every step's invariant reads the whole store: on S3 that is ~20 HTTP
+        # requests a step, so S3 runs a third of the examples to keep its share of
+        # the default suite small.
+        max_examples=20 if backend_name == "s3" else 60,
         stateful_step_count=30,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],

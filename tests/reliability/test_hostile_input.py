@@ -1325,7 +1325,9 @@ def run_hostile(opener: Opener, backend_name: str, api: str, examples: int) -> N
 def test_hostile_calls_behave_as_the_model_says(
     opener: Opener, backend_name: str, api: str
 ) -> None:
-    run_hostile(opener, backend_name, api, examples=80)
+    # S3 answers over HTTP (several requests per call): fewer examples keep its share of
+    # the default suite small; the soak below runs the full count on every backend.
+    run_hostile(opener, backend_name, api, examples=30 if backend_name == "s3" else 80)
 
 
 @pytest.mark.stress

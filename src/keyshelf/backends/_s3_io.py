@@ -140,6 +140,12 @@ class Layout:
         return f"{self.root}x/{escape(ns)}/{escape(key)}{MARKER_SEPARATOR}{nonce}"
 
 
+def marker_expiry(marker: str) -> int:
+    """The expiry instant (ms) a marker id ``<expires_at>-<nonce>`` names (0 if none)."""
+    head = marker.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
 def new_nonce() -> str:
     """A unique id for one write attempt (64 random bits)."""
     return os.urandom(8).hex()

@@ -62,6 +62,7 @@ from ._s3_io import (
     age_ms,
     escape,
     in_range,
+    marker_expiry,
     new_nonce,
     pack,
     start_after,
@@ -191,10 +192,14 @@ class S3Backend(Backend):
                 body = b""
             else:
                 if action.expires_at is not None:
-                    if stored is not None and stored.marker is not None:
-                        marker = stored.marker  # still true: "this key may expire"
+                    if (
+                        stored is not None
+                        and stored.marker is not None
+                        and marker_expiry(stored.marker) == action.expires_at
+                    ):
+                        marker = stored.marker  # names this very expiry already
                     else:
-                        marker, fresh = nonce, True
+                        marker, fresh = f"{action.expires_at}-{nonce}", True
                         # Before the record: a record with an expiry always has a marker.
                         self._io.put(self._layout.marker(ns, key, marker), b"")
                 body = pack(action, nonce, marker)
@@ -248,7 +253,7 @@ class S3Backend(Backend):
     def _markers(
         self, ns: str, prefix: str, after: str | None = None
     ) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        """(key, marker nonce, meta) of the expiry markers of keys starting with ``prefix``.
+        """(key, marker id, meta) of the expiry markers of keys starting with ``prefix``.
 
         In key order (the marker separator sorts below every escaped
         character); with ``after``, only the markers of keys above it.
@@ -258,7 +263,7 @@ class S3Backend(Backend):
         code = escape(prefix)
         start = start_after(base + code) if code else None
         if after is not None:
-            # Above every marker of ``after`` itself (nonces are hex digits).
+            # Above every marker of ``after`` itself (ids are digits, "-" and hex).
             beyond = base + escape(after) + MARKER_SEPARATOR + "\U0010ffff"
             start = beyond if start is None else max(start, beyond)
         for page in self._io.pages(directory, start):
@@ -281,7 +286,9 @@ class S3Backend(Backend):
         """Live keys matching ``matcher`` in key order (with their records if ``values``).
 
         Without values, the expiry markers are listed alongside the records
-        (both in key order), and only the keys with a marker are read.
+        (both in key order): a key whose markers all name a future instant is
+        live (its record's expiry is one of them), and only a key with a
+        marker that is due is read to check it.
         """
         if matcher.literal:
             key = matcher.prefix
@@ -292,7 +299,8 @@ class S3Backend(Backend):
             return
         exact = matcher.match_all or matcher.prefix_only
         markers: Any = None
-        marked: str | None = None  # the key of the next marker, "" before the first
+        # The next marker not yet passed, as (key, expiry); ("", 0) before the first.
+        marked: tuple[str, int] | None = ("", 0)
         for key, meta in self._names(ns, matcher.prefix, after):
             if meta["size"] == 0 or not (exact or matcher.match(key)):
                 continue  # a tombstone, or not matching
@@ -303,11 +311,13 @@ class S3Backend(Backend):
                 continue
             if markers is None:
                 markers = self._markers(ns, matcher.prefix, after)
-                marked = ""
-            while marked is not None and marked < key:
+            due = False
+            while marked is not None and marked[0] <= key:
+                if marked[0] == key and marked[1] <= now:
+                    due = True
                 found = self._io.next(markers)
-                marked = None if found is None else found[0]
-            if marked == key and self.get_record(ns, key, now) is None:
+                marked = None if found is None else (found[0], marker_expiry(found[1]))
+            if due and self.get_record(ns, key, now) is None:
                 continue  # expired (or deleted since the listing)
             yield key, None
 
@@ -509,17 +519,19 @@ class S3Backend(Backend):
             by_key: dict[str, list[tuple[str, dict[str, Any]]]] = {}
             for key, nonce, meta in self._markers(space, ""):
                 by_key.setdefault(key, []).append((nonce, meta))
+            grace = MARKER_GRACE.total_seconds() * 1000
             for key, markers in by_key.items():
+                if all(marker_expiry(marker) > now for marker, _ in markers):
+                    continue  # every expiry it may have is still ahead
                 removed += bool(self._cas(space, key, now, _purge_step))
                 name = self._name(space, key)
                 stored = self._stored(self._fetch(name), name)
                 current = None if stored is None else stored.marker
-                grace = MARKER_GRACE.total_seconds() * 1000
-                for nonce, meta in markers:
+                for marker, meta in markers:
                     # Left by a write that failed or a process that died: no record
                     # refers to it, and it is too old to belong to a write in flight.
-                    if nonce != current and age_ms(meta, now) > grace:
-                        self._io.delete(self._layout.marker(space, key, nonce))
+                    if marker != current and age_ms(meta, now) > grace:
+                        self._io.delete(self._layout.marker(space, key, marker))
         return removed
 
     def close(self) -> None:
