@@ -7,7 +7,7 @@ is written once.
 Object names (``<root>`` is the URL's prefix, if any, followed by ``/``)::
 
     <root>d/<ns>/<key>             one record per key (the body holds everything)
-    <root>x/<ns>/<key> 0<nonce>    expiry marker: "this key may have an expiry"
+    <root>x/<ns>/<key> 0<ms>-<nonce>   expiry marker: "this key may expire at <ms>"
 
 ``<ns>`` and ``<key>`` are escaped with :func:`escape`: a space becomes
 `` 1``, ``.`` becomes ``.0`` and ``/`` becomes ``.1``; every other character
