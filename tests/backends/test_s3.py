@@ -207,6 +207,36 @@ def test_listings_walk_the_expiry_markers_in_key_order(where: tuple[str, dict[st
         assert kv.key_count() == len(live)
 
 
+def test_a_write_whose_reply_was_lost_is_not_applied_twice(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # The client retries a PUT whose connection dropped; if the first one had
+    # landed, the retry is refused (412) as if another writer had won. keyshelf
+    # must find its own write, even under another process's newer one, and not
+    # increment again. Simulated: the PUT lands, another store increments on top,
+    # then the call reports a conflict.
+    from keyshelf.backends._s3_io import ConflictError
+
+    url, options = where
+    with keyshelf.open(url, **options) as a, keyshelf.open(url, **options) as b:
+        a.set("n", 0)
+        io = a._backend._io
+        real_put = io.put
+        lost = {"left": 1}
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            etag = real_put(name, body, **conditions)
+            if lost["left"] and name.endswith("/n"):
+                lost["left"] -= 1
+                b.increment("n", 10)
+                raise ConflictError(name)
+            return etag
+
+        io.put = put
+        assert a.increment("n") == 1
+        assert a.get("n") == 11
+
+
 # -- documented deviations ----------------------------------------------------------
 
 

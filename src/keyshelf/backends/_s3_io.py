@@ -156,8 +156,12 @@ def new_nonce() -> str:
 _KIND = {type(None): "n", int: "i", float: "f", str: "s", bytes: "y", bool: "b"}
 
 
-def pack(record: Record, nonce: str, marker: str | None) -> bytes:
-    """The object body of ``record``, written by attempt ``nonce`` with ``marker``."""
+#: Nonces of the latest writes kept in each record (see :attr:`Stored.writes`).
+WRITES_KEPT = 8
+
+
+def pack(record: Record, writes: Sequence[str], marker: str | None) -> bytes:
+    """The object body of ``record`` with ``marker``; ``writes[0]`` is this write's nonce."""
     tag, payload = record.tag, record.payload
     kind = _KIND.get(type(payload))
     if kind is None:
@@ -187,7 +191,7 @@ def pack(record: Record, nonce: str, marker: str | None) -> bytes:
         "u": record.updated_at,
         "v": record.version,
         "m": -1 if meta is None else len(meta),
-        "w": nonce,
+        "w": list(writes[:WRITES_KEPT]),
         "x": marker,
     }
     return b"".join((MAGIC, orjson.dumps(header), b"\n", meta or b"", data))
@@ -198,7 +202,7 @@ class Stored:
     """A record as read from its object, with the write that made it."""
 
     record: Record
-    nonce: str
+    writes: list[str]  # nonces of the latest writes, newest first
     marker: str | None
 
 
@@ -232,7 +236,8 @@ def unpack(body: bytes, name: str) -> Stored:
         record = Record(
             header["t"], payload, header["e"], meta, header["c"], header["u"], header["v"]
         )
-        return Stored(record, header["w"], header["x"])
+        writes = header["w"]
+        return Stored(record, writes if isinstance(writes, list) else [writes], header["x"])
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise BackendError(f"Corrupt S3 object {name!r}: {exc}") from exc
 

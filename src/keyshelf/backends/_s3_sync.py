@@ -12,7 +12,8 @@ Guarantees:
   (``If-None-Match: *``); if another writer got there first the service
   refuses it, and the operation reads again and retries (up to
   ``conflict_retries`` times, with jittered backoff). Each attempt carries a
-  random nonce in the body, so a write whose reply was lost is recognised
+  random nonce, and a record keeps the nonces of the latest writes to its
+  key, so a write whose reply was lost is recognised
   instead of applied twice. Nothing is lost between concurrent writers on
   any number of machines.
 * **Deletes are conditional writes of an empty body** (a tombstone): S3's
@@ -202,7 +203,10 @@ class S3Backend(Backend):
                         marker, fresh = f"{action.expires_at}-{nonce}", True
                         # Before the record: a record with an expiry always has a marker.
                         self._io.put(self._layout.marker(ns, key, marker), b"")
-                body = pack(action, nonce, marker)
+                # The nonces of the latest writes travel with the record, so a
+                # write whose reply was lost is recognised even after others.
+                history = [] if stored is None else stored.writes
+                body = pack(action, [nonce, *history], marker)
             try:
                 etag = self._io.put(
                     name, body, create=got is None, etag=None if got is None else got[1]
@@ -212,7 +216,7 @@ class S3Backend(Backend):
                 guessed = False
                 got = self._fetch(name)
                 now_stored = self._stored(got, name)
-                landed = body and now_stored is not None and now_stored.nonce == nonce
+                landed = body and now_stored is not None and nonce in now_stored.writes
                 if not landed:
                     if fresh and marker is not None:
                         self._io.delete(self._layout.marker(ns, key, marker))
