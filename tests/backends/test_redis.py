@@ -558,24 +558,34 @@ def test_concurrent_async_tasks_share_a_bounded_pool(where: tuple[str, dict[str,
 
 def test_threads_share_a_bounded_pool(where: tuple[str, dict[str, Any]]) -> None:
     url, options = where
-    with keyshelf.open(url, max_connections=2, pool_timeout=0.2, **options) as kv:
+    # 8 threads over 2 connections: a generous wait, so that a loaded machine
+    # cannot turn a slow turn into a lost increment.
+    with keyshelf.open(url, max_connections=2, pool_timeout=30, **options) as kv:
+        errors: list[BaseException] = []
 
         def work() -> None:
-            for _ in range(100):
-                kv.increment("n")
+            try:
+                for _ in range(100):
+                    kv.increment("n")
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
 
         threads = [threading.Thread(target=work) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert errors == []
         assert kv.get("n") == 800
+        assert kv.backend.client.connection_pool._created_connections <= 2
+    # With every connection held, a caller gets a clear error after its wait.
+    with keyshelf.open(url, max_connections=2, pool_timeout=0.2, **options) as kv:
         pool = kv.backend.client.connection_pool
         held = [pool.get_connection(), pool.get_connection()]
         started = time.monotonic()
         with pytest.raises(keyshelf.BackendUnavailableError, match="max_connections=2"):
             kv.get("n")
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 20  # bounded: never a hang
         for connection in held:
             pool.release(connection)
         assert kv.get("n") == 800
