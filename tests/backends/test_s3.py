@@ -48,6 +48,15 @@ def test_unusable_urls_are_refused_at_open(url: str, options: dict[str, Any], me
         keyshelf.open(url, **options)
 
 
+def test_options_as_url_query_parameters(where: tuple[str, dict[str, Any]]) -> None:
+    url, options = where
+    query = "&".join(f"{name}={value}" for name, value in options.items())
+    with keyshelf.open(f"{url}?{query}&timeout=5&conflict_retries=8") as kv:
+        assert kv.set("k", 1) is True and kv.get("k") == 1
+    with pytest.raises(keyshelf.InvalidURLError, match="fragment"):
+        keyshelf.open(f"{url}#x", **options)
+
+
 def test_a_missing_bucket_is_refused_and_not_created() -> None:
     url = s3_server.endpoint()
     bucket = f"missing-{uuid.uuid4().hex[:8]}"

@@ -55,8 +55,9 @@ __all__ = ["create", "parse"]
 
 def parse(url: SplitResult, options: dict[str, Any]) -> S3Settings:
     """Check the URL and options; raise InvalidURLError for anything unusable."""
-    if url.query or url.fragment:
-        raise InvalidURLError("s3:// URLs take options as keyword arguments or ?name=value")
+    # The query string has been read into ``options`` already.
+    if url.fragment:
+        raise InvalidURLError("s3:// URLs take no #fragment")
     bucket = unquote(url.netloc)
     if not bucket or "@" in bucket or ":" in bucket:
         raise InvalidURLError(
