@@ -5,7 +5,7 @@
 * :class:`Layout` names the Redis keys of a namespace (see below).
 * :func:`to_redis` / :func:`from_redis` convert encoded values to and from
   the two hash fields that hold them.
-* The Lua scripts, each one atomic on the server.
+* The Lua scripts, each one atomic on the server, read from ``lua/*.lua``.
 
 Key layout
 ----------
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from importlib.resources import files
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, unquote
 
@@ -494,6 +495,11 @@ def server_problem(info: dict[str, Any], clustered: object, settings: RedisSetti
 # --------------------------------------------------------------------------
 # Lua scripts
 # --------------------------------------------------------------------------
+#
+# The scripts live in ``lua/`` next to this module, as package data: each file
+# starts with its KEYS, ARGV and reply. A script's source is the shared
+# prelude (``_prelude.lua``), the helpers it names (``_float.lua``,
+# ``_size.lua``) and its own file, read once when this module is imported.
 
 
 class Script(NamedTuple):
@@ -504,505 +510,37 @@ class Script(NamedTuple):
     sha: str
 
 
-def _script(name: str, body: str) -> Script:
-    source = _PRELUDE + body
+_LUA = files("keyshelf.backends").joinpath("lua")
+
+
+def _lua(name: str) -> str:
+    return _LUA.joinpath(name + ".lua").read_text(encoding="utf-8")
+
+
+_PRELUDE = _lua("_prelude")
+
+
+def _script(name: str, *helpers: str) -> Script:
+    source = "".join([_PRELUDE, *map(_lua, helpers), _lua(name)])
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
-# Helpers shared by every script. Time for the #ttl index comes from the
-# server (TIME), the same clock Redis expires keys with.
-_PRELUDE = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function zadd_all(key, score, members)
-  local args = {}
-  for _, m in ipairs(members) do
-    args[#args + 1] = score
-    args[#args + 1] = m
-    if #args >= 1000 then
-      redis.call('ZADD', key, unpack(args))
-      args = {}
-    end
-  end
-  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
-end
-local function zrem_all(key, members)
-  local args = {}
-  for _, m in ipairs(members) do
-    args[#args + 1] = m
-    if #args >= 1000 then
-      redis.call('ZREM', key, unpack(args))
-      args = {}
-    end
-  end
-  if #args > 0 then redis.call('ZREM', key, unpack(args)) end
-end
--- Forget index entries of keys whose expiry is due and that are gone.
--- Returns (entries examined, keys found gone, entries of keys without TTL).
-local function tidy(index, ttl, base, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', ttl, '-inf', now + 1, 'LIMIT', 0, limit)
-  local gone, fixed = 0, 0
-  for _, m in ipairs(due) do
-    local p = redis.call('PTTL', base .. m)
-    if p == -2 then
-      redis.call('ZREM', index, m)
-      redis.call('ZREM', ttl, m)
-      gone = gone + 1
-    elseif p == -1 then
-      redis.call('ZREM', ttl, m)
-      fixed = fixed + 1
-    end
-  end
-  return #due, gone, fixed
-end
-"""
-
-#: KEYS data. -> {t, v, m, c, u, n, expires_at} or nil; expires_at is the
-#: server's own absolute expiry in ms (PEXPIRETIME; TIME + PTTL before Redis
-#: 7), -1 for none: the same instant however often it is read.
-GET_RECORD = _script(
-    "get_record",
-    """
-local r = redis.call('HMGET', KEYS[1], 't', 'v', 'm', 'c', 'u', 'n')
-if not r[1] then return false end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then
-  r[7] = -1
-else
-  local at = redis.pcall('PEXPIRETIME', KEYS[1])
-  if type(at) ~= 'number' then at = now_ms() + left end
-  r[7] = at
-end
-return r
-""",
-)
-
-#: KEYS data keys. -> flat {t1, v1, t2, v2, ...}, nil for missing keys.
-GET_MANY = _script(
-    "get_many",
-    """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local r = redis.call('HMGET', key, 't', 'v')
-  out[2 * i - 1] = r[1]
-  out[2 * i] = r[2]
-end
-return out
-""",
-)
-
-#: KEYS data, index, ttl. ARGV key, t, v, now, px ("" none, "keep"),
-#: meta mode ("k" keep, "s" set), meta ("" = none), condition ("", "nx", "xx"),
-#: base. -> 1 written, 0 stopped by the condition.
-PUT = _script(
-    "put",
-    """
-local data, index, ttl = KEYS[1], KEYS[2], KEYS[3]
-local member, t, v, now, px = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local mmode, meta, cond = ARGV[6], ARGV[7], ARGV[8]
-if cond ~= '' then
-  local e = redis.call('EXISTS', data)
-  if (cond == 'nx' and e == 1) or (cond == 'xx' and e == 0) then return 0 end
-end
-local version = redis.call('HINCRBY', data, 'n', 1)
-if version == 1 then
-  if mmode == 's' and meta ~= '' then
-    redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now, 'm', meta)
-  else
-    redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now)
-  end
-  redis.call('ZADD', index, 0, member)
-else
-  redis.call('HSET', data, 't', t, 'v', v, 'u', now)
-  if mmode == 's' then
-    if meta == '' then redis.call('HDEL', data, 'm') else redis.call('HSET', data, 'm', meta) end
-  end
-  if px == '' then
-    if redis.call('PERSIST', data) == 1 then redis.call('ZREM', ttl, member) end
-  end
-end
-if px ~= '' and px ~= 'keep' then
-  redis.call('PEXPIRE', data, px)
-  local clock = now_ms()
-  redis.call('ZADD', ttl, clock + tonumber(px), member)
-  if version == 1 then tidy(index, ttl, ARGV[9], clock, 4) end
-end
-return 1
-""",
-)
-
-#: KEYS index, ttl, data keys. ARGV now, px ("" none), base, then key, t, v
-#: per item. Keeps each live key's user metadata.
-PUT_MANY = _script(
-    "put_many",
-    """
-local index, ttl = KEYS[1], KEYS[2]
-local now, px = ARGV[1], ARGV[2]
-local fresh, all = {}, {}
-for i = 3, #KEYS do
-  local data = KEYS[i]
-  local a = 3 * (i - 2) + 1
-  local member = ARGV[a]
-  if redis.call('HINCRBY', data, 'n', 1) == 1 then
-    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'c', now, 'u', now)
-    fresh[#fresh + 1] = member
-  else
-    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'u', now)
-  end
-  all[#all + 1] = member
-  if px ~= '' then redis.call('PEXPIRE', data, px) end
-end
-zadd_all(index, 0, fresh)
-if px == '' and redis.call('EXISTS', ttl) == 1 then
-  -- Only keys listed in #ttl can have an expiry to remove.
-  local listed = {}
-  for start = 1, #all, 500 do
-    local chunk = {unpack(all, start, math.min(start + 499, #all))}
-    local scores = redis.call('ZMSCORE', ttl, unpack(chunk))
-    for j, score in ipairs(scores) do
-      if score then
-        redis.call('PERSIST', KEYS[start + j + 1])
-        listed[#listed + 1] = chunk[j]
-      end
-    end
-  end
-  zrem_all(ttl, listed)
-end
-if px ~= '' then
-  local clock = now_ms()
-  zadd_all(ttl, clock + tonumber(px), all)
-  if #fresh > 0 then tidy(index, ttl, ARGV[3], clock, #fresh + 4) end
-end
-return 1
-""",
-)
-
-#: KEYS index, ttl, data keys. ARGV now, base, then key, t, v, meta ("" none),
-#: at ("" none) per item: import and migration. Each record replaces the
-#: value and the user metadata and gets its absolute expiry exactly
-#: (PEXPIREAT, on the server's clock: an instant already past deletes the key).
-PUT_RECORDS = _script(
-    "put_records",
-    """
-local index, ttl = KEYS[1], KEYS[2]
-local now = ARGV[1]
-local fresh = {}
-local clock = now_ms()
-for i = 3, #KEYS do
-  local data = KEYS[i]
-  local a = 5 * (i - 3) + 3
-  local member, meta, at = ARGV[a], ARGV[a + 3], ARGV[a + 4]
-  if redis.call('HINCRBY', data, 'n', 1) == 1 then
-    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'c', now, 'u', now)
-    fresh[#fresh + 1] = member
-  else
-    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'u', now)
-  end
-  if meta == '' then redis.call('HDEL', data, 'm') else redis.call('HSET', data, 'm', meta) end
-  if at == '' then
-    if redis.call('PERSIST', data) == 1 then redis.call('ZREM', ttl, member) end
-  else
-    redis.call('PEXPIREAT', data, at)
-    redis.call('ZADD', ttl, at, member)
-  end
-end
-zadd_all(index, 0, fresh)
-if #fresh > 0 then tidy(index, ttl, ARGV[2], clock, #fresh + 4) end
-return 1
-""",
-)
-
-#: KEYS index, ttl, data keys. ARGV keys. -> {1|0 per key} (1 = was live).
-DELETE = _script(
-    "delete",
-    """
-local out, members = {}, {}
-for i = 3, #KEYS do
-  out[i - 2] = redis.call('UNLINK', KEYS[i])
-  members[i - 2] = ARGV[i - 2]
-end
-zrem_all(KEYS[1], members)
-zrem_all(KEYS[2], members)
-return out
-""",
-)
-
-#: KEYS data, ttl. ARGV key, px ("" = persist). -> 1 if done.
-SET_EXPIRY = _script(
-    "set_expiry",
-    """
-if ARGV[2] == '' then
-  if redis.call('PERSIST', KEYS[1]) == 1 then
-    redis.call('ZREM', KEYS[2], ARGV[1])
-    return 1
-  end
-  return 0
-end
-if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then
-  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
-  return 1
-end
-return 0
-""",
-)
-
-# Float arithmetic for increments: Lua numbers are IEEE doubles, as Python's
-# floats are, so a + b is the same double; the result is written as the
-# shortest of %.15g/%.16g/%.17g that reads back as the same double (%.17g
-# always does), and the special values as the codec writes them.
-_FLOAT_LUA = """
-local function num(kind, s)
-  if kind == 'sF' then
-    if s == 'nan' then return 0 / 0 end
-    if s == 'inf' then return math.huge end
-    if s == '-inf' then return -math.huge end
-    if s == '-0.0' then return -1 / math.huge end
-  end
-  return tonumber(s)
-end
-local function float_fields(r)
-  if r ~= r then return 'sF', 'nan' end
-  if r == math.huge then return 'sF', 'inf' end
-  if r == -math.huge then return 'sF', '-inf' end
-  if r == 0 and 1 / r < 0 then return 'sF', '-0.0' end
-  for p = 15, 16 do
-    local s = string.format('%.' .. p .. 'g', r)
-    if tonumber(s) == r then return 'ff', s end
-  end
-  return 'ff', string.format('%.17g', r)
-end
-"""
-
-#: KEYS data, index. ARGV key, delta, delta kind ("ii" int, "ff" float,
-#: "sF" special float), now.
-#: -> {0, t, v} done; {1} not numeric; {2, v} int overflow; {3} use the slow path.
-INCREMENT = _script(
-    "increment",
-    _FLOAT_LUA
-    + """
-local data = KEYS[1]
-local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
-local cur = redis.call('HMGET', data, 't', 'v', 'n')
-local t = cur[1]
-if not t then
-  local nt, nv = dkind, delta
-  if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
-  redis.call('HSET', data, 't', nt, 'v', nv, 'c', now, 'u', now, 'n', 1)
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  return {0, nt, nv}
-end
-if t == 'sI' then return {3} end
-if t ~= 'ii' and t ~= 'ff' and t ~= 'sF' then return {1} end
-local version = string.format('%d', tonumber(cur[3]) + 1)
-local nt, nv
-if t == 'ii' and dkind == 'ii' then
-  -- Doubles add integers exactly below 2^53; beyond, Redis adds them (and
-  -- checks the 64-bit range).
-  local a, d = tonumber(cur[2]), tonumber(delta)
-  local sum = a + d
-  if math.abs(a) < 2^53 and math.abs(d) < 2^53 and math.abs(sum) < 2^53 then
-    nt, nv = 'ii', string.format('%d', sum)
-    redis.call('HSET', data, 'v', nv, 'u', now, 'n', version)
-    return {0, nt, nv}
-  end
-  local r = redis.pcall('HINCRBY', data, 'v', delta)
-  if type(r) == 'table' and r.err then return {2, cur[2]} end
-  nt, nv = 'ii', redis.call('HGET', data, 'v')
-  redis.call('HSET', data, 'u', now, 'n', version)
-  return {0, nt, nv}
-end
-nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
-redis.call('HSET', data, 't', nt, 'v', nv, 'u', now, 'n', version)
-return {0, nt, nv}
-""",
-)
-
-#: KEYS data, index. ARGV key, t, v, now, max size.
-#: -> {0, t, v} done; {1, stored t} type mismatch; {2, size} too large.
-APPEND = _script(
-    "append",
-    """
-local data = KEYS[1]
-local t, v, now = ARGV[2], ARGV[3], ARGV[4]
-local cur = redis.call('HMGET', data, 't', 'v')
-if not cur[1] then
-  redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now, 'n', 1)
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  return {0, t, v}
-end
-if cur[1] ~= t or (t ~= 'ss' and t ~= 'by') then return {1, cur[1]} end
-local size = #cur[2] + #v
-if size > tonumber(ARGV[5]) then return {2, size} end
-local joined = cur[2] .. v
-redis.call('HSET', data, 'v', joined, 'u', now)
-redis.call('HINCRBY', data, 'n', 1)
-return {0, t, joined}
-""",
-)
-
-#: KEYS data. ARGV expected t, expected v, new t, new v, now. -> 1 swapped, 0 not.
-COMPARE_AND_SWAP = _script(
-    "compare_and_swap",
-    """
-local data = KEYS[1]
-local cur = redis.call('HMGET', data, 't', 'v')
-if not cur[1] then return 0 end
-local t1, v1, t2, v2 = cur[1], cur[2], ARGV[1], ARGV[2]
-if string.sub(t1, 2) ~= string.sub(t2, 2) then return 0 end
-local k1, k2 = string.sub(t1, 1, 1), string.sub(t2, 1, 1)
-local same
-if v1 == v2 and (k1 == k2 or (k1 ~= 'f' and k2 ~= 'f')) then
-  same = true
-elseif k1 == 'f' and k2 == 'f' then
-  local a, b = tonumber(v1), tonumber(v2)
-  same = a == b and (a ~= 0 or 1 / a == 1 / b)
-else
-  same = false
-end
-if not same then return 0 end
-redis.call('HSET', data, 't', ARGV[3], 'v', ARGV[4], 'u', ARGV[5])
-redis.call('HINCRBY', data, 'n', 1)
-return 1
-""",
-)
-
-#: KEYS data, index, ttl. ARGV key, t, v, meta ("" none), created, updated,
-#: version, px ("" none, "keep"). Stores a whole record (the slow path's write).
-WRITE = _script(
-    "write",
-    """
-local data, index, ttl = KEYS[1], KEYS[2], KEYS[3]
-local member, px = ARGV[1], ARGV[8]
-redis.call('HSET', data, 't', ARGV[2], 'v', ARGV[3], 'c', ARGV[5], 'u', ARGV[6], 'n', ARGV[7])
-if ARGV[4] == '' then redis.call('HDEL', data, 'm') else redis.call('HSET', data, 'm', ARGV[4]) end
-redis.call('ZADD', index, 0, member)
-if px == '' then
-  redis.call('PERSIST', data)
-  redis.call('ZREM', ttl, member)
-elseif px ~= 'keep' then
-  redis.call('PEXPIRE', data, px)
-  redis.call('ZADD', ttl, now_ms() + tonumber(px), member)
-end
-return 1
-""",
-)
-
-#: KEYS index, ttl. ARGV base, low, high, count, with values ("1"/"0").
-#: -> {examined, last examined, key1, [t1, v1,] key2, ...}: live keys of one
-#: lex range chunk; leftovers of vanished keys are dropped from the indexes.
-SCAN = _script(
-    "scan",
-    """
-local index, ttl, base = KEYS[1], KEYS[2], ARGV[1]
-local members = redis.call('ZRANGEBYLEX', index, ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])
-local out = {#members, members[#members] or ''}
-local values = ARGV[5] == '1'
-for _, m in ipairs(members) do
-  local live
-  if values then
-    local r = redis.call('HMGET', base .. m, 't', 'v')
-    live = r[1]
-    if live then
-      out[#out + 1] = m
-      out[#out + 1] = r[1]
-      out[#out + 1] = r[2]
-    end
-  else
-    live = redis.call('EXISTS', base .. m) == 1
-    if live then out[#out + 1] = m end
-  end
-  if not live then
-    redis.call('ZREM', index, m)
-    redis.call('ZREM', ttl, m)
-  end
-end
-return out
-""",
-)
-
-#: KEYS index, ttl. ARGV base, limit, low, high ("" = no lex count).
-#: Tidies up to ``limit`` due entries, then
-#: -> {examined, gone, keys, keys with ttl, keys in [low, high], fixed}.
-TIDY = _script(
-    "tidy",
-    """
-local index, ttl = KEYS[1], KEYS[2]
-local examined, gone, fixed = tidy(index, ttl, ARGV[1], now_ms(), tonumber(ARGV[2]))
-local ranged = 0
-if ARGV[3] ~= '' then ranged = redis.call('ZLEXCOUNT', index, ARGV[3], ARGV[4]) end
-return {examined, gone, redis.call('ZCARD', index), redis.call('ZCARD', ttl), ranged, fixed}
-""",
-)
-
-# The documented size of a payload (codec.payload_size), from the t field.
-_SIZE_LUA = """
-local function size_of(data)
-  local t = redis.call('HGET', data, 't')
-  if not t then return -1 end
-  local kind = string.sub(t, 1, 1)
-  if kind == 'n' then return 0 end
-  if kind == 'i' or kind == 'f' then
-    if string.sub(t, 2) == 'b' then return 1 end
-    return 8
-  end
-  return redis.call('HSTRLEN', data, 'v')
-end
-"""
-
-#: KEYS data keys. -> {size or -1 per key}.
-SIZES = _script(
-    "sizes",
-    _SIZE_LUA
-    + """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = size_of(key) end
-return out
-""",
-)
-
-#: KEYS index, ttl. ARGV base, low, high, count. -> {examined, last, total size}.
-SIZE_CHUNK = _script(
-    "size_chunk",
-    _SIZE_LUA
-    + """
-local index, ttl, base = KEYS[1], KEYS[2], ARGV[1]
-local members = redis.call('ZRANGEBYLEX', index, ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])
-local total = 0
-for _, m in ipairs(members) do
-  local s = size_of(base .. m)
-  if s < 0 then
-    redis.call('ZREM', index, m)
-    redis.call('ZREM', ttl, m)
-  else
-    total = total + s
-  end
-end
-return {#members, members[#members] or '', total}
-""",
-)
-
-#: KEYS index, ttl. ARGV base, low, high. Deletes every key of the lex range
-#: (the whole namespace for "-" "+") in one atomic step. -> live keys removed.
-CLEAR_RANGE = _script(
-    "clear_range",
-    """
-local index, ttl, base, low, high = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
-local removed = 0
-while true do
-  local members = redis.call('ZRANGEBYLEX', index, low, high, 'LIMIT', 0, 500)
-  if #members == 0 then break end
-  for _, m in ipairs(members) do
-    removed = removed + redis.call('UNLINK', base .. m)
-  end
-  zrem_all(index, members)
-  zrem_all(ttl, members)
-end
-if low == '-' and high == '+' then redis.call('UNLINK', ttl) end
-return removed
-""",
-)
+GET_RECORD = _script("get_record")
+GET_MANY = _script("get_many")
+PUT = _script("put")
+PUT_MANY = _script("put_many")
+PUT_RECORDS = _script("put_records")
+DELETE = _script("delete")
+SET_EXPIRY = _script("set_expiry")
+INCREMENT = _script("increment", "_float")
+APPEND = _script("append")
+COMPARE_AND_SWAP = _script("compare_and_swap")
+WRITE = _script("write")
+SCAN = _script("scan")
+TIDY = _script("tidy")
+SIZES = _script("sizes", "_size")
+SIZE_CHUNK = _script("size_chunk", "_size")
+CLEAR_RANGE = _script("clear_range")
 
 #: Every script: loaded (SCRIPT LOAD) when a store opens and again whenever
 #: the server reports one missing, so each operation costs one EVALSHA.

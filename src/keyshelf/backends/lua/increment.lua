@@ -1,0 +1,37 @@
+-- KEYS data, index. ARGV key, delta, delta kind ("ii" int, "ff" float,
+-- "sF" special float), now.
+-- -> {0, t, v} done; {1} not numeric; {2, v} int overflow; {3} use the slow path.
+local data = KEYS[1]
+local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
+local cur = redis.call('HMGET', data, 't', 'v', 'n')
+local t = cur[1]
+if not t then
+  local nt, nv = dkind, delta
+  if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
+  redis.call('HSET', data, 't', nt, 'v', nv, 'c', now, 'u', now, 'n', 1)
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  return {0, nt, nv}
+end
+if t == 'sI' then return {3} end
+if t ~= 'ii' and t ~= 'ff' and t ~= 'sF' then return {1} end
+local version = string.format('%d', tonumber(cur[3]) + 1)
+local nt, nv
+if t == 'ii' and dkind == 'ii' then
+  -- Doubles add integers exactly below 2^53; beyond, Redis adds them (and
+  -- checks the 64-bit range).
+  local a, d = tonumber(cur[2]), tonumber(delta)
+  local sum = a + d
+  if math.abs(a) < 2^53 and math.abs(d) < 2^53 and math.abs(sum) < 2^53 then
+    nt, nv = 'ii', string.format('%d', sum)
+    redis.call('HSET', data, 'v', nv, 'u', now, 'n', version)
+    return {0, nt, nv}
+  end
+  local r = redis.pcall('HINCRBY', data, 'v', delta)
+  if type(r) == 'table' and r.err then return {2, cur[2]} end
+  nt, nv = 'ii', redis.call('HGET', data, 'v')
+  redis.call('HSET', data, 'u', now, 'n', version)
+  return {0, nt, nv}
+end
+nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
+redis.call('HSET', data, 't', nt, 'v', nv, 'u', now, 'n', version)
+return {0, nt, nv}
