@@ -27,6 +27,7 @@ import pytest
 
 import keyshelf
 from keyshelf.backends import _redis_common as rc
+from keyshelf.backends._redis_layout import glob_escape
 
 from . import REDIS_SERVER, RedisServer, free_port, redis_store
 
@@ -70,7 +71,7 @@ def server() -> Iterator[RedisServer]:
 
 
 def keys_under(raw: Any, prefix: str) -> list[str]:
-    return sorted(k.decode() for k in raw.scan_iter(match=rc.glob_escape(prefix) + ":*"))
+    return sorted(k.decode() for k in raw.scan_iter(match=glob_escape(prefix) + ":*"))
 
 
 # -- processes ----------------------------------------------------------------

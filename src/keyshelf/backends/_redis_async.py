@@ -3,8 +3,9 @@
 ``tools/async_to_sync.py`` generates the sync twin from this file by renaming
 the asyncio client to redis-py's sync client and dropping ``async``/``await``;
 edit this one and run ``make generate``.
-The key layout, the value encoding and the Lua scripts live in
-:mod:`keyshelf.backends._redis_common`, shared by both.
+The settings live in :mod:`keyshelf.backends._redis_settings`, the key layout
+in :mod:`keyshelf.backends._redis_layout`, the value encoding and the Lua
+scripts in :mod:`keyshelf.backends._redis_common`, shared by both.
 
 Guarantees:
 
@@ -84,6 +85,8 @@ from ..records import (
 from . import _redis_common as rc
 from . import _redis_pools
 from ._base_async import AsyncBackend
+from ._redis_layout import Layout, Space, lex_range, prefix_only
+from ._redis_settings import RedisSettings, server_problem
 
 _DRIVER_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException, OSError)
 _UNAVAILABLE = (
@@ -98,12 +101,12 @@ _UNAVAILABLE = (
 class AsyncRedisBackend(AsyncBackend):
     """Keyshelf records in one Redis database, under one key prefix."""
 
-    def __init__(self, settings: rc.RedisSettings) -> None:
+    def __init__(self, settings: RedisSettings) -> None:
         """Build the client; no I/O (see :meth:`connect`)."""
         self.location = settings.location
         self._settings = settings
         self.prefix = settings.prefix
-        self._layout = rc.Layout(settings.prefix)
+        self._layout = Layout(settings.prefix)
         retry = redis_retry.Retry(NoBackoff(), 0)
         self._pool: Any = None
         # redis-py's command methods are untyped; replies are checked here.
@@ -179,7 +182,7 @@ class AsyncRedisBackend(AsyncBackend):
                 info, clustered = {}, None  # INFO disabled (managed services): skip the checks
         except _DRIVER_ERRORS as exc:
             raise open_error(exc, self._settings) from exc
-        problem = rc.server_problem(info, clustered, self._settings)
+        problem = server_problem(info, clustered, self._settings)
         if problem is not None:
             kind, _, text = problem.partition(": ")
             raise (IncompatibleStoreError if kind == "version" else InvalidURLError)(text)
@@ -251,7 +254,7 @@ class AsyncRedisBackend(AsyncBackend):
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "connect") from exc
 
-    async def _tidy(self, space: rc.Space, low: str = "", high: str = "") -> tuple[int, list[int]]:
+    async def _tidy(self, space: Space, low: str = "", high: str = "") -> tuple[int, list[int]]:
         """Forget every due leftover of expired keys; (keys found gone, last TIDY reply)."""
         gone = 0
         while True:
@@ -316,7 +319,7 @@ class AsyncRedisBackend(AsyncBackend):
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "get_many") from exc
 
-    async def _get_many(self, space: rc.Space, unique: list[str]) -> dict[str, Value]:
+    async def _get_many(self, space: Space, unique: list[str]) -> dict[str, Value]:
         if not unique:
             return {}
         base = space.base
@@ -435,7 +438,7 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "delete") from exc
         return [key for key, live in zip(unique, reply, strict=True) if live]
 
-    def _delete_keys(self, space: rc.Space, keys: list[str]) -> list[str]:
+    def _delete_keys(self, space: Space, keys: list[str]) -> list[str]:
         return [space.catalog, space.expiring, *(space.base + key for key in keys)]
 
     async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
@@ -579,7 +582,7 @@ class AsyncRedisBackend(AsyncBackend):
                 return [] if value is None else [(key, value)]
             return [(key, None)] if await self.exists(ns, key, now) else []
         space = self._layout.space(ns)
-        low, high = rc.lex_range(matcher.prefix, after, prefix_upper_bound(matcher.prefix))
+        low, high = lex_range(matcher.prefix, after, prefix_upper_bound(matcher.prefix))
         test = None if matcher.match_all else matcher.match
         inline = values and test is None
         step = 3 if inline else 1
@@ -631,8 +634,8 @@ class AsyncRedisBackend(AsyncBackend):
         try:
             if matcher.match_all:
                 return int((await self._tidy(space))[1][2])
-            low, high = rc.lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
-            if rc.prefix_only(matcher):
+            low, high = lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
+            if prefix_only(matcher):
                 return int((await self._tidy(space, low, high))[1][4])
             total = 0
             while True:
@@ -656,8 +659,8 @@ class AsyncRedisBackend(AsyncBackend):
             if matcher.match_all:
                 low, high = "-", "+"
             else:
-                low, high = rc.lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
-            if matcher.match_all or rc.prefix_only(matcher):
+                low, high = lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
+            if matcher.match_all or prefix_only(matcher):
                 removed = await self._eval(
                     rc.CLEAR_RANGE, (space.catalog, space.expiring), (space.base, low, high)
                 )
@@ -666,7 +669,7 @@ class AsyncRedisBackend(AsyncBackend):
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "delete_pattern") from exc
 
-    async def _delete_filtered(self, space: rc.Space, matcher: Matcher, low: str, high: str) -> int:
+    async def _delete_filtered(self, space: Space, matcher: Matcher, low: str, high: str) -> int:
         """Collect the matching keys under WATCH of the index, delete them in MULTI.
 
         Any key created or deleted in the namespace meanwhile changes the index
@@ -794,7 +797,7 @@ def _write_args(key: str, write: Write, old: Record | None, now: int) -> list[An
     return [key, t, v, write.meta or b"", created, now, version, px]
 
 
-def open_error(exc: BaseException, settings: rc.RedisSettings) -> Exception:
+def open_error(exc: BaseException, settings: RedisSettings) -> Exception:
     """The keyshelf error for a failure while connecting (at open or the first call)."""
     where = settings.location
     text = str(exc)

@@ -5,9 +5,10 @@ The registry imports this module only when such a URL is opened, so
 raises an ImportError that names the extra to install (``keyshelf[redis]``).
 
 The implementation is :mod:`._redis_async` (written once over
-``redis.asyncio``) and :mod:`._redis_sync` (generated from it); the layout,
-value encoding and Lua scripts are in :mod:`._redis_common`; the user guide
-is ``docs/redis.md``.
+``redis.asyncio``) and :mod:`._redis_sync` (generated from it); the URL and
+options are read by :mod:`._redis_settings`, the key layout is
+:mod:`._redis_layout`, the value encoding and Lua scripts (``lua/*.lua``) are
+in :mod:`._redis_common`; the user guide is ``docs/redis.md``.
 
 URL and options (keyword arguments or query parameters):
 
@@ -44,7 +45,7 @@ import redis  # noqa: F401  (an ImportError here becomes the registry's install 
 from redis import exceptions as redis_errors
 
 from ._redis_async import AsyncRedisBackend
-from ._redis_common import MIN_SERVER_VERSION, parse_settings
+from ._redis_settings import MIN_SERVER_VERSION, parse_settings
 from ._redis_sync import RedisBackend, open_error
 
 __all__ = ["MIN_SERVER_VERSION", "AsyncRedisBackend", "RedisBackend", "create"]
