@@ -20,8 +20,9 @@ Guarantees:
   plain DELETE cannot be made conditional through the client, and an
   unconditional one could erase a concurrent write.
 * **Batches are not transactions.** ``mset``/``set_many``, ``delete_many``,
-  ``delete_pattern`` and ``clear`` apply key by key, each key atomically;
-  a failure part-way leaves the keys before it written and raises.
+  ``delete_pattern`` and ``clear`` apply key by key, each key atomically
+  (the async API 16 keys at a time); keys refused up front write nothing,
+  but a failure part-way leaves the keys done so far written and raises.
 * **Expiry** is judged by the store's clock (the ``clock`` option, default
   the machine's), the same on every operation. A key with an expiry also has
   a zero-byte *marker* object, written before the record, so a listing knows
@@ -39,6 +40,7 @@ from ..codec import payload_size
 from ..errors import BackendError, InvalidKeyError, ReadOnlyStoreError, StoreClosedError
 from ..patterns import Matcher, compile_pattern
 from ..records import (
+    DELETE,
     KEEP,
     Decision,
     Meta,
@@ -423,7 +425,11 @@ class S3Backend(Backend):
     def _update(self, ns: str, key: str, now: int, decide: Decision[R], *, absent_first: bool) -> R:
         def step(live: Record | None, stored: Stored | None) -> tuple[Action, Any]:
             write, result = decide(live)
-            return (None if write is None else new_record(write, live, now)), result
+            if isinstance(write, Write):
+                return new_record(write, live, now), result
+            if write is DELETE and stored is not None:  # tombstoned like delete()
+                return TOMBSTONE, result
+            return None, result
 
         result: R = self._cas(ns, key, now, step, absent_first=absent_first)
         return result
