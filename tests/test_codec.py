@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyshelf import codec as codec_module
+from keyshelf._deep_json import dump_deep
 from keyshelf.codec import (
     FAST_DEPTH,
     TAG_BIGINT,
@@ -577,7 +577,7 @@ def test_deep_path_writes_the_same_bytes_as_the_fast_path() -> None:
     ]
     for value in samples:
         fast = CODEC.encode(value)
-        uses_ext, deep = codec_module._dump_deep(value)
+        uses_ext, deep = dump_deep(value)
         assert deep == fast[1]
         assert (TAG_EXT if uses_ext else TAG_JSON) == fast[0]
 

@@ -46,18 +46,33 @@ from __future__ import annotations
 import base64
 import pickle
 import re
-import struct
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from hashlib import blake2b
 from math import copysign, isnan
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
 from keyshelf._show import show
+from keyshelf._stored_value import (
+    TAG_BIGINT,
+    TAG_BOOL,
+    TAG_BYTES,
+    TAG_EXT,
+    TAG_FLOAT,
+    TAG_INT,
+    TAG_JSON,
+    TAG_NONE,
+    TAG_PICKLE,
+    TAG_SPECIAL_FLOAT,
+    TAG_STR,
+    Payload,
+    checksum,
+    payload_size,
+    values_equal,
+)
 from keyshelf.errors import InvalidURLError, SerializationError
 
 __all__ = [
@@ -82,19 +97,6 @@ __all__ = [
     "values_equal",
 ]
 
-Payload: TypeAlias = int | float | str | bytes | None
-
-TAG_NONE = "n"
-TAG_BOOL = "b"
-TAG_INT = "i"
-TAG_BIGINT = "I"
-TAG_FLOAT = "f"
-TAG_SPECIAL_FLOAT = "F"
-TAG_STR = "s"
-TAG_BYTES = "y"
-TAG_JSON = "j"
-TAG_EXT = "x"
-TAG_PICKLE = "p"
 
 #: Containers nested deeper than this (in JSON levels) are encoded and decoded
 #: by the iterative slow path. It keeps the recursive fast path well inside
@@ -313,7 +315,9 @@ def _ext_text(value: object) -> bytes:
     try:
         return _dumps(_to_ext(value, 0))
     except (_TooDeepError, RecursionError):
-        return _dump_deep(value)[1]
+        from ._deep_json import dump_deep  # see _encode_tree
+
+        return dump_deep(value)[1]
 
 
 # --------------------------------------------------------------------------
@@ -477,257 +481,6 @@ def _from_ext_object(key: str, value: Any, depth: int) -> Any:
 
 
 # --------------------------------------------------------------------------
-# the iterative slow path, for values nested deeper than FAST_DEPTH
-# --------------------------------------------------------------------------
-
-
-class _Lit(bytes):
-    """A literal chunk of JSON text on the emitter's work stack."""
-
-
-_COMMA = _Lit(b",")
-_CLOSE_LIST = _Lit(b"]")
-_CLOSE_OBJECT = _Lit(b"}")
-_CLOSE_EXT = _Lit(b"]}")
-_OPEN_PAIR = _Lit(b"[")
-
-
-class _Leave:
-    """On the emitter's work stack: the container ``ident`` is fully written."""
-
-    __slots__ = ("ident",)
-
-    def __init__(self, ident: int) -> None:
-        self.ident = ident
-
-
-def _push_items(todo: list[Any], items: list[Any], close: _Lit) -> None:
-    """Schedule ``items`` comma-separated, then ``close`` (the stack is LIFO)."""
-    todo.append(close)
-    for i in range(len(items) - 1, -1, -1):
-        todo.append(items[i])
-        if i:
-            todo.append(_COMMA)
-
-
-def _dump_deep(root: Any) -> tuple[bool, bytes]:
-    """Extended-JSON text of ``root`` without recursion: (used extensions, text).
-
-    Produces exactly the bytes the fast path would (orjson's compact form).
-    """
-    out: list[bytes] = []
-    uses_ext = False
-    todo: list[Any] = [root]
-    # Containers being written (by id): meeting one again inside itself is a
-    # cycle, which would otherwise be written forever.
-    open_ids: set[int] = set()
-    while todo:
-        x = todo.pop()
-        t = type(x)
-        if t is _Lit:
-            out.append(x)
-            continue
-        if t is _Leave:
-            open_ids.discard(x.ident)
-            continue
-        if t is list or t is dict or t is tuple or t is set or t is frozenset:
-            if id(x) in open_ids:
-                raise _CycleError(f"{_REFUSED}: a {t.__name__} that contains itself")
-            open_ids.add(id(x))
-            todo.append(_Leave(id(x)))
-        if t is list:
-            out.append(b"[")
-            _push_items(todo, x, _CLOSE_LIST)
-        elif t is dict:
-            if _plain_keys(x):
-                out.append(b"{")
-                todo.append(_CLOSE_OBJECT)
-                for n, (k, v) in enumerate(reversed(x.items())):
-                    todo.append(v)
-                    todo.append(_Lit(_dumps(k) + b":"))
-                    if n < len(x) - 1:
-                        todo.append(_COMMA)
-            else:
-                uses_ext = True
-                out.append(b'{"$map":[')
-                todo.append(_CLOSE_EXT)
-                for n, (k, v) in enumerate(reversed(x.items())):
-                    todo.extend((_CLOSE_LIST, v, _COMMA, k, _OPEN_PAIR))
-                    if n < len(x) - 1:
-                        todo.append(_COMMA)
-        elif t is tuple or t is set or t is frozenset:
-            uses_ext = True
-            name = "tuple" if t is tuple else "set" if t is set else "frozenset"
-            out.append(b'{"$' + name.encode() + b'":[')
-            _push_items(todo, list(x) if t is tuple else _set_order(x), _CLOSE_EXT)
-        else:
-            ext = _to_ext(x, 0)  # a scalar: never deep
-            uses_ext = uses_ext or type(ext) is dict
-            out.append(_dumps(ext))
-    return uses_ext, b"".join(out)
-
-
-_TOKEN = re.compile(
-    r"""[ \t\n\r]*(?:
-        ([\[\]{},:])                                      # 1 punctuation
-      | ("(?:[^"\\\x00-\x1f]|\\.)*")                      # 2 string
-      | (-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)  # 3 number
-      | (true|false|null)                                 # 4 literal
-    )""",
-    re.VERBOSE | re.DOTALL,
-)
-_LITERALS = {"true": True, "false": False, "null": None}
-_NO_KEY = object()
-
-
-def _parse_deep(data: Any) -> Any:
-    """Parse JSON of any depth without recursion (orjson stops at 1024)."""
-    text: str = data if type(data) is str else bytes(data).decode("utf-8")
-    stack: list[tuple[Any, Any]] = []  # (container, pending key)
-    pos, end = 0, len(text.rstrip(" \t\n\r"))
-    result: Any = _NO_KEY
-    expect_value = True  # False: expecting "," or a closing bracket
-    while pos < end:
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise _corrupt(f"invalid JSON at offset {pos}")
-        pos = m.end()
-        punct, string, number, literal = m.groups()
-        top = stack[-1][0] if stack else None
-        if expect_value:
-            if punct in ("[", "{"):
-                stack.append(([] if punct == "[" else {}, _NO_KEY))
-                if punct == "{":
-                    key, pos = _parse_key(text, pos, allow_close=True)
-                    if key is _NO_KEY:  # "{}"
-                        value: Any = stack.pop()[0]
-                    else:
-                        stack[-1] = (stack[-1][0], key)
-                        continue
-                else:
-                    m2 = _TOKEN.match(text, pos)
-                    if m2 is not None and m2.group(1) == "]":
-                        pos = m2.end()
-                        value = stack.pop()[0]
-                    else:
-                        continue
-            elif string is not None or number is not None:
-                value = _loads(string if string is not None else number)
-            elif literal is not None:
-                value = _LITERALS[literal]
-            else:
-                raise _corrupt(f"unexpected {punct!r} at offset {pos}")
-        elif punct == "," and type(top) is list:
-            expect_value = True
-            continue
-        elif punct == "," and type(top) is dict:
-            key, pos = _parse_key(text, pos, allow_close=False)
-            stack[-1] = (top, key)
-            expect_value = True
-            continue
-        elif (punct == "]" and type(top) is list) or (punct == "}" and type(top) is dict):
-            value = stack.pop()[0]
-        else:
-            raise _corrupt(f"unexpected token at offset {m.start()}")
-        # a complete value: attach it to its parent
-        expect_value = False
-        if not stack:
-            if result is not _NO_KEY:
-                raise _corrupt("trailing data after JSON value")
-            result = value
-        elif type(stack[-1][0]) is list:
-            stack[-1][0].append(value)
-        else:
-            container, key = stack[-1]
-            container[key] = value
-    if stack or result is _NO_KEY:
-        raise _corrupt("truncated JSON")
-    return result
-
-
-def _parse_key(text: str, pos: int, *, allow_close: bool) -> tuple[Any, int]:
-    """Read ``"key":`` (or ``}`` if allowed); returns (key or _NO_KEY, new pos)."""
-    m = _TOKEN.match(text, pos)
-    if m is not None and allow_close and m.group(1) == "}":
-        return _NO_KEY, m.end()
-    if m is None or m.group(2) is None:
-        raise _corrupt(f"expected an object key at offset {pos}")
-    colon = _TOKEN.match(text, m.end())
-    if colon is None or colon.group(1) != ":":
-        raise _corrupt(f"expected ':' at offset {m.end()}")
-    return _loads(m.group(2)), colon.end()
-
-
-class _Frame:
-    """A container being rebuilt by _from_ext_deep."""
-
-    __slots__ = ("children", "finish", "keys", "results")
-
-    def __init__(self, finish: Any, children: list[Any], keys: list[Any] | None = None) -> None:
-        self.finish = finish
-        self.children = children
-        self.keys = keys
-        self.results: list[Any] = []
-
-
-def _pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _open_node(node: Any) -> Any:
-    """A leaf value, or a _Frame for a container whose children come next."""
-    t = type(node)
-    if t is list:
-        return _Frame(None, node)
-    if t is not dict:
-        return node
-    if len(node) == 1:
-        ((key, value),) = node.items()
-        if key[:1] == "$":
-            kind = _EXT_CONTAINER_TAGS.get(key)
-            if key == "$map":
-                if type(value) is not list or any(
-                    type(p) is not list or len(p) != 2 for p in value
-                ):
-                    raise _corrupt("$map entries must be [key, value] arrays")
-                return _Frame(_pairs_to_dict, [item for pair in value for item in pair])
-            if kind is None:
-                return _from_ext_object(key, value, 0)  # a scalar
-            if type(value) is not list:
-                raise _corrupt(f"{key} must hold an array")
-            return _Frame(kind, value)
-    return _Frame(dict, list(node.values()), list(node))
-
-
-def _from_ext_deep(root: Any) -> Any:
-    """_from_ext without recursion: rebuilds children before their parents."""
-    opened = _open_node(root)
-    if type(opened) is not _Frame:
-        return opened
-    stack = [opened]
-    while True:
-        frame = stack[-1]
-        if len(frame.results) < len(frame.children):
-            child = _open_node(frame.children[len(frame.results)])
-            if type(child) is _Frame:
-                stack.append(child)
-            else:
-                frame.results.append(child)
-            continue
-        stack.pop()
-        value: Any
-        if frame.keys is not None:
-            value = dict(zip(frame.keys, frame.results, strict=True))
-        elif frame.finish is None:
-            value = frame.results
-        else:
-            value = frame.finish(frame.results)
-        if not stack:
-            return value
-        stack[-1].results.append(value)
-
-
-# --------------------------------------------------------------------------
 # refusals: find the offending part and say where it is
 # --------------------------------------------------------------------------
 
@@ -796,8 +549,12 @@ def _encode_tree(value: Any) -> tuple[str, bytes]:
         raise SerializationError(str(exc)) from None
     except (_RefusedError, _JSONEncodeError):
         raise _refusal(value) from None
+    # The deep path reuses this module's helpers, so it imports this module:
+    # it is imported here, when a value is that deep, never at import time.
+    from ._deep_json import dump_deep
+
     try:
-        uses_ext, data = _dump_deep(value)
+        uses_ext, data = dump_deep(value)
     except _CycleError as exc:
         raise SerializationError(str(exc)) from None
     except (_RefusedError, _JSONEncodeError):
@@ -812,8 +569,10 @@ def _decode_json(payload: Any) -> Any:
         return _loads(payload)
     except _JSONDecodeError:
         pass
+    from ._deep_json import parse_deep  # see _encode_tree
+
     try:
-        return _parse_deep(payload)
+        return parse_deep(payload)
     except (UnicodeDecodeError, _JSONDecodeError) as exc:
         raise _corrupt(f"invalid JSON: {exc}") from exc
 
@@ -824,7 +583,9 @@ def _decode_ext(payload: Any) -> Any:
         try:
             return _from_ext(tree, 0)
         except (_TooDeepError, RecursionError):
-            return _from_ext_deep(tree)
+            from ._deep_json import from_ext_deep  # see _encode_tree
+
+            return from_ext_deep(tree)
     except SerializationError:
         raise
     except Exception as exc:
@@ -1035,75 +796,3 @@ def get_codec(codec: str | Codec | None) -> Codec:
         f"Unknown codec {show(codec)}: use 'typed' (the default), 'pickle', "
         "or a keyshelf.codec.Codec instance"
     )
-
-
-# --------------------------------------------------------------------------
-# size, checksum, typed equality
-# --------------------------------------------------------------------------
-
-_pack_double = struct.Struct(">d").pack
-
-
-def _canonical(tag: str, payload: Payload) -> bytes:
-    """The bytes a checksum is computed over (see docs/encoding.md)."""
-    if type(payload) is bytes:
-        return payload
-    if tag == TAG_FLOAT or type(payload) is float:
-        return _pack_double(float(payload))  # type: ignore[arg-type]
-    if tag in (TAG_INT, TAG_BOOL) or type(payload) is int:
-        return str(int(payload)).encode("ascii")  # type: ignore[arg-type]
-    if payload is None:
-        return b""
-    if type(payload) is str:
-        return payload.encode("utf-8", "surrogatepass")
-    return bytes(payload)  # type: ignore[arg-type]
-
-
-def payload_size(tag: str, payload: Payload) -> int:
-    """The documented size in bytes of a stored value.
-
-    ``n`` 0, ``b`` 1, ``i`` and ``f`` 8, text payloads (``s``, ``F``, ``I``)
-    their UTF-8 length, binary payloads (``y``, ``j``, ``x``, ``p``) their
-    length. Identical on every backend for the same value.
-    """
-    t = type(payload)
-    if t is bytes:
-        return len(payload)  # type: ignore[arg-type]
-    if t is str:
-        if payload.isascii():  # type: ignore[union-attr]
-            return len(payload)  # type: ignore[arg-type]
-        return len(payload.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
-    if payload is None:
-        return 0
-    if tag == TAG_BOOL:
-        return 1
-    if t is int or t is float:
-        return 8
-    return len(bytes(payload))  # type: ignore[arg-type]
-
-
-def checksum(tag: str, payload: Payload) -> str:
-    """A stable digest of a stored value: ``"blake2b:" + 32 hex digits``.
-
-    BLAKE2b with a 16-byte digest over ``tag (UTF-8) + b"\\0" + canonical
-    payload bytes``: raw bytes; UTF-8 text; ``int`` as ASCII decimal; ``float``
-    as 8 big-endian IEEE 754 bytes; ``None`` as nothing. The same value gives
-    the same checksum in every process and on every backend.
-    """
-    digest = blake2b(tag.encode() + b"\0" + _canonical(tag, payload), digest_size=16)
-    return "blake2b:" + digest.hexdigest()
-
-
-def values_equal(tag_a: str, payload_a: Payload, tag_b: str, payload_b: Payload) -> bool:
-    """Typed equality of two stored values, as used by compare-and-swap.
-
-    Equal when the tags are equal and the payloads are equal: ``1``, ``1.0``
-    and ``True`` differ (their tags differ), ``nan`` equals ``nan``, ``-0.0``
-    differs from ``0.0``, and two dicts with the same items in a different
-    order differ (their JSON differs).
-    """
-    if tag_a != tag_b:
-        return False
-    if payload_a == payload_b and type(payload_a) is type(payload_b):
-        return True
-    return _canonical(tag_a, payload_a) == _canonical(tag_b, payload_b)
