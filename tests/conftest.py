@@ -1,109 +1,36 @@
 """Fixtures: every conformance test runs on every backend through both APIs.
 
-A backend joins the suite by adding an entry to ``BACKENDS``: a context
-manager that yields ``(url, options)`` for a fresh, empty store and cleans up
-after itself. The ``kv`` fixture is parametrized over backends x {sync, async}:
-for the async API it wraps the real ``AsyncStore`` in :class:`AsyncDriver`,
-which awaits every call on an event loop, so the test body is shared while
-the code under test is the async one.
+The conformance suite ships with keyshelf (``keyshelf.testing.conformance``;
+each ``tests/conformance/test_*.py`` runs one of its modules) together with
+its fixtures (the ``keyshelf.testing.plugin`` plugin, loaded here). The
+plugin runs a test on one backend given by the ``keyshelf_backend`` fixture;
+this file overrides that fixture and ``backend_name`` to run it on every
+backend of ``BACKENDS``: a context manager that yields ``(url, options)`` for
+a fresh, empty store and cleans up after itself. The ``kv`` fixture is
+parametrized over backends x {sync, async}: for the async API it wraps the
+real ``AsyncStore`` in :class:`AsyncDriver`, which awaits every call on an
+event loop, so the test body is shared while the code under test is the async
+one. The plugin also loads the hypothesis profile of the suite (fixed
+examples, no deadline; ``KEYSHELF_HYPOTHESIS=explore`` draws new ones).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-import keyshelf
+from keyshelf.testing import AsyncDriver, BackendCase, FakeClock, Opener, RealClock
+
+__all__ = ["BACKENDS", "ON_CI", "AsyncDriver", "FakeClock", "Opener", "RealClock"]
+
+pytest_plugins = ["keyshelf.testing.plugin"]
 
 ON_CI = os.environ.get("CI") == "true"
-
-# The default suite must give the same answer on every run and under any load:
-# property tests run a fixed sequence of examples and have no per-example
-# deadline (a loaded 2-core machine made a 200 ms deadline fail at random).
-# KEYSHELF_HYPOTHESIS=explore draws new random examples (make stress uses it).
-settings.register_profile(
-    "suite",
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "explore",
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.load_profile(os.environ.get("KEYSHELF_HYPOTHESIS", "suite"))
-
-
-class FakeClock:
-    """An injectable clock that starts at the real time and moves on demand."""
-
-    native = False
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class RealClock:
-    """The system clock, for backends whose server expires keys by itself."""
-
-    native = True
-
-    def __call__(self) -> float:
-        return time.time()
-
-    def advance(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-class AsyncDriver:
-    """Drive an AsyncStore from sync test code: every call is awaited on ``loop``."""
-
-    def __init__(self, store: keyshelf.AsyncStore, loop: asyncio.AbstractEventLoop) -> None:
-        self._store = store
-        self._loop = loop
-        self.api = "async"
-
-    def __getattr__(self, name: str) -> Any:
-        # The async names of the sync streaming methods.
-        name = {"iter_keys": "aiter_keys", "iter_items": "aiter_items"}.get(name, name)
-        attribute = getattr(self._store, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = attribute(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                return self._loop.run_until_complete(result)
-            if inspect.isasyncgen(result):
-                return iter(self._loop.run_until_complete(_collect(result)))
-            if isinstance(result, keyshelf.AsyncStore):
-                return AsyncDriver(result, self._loop)
-            return result
-
-        return call
-
-    def close(self) -> None:
-        self._loop.run_until_complete(self._store.aclose())
-
-
-async def _collect(agen: Any) -> list[Any]:
-    return [item async for item in agen]
 
 
 @contextlib.contextmanager
@@ -178,63 +105,20 @@ BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
 }
 
 
-class Opener:
-    """Opens stores on one backend location through one API."""
-
-    def __init__(
-        self, url: str, options: dict[str, Any], api: str, clock: Any, shared: bool
-    ) -> None:
-        self.url, self.options, self.api, self.clock = url, options, api, clock
-        self.shared = shared  # a second open() sees the same data
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._opened: list[Any] = []
-
-    def __call__(self, **options: Any) -> Any:
-        merged = {"clock": self.clock, **self.options, **options}
-        if self.api == "sync":
-            store: Any = keyshelf.open(self.url, **merged)
-        else:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-            store = AsyncDriver(keyshelf.open_async(self.url, **merged), self._loop)
-        self._opened.append(store)
-        return store
-
-    def close(self) -> None:
-        for store in reversed(self._opened):
-            with contextlib.suppress(keyshelf.KVError):
-                store.close()
-        if self._loop is not None:
-            self._loop.close()
-
-
 @pytest.fixture(params=list(BACKENDS))
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=["sync", "async"])
-def api(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
-def clock(backend_name: str) -> Any:
-    return RealClock() if BACKENDS[backend_name][1] else FakeClock()
-
-
-@pytest.fixture
-def opener(backend_name: str, api: str, clock: Any, tmp_path: Path) -> Iterator[Opener]:
-    factory, _native = BACKENDS[backend_name]
+def keyshelf_backend(backend_name: str, tmp_path: Path) -> Iterator[BackendCase]:
+    """The backend ``backend_name`` of ``BACKENDS``, for the kit's fixtures."""
+    factory, native = BACKENDS[backend_name]
     with factory(tmp_path) as (url, options):
-        opened = Opener(url, options, api, clock, shared=not backend_name.startswith("memory"))
-        try:
-            yield opened
-        finally:
-            opened.close()
-
-
-@pytest.fixture
-def kv(opener: Opener) -> Any:
-    """A fresh, empty store on every backend through both APIs."""
-    return opener()
+        yield BackendCase(
+            url,
+            options,
+            shared=not backend_name.startswith("memory"),
+            server_clock=native,
+            name=backend_name,
+        )

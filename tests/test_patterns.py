@@ -1,9 +1,10 @@
 """Unit tests for keyshelf.patterns: both dialects, prefixes and range bounds.
 
 The default dialect is checked against every case a real Redis server answered
-(``tests/data/redis-glob-vectors.json``) and, on random patterns, against
-``redis_stringmatch`` below: an independent step-by-step transliteration of
-Redis's ``stringmatchlen`` loop. The hierarchical dialect is checked against
+(``keyshelf/testing/data/redis-glob-vectors.json``, shipped with the
+conformance kit) and, on random patterns, against ``redis_stringmatch``
+below: an independent step-by-step transliteration of Redis's
+``stringmatchlen`` loop. The hierarchical dialect is checked against
 the examples of docs/semantics.md and of dataknobs-kv's documents, and, on
 random patterns, against a segment-by-segment reference matcher and brace
 expansion.
@@ -44,7 +45,7 @@ from keyshelf.patterns import (
     prefix_upper_bound,
 )
 
-DATA = Path(__file__).parent / "data" / "redis-glob-vectors.json"
+DATA = Path(__file__).parents[1] / "src/keyshelf/testing/data/redis-glob-vectors.json"
 SHARED = Path(__file__).parents[2] / "shared/testdata/redis-glob-vectors.json"
 
 VECTORS: dict[str, Any] = json.loads(DATA.read_text(encoding="utf-8"))

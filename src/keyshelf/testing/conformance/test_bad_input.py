@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -120,7 +121,7 @@ BAD_TTLS = [0, -1, -0.5, float("nan"), float("inf"), float("-inf"), True, False,
 @pytest.mark.parametrize("ttl", BAD_TTLS, ids=repr)
 def test_invalid_ttls_refused(seeded: Any, ttl: Any) -> None:
     before = snapshot(seeded)
-    calls = [
+    calls: list[Callable[[Any], Any]] = [
         lambda kv: kv.set("new", 1, ttl=ttl),
         lambda kv: kv.set("existing", 2, ttl=ttl),
         lambda kv: kv.mset({"counter": 1}, ttl=ttl),
@@ -149,7 +150,7 @@ BAD_VALUES = [object(), Custom(), lambda: 1, 1j, {"a": object()}, [1, {2, Custom
 @pytest.mark.parametrize("value", BAD_VALUES, ids=lambda v: type(v).__name__)
 def test_unserializable_values_refused(seeded: Any, value: Any) -> None:
     before = snapshot(seeded)
-    calls = [
+    calls: list[Callable[[Any], Any]] = [
         lambda kv: kv.set("existing", value),
         lambda kv: kv.set("new", value),
         lambda kv: kv.mset({"counter": 1, "new": value}),
@@ -187,7 +188,10 @@ def test_value_too_large(opener: Any) -> None:
 @pytest.mark.parametrize("pattern", [None, 1, b"*", ["*"]], ids=repr)
 def test_invalid_patterns_refused(seeded: Any, pattern: Any) -> None:
     before = snapshot(seeded)
-    calls = [lambda kv: kv.get_pattern(pattern), lambda kv: kv.delete_pattern(pattern)]
+    calls: list[Callable[[Any], Any]] = [
+        lambda kv: kv.get_pattern(pattern),
+        lambda kv: kv.delete_pattern(pattern),
+    ]
     if pattern is None:
         # A listing without a pattern is every key; only get/delete_pattern need one.
         assert seeded.keys(pattern) == seeded.keys()

@@ -56,7 +56,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (dt.datetime, dt.time)):
-        return a == b and a.tzinfo == b.tzinfo and a.fold == b.fold
+        return bool(a == b and a.tzinfo == b.tzinfo and a.fold == b.fold)
     return bool(a == b)
 
 
