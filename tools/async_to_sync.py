@@ -56,6 +56,10 @@ PAIRS = [
     (PACKAGE / "_store_async.py", PACKAGE / "_store_sync.py"),
     (PACKAGE / "backends" / "_redis_async.py", PACKAGE / "backends" / "_redis_sync.py"),
     (PACKAGE / "backends" / "_postgres_async.py", PACKAGE / "backends" / "_postgres_sync.py"),
+    (
+        PACKAGE / "backends" / "_postgres_lease_async.py",
+        PACKAGE / "backends" / "_postgres_lease_sync.py",
+    ),
     (PACKAGE / "_transfer_async.py", PACKAGE / "_transfer_sync.py"),
     (PACKAGE / "backends" / "_cache_async.py", PACKAGE / "backends" / "_cache_sync.py"),
     (PACKAGE / "backends" / "_s3_async.py", PACKAGE / "backends" / "_s3_sync.py"),
@@ -86,6 +90,8 @@ NAMES = {
     "AsyncConnection": "Connection",
     "asynccontextmanager": "contextmanager",
     "_postgres_async": "_postgres_sync",
+    "AsyncConnections": "Connections",
+    "_postgres_lease_async": "_postgres_lease_sync",
     "_transfer_async": "_transfer_sync",
     "_store_async": "_store_sync",
     "AsyncCachedBackend": "CachedBackend",
@@ -116,9 +122,15 @@ PHRASES = [
     ("the store calls this on ``async with``", "the store calls this on ``with``"),
     ("if no call has yet (``async with``)", "if no call has yet (``with``)"),
     (
-        "The async context manager behind :meth:`AsyncPostgresBackend._connection`",
-        "The context manager behind :meth:`PostgresBackend._connection`",
+        "The async context manager behind :meth:`AsyncConnections.lease`",
+        "The context manager behind :meth:`Connections.lease`",
     ),
+    (
+        "``async with connections.lease(action) as conn``",
+        "``with connections.lease(action) as conn``",
+    ),
+    (":class:`AsyncConnections`", ":class:`Connections`"),
+    (":meth:`AsyncConnections.", ":meth:`Connections."),
     (
         "``async with self._connection(action) as conn``",
         "``with self._connection(action) as conn``",

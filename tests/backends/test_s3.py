@@ -57,6 +57,16 @@ def test_options_as_url_query_parameters(where: tuple[str, dict[str, Any]]) -> N
         keyshelf.open(f"{url}#x", **options)
 
 
+def test_without_obstore_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith("keyshelf.backends.") and "s3" in m]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "obstore", None)  # import obstore -> ImportError
+    with pytest.raises(ImportError, match=r"pip install 'keyshelf\[s3\]'"):
+        keyshelf.open("s3://bucket/prefix")
+
+
 def test_a_missing_bucket_is_refused_and_not_created() -> None:
     url = s3_server.endpoint()
     bucket = f"missing-{uuid.uuid4().hex[:8]}"

@@ -56,22 +56,12 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Sequence
-from contextlib import suppress
 from math import copysign
-from time import monotonic
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, errors
-from psycopg.abc import PQGen
-from psycopg.adapt import AdaptersMap
-from psycopg.pq import ConnStatus, TransactionStatus
-from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
-from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from ..codec import TAG_BYTES, TAG_INT, TAG_STR
 from ..errors import (
@@ -79,7 +69,6 @@ from ..errors import (
     BackendUnavailableError,
     IncompatibleStoreError,
     SerializationError,
-    StoreClosedError,
     StoreNotFoundError,
 )
 from ..patterns import Matcher
@@ -96,6 +85,13 @@ from ..records import (
     stats_dict,
 )
 from . import _base_async
+from ._postgres_lease_async import (
+    ADAPTERS,
+    AsyncConnections,
+    BoundedConnection,
+    Lease,
+    describe,
+)
 from ._postgres_sql import (
     FLOAT_FAST_LIMIT,
     SCHEMA_VERSION,
@@ -109,65 +105,14 @@ from ._postgres_sql import (
     values_by_key,
 )
 
-# Every int goes to the server as int8, so one prepared statement serves
-# every value (psycopg would otherwise pick int2/int4/int8/numeric by size).
-ADAPTERS = AdaptersMap(psycopg.adapters)
-ADAPTERS.register_dumper(int, Int8Dumper)
-ADAPTERS.register_dumper(int, Int8BinaryDumper)
-
 # Rows fetched per round trip when a pattern is filtered in Python.
 _FETCH = 2000
 # A read-modify-write whose key is inserted concurrently is retried this often.
 _ATTEMPTS = 50
-# Seconds the pool keeps retrying a failed connection in the background
-# before leaving it to the next request (which connects on demand).
-_RECONNECT = 0.5
-# Seconds a connection stays with the backend before going back to the pool.
-_HOLD = 60.0
 # mset batches at least this large first try a COPY (only new keys, see put_many).
 _COPY_MIN = 1000
 # After a COPY attempt meets an existing key, this many large batches skip it.
 _COPY_BACKOFF = 16
-
-
-# psycopg raises this (an OperationalError) when a wait with a timeout expires.
-_WAIT_TIMEOUT: type[psycopg.OperationalError] = errors._WaitTimeout
-# psycopg's poll interval while waiting (it checks for Ctrl-C that often).
-_WAIT_INTERVAL = 0.1
-
-RV = TypeVar("RV")
-
-
-class ServerTimeout(psycopg.OperationalError):
-    """The server sent no answer within the store's ``timeout`` (the connection is closed)."""
-
-
-class BoundedConnection(AsyncConnection[Any]):
-    """A connection whose every wait for the server ends after ``limit`` seconds.
-
-    A server that stops answering (frozen, or the network gone) cannot be
-    cancelled by the server's own ``statement_timeout``: the client must give
-    up. After such a timeout the connection is in an unknown state, so it is
-    closed (the pool replaces it) and :class:`ServerTimeout` raised.
-    """
-
-    limit: float | None = None
-
-    async def wait(
-        self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL, timeout: float | None = None
-    ) -> RV:
-        limit = self.limit if timeout is None else timeout
-        try:
-            return await super().wait(gen, interval, limit)
-        except _WAIT_TIMEOUT as exc:
-            await self.close()
-            raise ServerTimeout(f"no answer from the server within {limit:g} s") from exc
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line message of a driver exception."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def connect_error(exc: psycopg.Error, location: str) -> BackendError:
@@ -274,190 +219,22 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         self.location = config.location
         self._config = config
         self._sql = Statements(config.schema, config.table)
-        self._closed = False
-        self._opened = False
-        self._prepared = prepared
-        # One caller prepares the schema and opens the pool; the others wait.
-        if True:  # ASYNC
-            self._opening = asyncio.Lock()
-        else:
-            self._opening = threading.Lock()
-        self._last_connect_error = ""
-        self._idle: list[tuple[AsyncConnection[Any], float]] = []
-        self._waiting: list[object] = []
         self._copy_skip = 0
-        kwargs = {"autocommit": True, "prepare_threshold": None, "context": ADAPTERS}
-        kwargs.update(config.connect_kwargs())
-        self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            config.conninfo,
-            connection_class=self._connection_class(),
-            kwargs=kwargs,
-            min_size=config.min_size,
-            max_size=config.max_size,
-            timeout=config.connect_timeout,
-            reconnect_timeout=_RECONNECT,
-            name=f"keyshelf {config.location}",
-            open=False,
-        )
-
-    def _connection_class(self) -> type[AsyncConnection[Any]]:
-        """Connections that remember why connecting failed, for error messages."""
-        backend = self
-        limit = self._config.wait_limit()
-
-        class RecordingConnection(BoundedConnection):
-            @classmethod
-            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-                try:
-                    conn = await super().connect(conninfo, **kwargs)
-                except psycopg.Error as exc:
-                    backend._last_connect_error = describe(exc)
-                    raise
-                backend._last_connect_error = ""
-                conn.limit = limit
-                return conn
-
-        return RecordingConnection
+        self._conns = AsyncConnections(config, prepare_database, prepared=prepared)
 
     # -- plumbing -----------------------------------------------------------
 
-    def _error(self, exc: psycopg.Error, action: str) -> BackendError:
-        where = self.location
-        if isinstance(exc, PoolClosed) or self._closed:
-            return StoreClosedError(f"The store {where} is closed")
-        if isinstance(exc, PoolTimeout):
-            cause = self._last_connect_error or "all connections busy"
-            return BackendUnavailableError(
-                f"PostgreSQL at {where} is unavailable during {action}: no connection within "
-                f"{self._config.connect_timeout:g} s ({cause})"
-            )
-        if isinstance(exc, ServerTimeout):
-            return BackendUnavailableError(
-                f"PostgreSQL at {where} did not answer during {action} within the timeout of "
-                f"{self._config.timeout:g} s ({describe(exc)}); the connection was closed"
-            )
-        if isinstance(exc, errors.QueryCanceled):
-            return BackendUnavailableError(
-                f"PostgreSQL at {where} cancelled {action} (statement timeout): {describe(exc)}"
-            )
-        if isinstance(exc, psycopg.OperationalError):
-            return BackendUnavailableError(
-                f"Lost the connection to PostgreSQL at {where} during {action}: {describe(exc)}"
-            )
-        if isinstance(exc, errors.UndefinedTable | errors.InvalidSchemaName):
-            return IncompatibleStoreError(
-                f"PostgreSQL at {where}: keyshelf's table {self._config.schema}."
-                f"{self._config.table} is gone (dropped while the store was open?): "
-                f"{describe(exc)}"
-            )
-        return BackendError(f"PostgreSQL error at {where} during {action}: {describe(exc)}")
-
-    @staticmethod
-    def _healthy(conn: AsyncConnection[Any]) -> bool:
-        """Whether an idle pooled connection still has a live server (no round trip).
-
-        Reads whatever the socket holds without blocking: a server that shut
-        down or restarted has closed it, which libpq sees as end of input.
-        """
-        pgconn = conn.pgconn
-        if pgconn.status != ConnStatus.OK:
-            return False
-        try:
-            # Twice: a terminated backend sends its last message, then closes;
-            # the first read takes the message, the second meets the end.
-            pgconn.consume_input()
-            pgconn.consume_input()
-        except psycopg.Error:
-            return False
-        return pgconn.status == ConnStatus.OK
-
-    async def _acquire(self) -> tuple[AsyncConnection[Any], float]:
-        """A healthy connection and when it left the pool.
-
-        Connections are reused last-in first-out from the backend's own idle
-        list (the hottest connection first, without a trip through the pool's
-        queue); the pool is asked only when that list is empty.
-        """
-        idle = self._idle
-        while idle:
-            try:
-                conn, taken = idle.pop()
-            except IndexError:  # another thread took the last one
-                break
-            if self._healthy(conn):
-                return conn, taken
-            await self._discard(conn)
-        if not self._opened:
-            await self._open()
-        # While someone waits on the pool, released connections go back to it.
-        token = object()
-        self._waiting.append(token)
-        try:
-            for _ in range(self._config.max_size + 1):
-                conn = await self._pool.getconn()
-                if self._healthy(conn):
-                    return conn, monotonic()
-                await self._discard(conn)
-            return await self._pool.getconn(), monotonic()
-        finally:
-            self._waiting.remove(token)
-
-    async def prepare(self) -> None:
-        """Prepare the schema and open the pool now if no call has yet (``async with``)."""
-        if self._closed:
-            raise StoreClosedError(f"The store {self.location} is closed")
-        if not self._opened:
-            try:
-                await self._open()
-            except psycopg.Error as exc:
-                raise self._error(exc, "open") from exc
-
-    async def _open(self) -> None:
-        """Prepare the schema if ``open`` did not, and open the pool; once, alone."""
-        async with self._opening:
-            if not self._prepared:
-                await prepare_database(self._config)
-                self._prepared = True
-            if not self._opened:
-                await self._pool.open()
-                self._opened = True
-
-    async def _discard(self, conn: AsyncConnection[Any]) -> None:
-        """Close a connection the server closed; the pool replaces it."""
-        with suppress(psycopg.Error):
-            await conn.close()
-            await self._pool.putconn(conn)
-
-    async def _release(self, conn: AsyncConnection[Any], taken: float) -> None:
-        """Keep an idle, healthy connection for reuse, or hand it back to the pool.
-
-        It goes back to the pool when someone is waiting there for a
-        connection, and after ``_HOLD`` seconds, so the pool's fairness,
-        lifetime and idle limits still apply.
-        """
-        pgconn = conn.pgconn
-        if (
-            not self._closed
-            and not self._waiting
-            and pgconn.status == ConnStatus.OK
-            and pgconn.transaction_status == TransactionStatus.IDLE
-            and monotonic() - taken < _HOLD
-        ):
-            self._idle.append((conn, taken))
-            return
-        try:
-            await self._pool.putconn(conn)
-        except psycopg.Error:
-            with suppress(psycopg.Error):
-                await conn.close()
-
-    def _connection(self, action: str) -> _Lease:
+    def _connection(self, action: str) -> Lease:
         """``async with self._connection(action) as conn``: a connection for one operation.
 
         Driver errors raised inside become keyshelf errors naming the server
         and ``action``, with the driver's exception chained.
         """
-        return _Lease(self, action)
+        return self._conns.lease(action)
+
+    async def prepare(self) -> None:
+        """Prepare the schema and open the pool now if no call has yet (``async with``)."""
+        await self._conns.prepare()
 
     # -- reads ----------------------------------------------------------------
 
@@ -948,42 +725,4 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
     # -- lifecycle ------------------------------------------------------------
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with suppress(psycopg.Error):  # best effort: the server may be gone
-            while self._idle:
-                conn, _ = self._idle.pop()
-                await self._pool.putconn(conn)
-            await self._pool.close()
-
-
-class _Lease:
-    """The async context manager behind :meth:`AsyncPostgresBackend._connection`."""
-
-    __slots__ = ("_action", "_backend", "_conn", "_taken")
-
-    def __init__(self, backend: AsyncPostgresBackend, action: str) -> None:
-        self._backend = backend
-        self._action = action
-
-    async def __aenter__(self) -> AsyncConnection[Any]:
-        backend = self._backend
-        if backend._closed:
-            raise StoreClosedError(f"The store {backend.location} is closed")
-        try:
-            self._conn, self._taken = await backend._acquire()
-        except psycopg.Error as exc:
-            raise backend._error(exc, self._action) from exc
-        return self._conn
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        backend = self._backend
-        await backend._release(self._conn, self._taken)
-        if isinstance(exc, psycopg.Error):
-            raise backend._error(exc, self._action) from exc
+        await self._conns.close()
