@@ -40,7 +40,6 @@ from ..codec import payload_size
 from ..errors import BackendError, InvalidKeyError, ReadOnlyStoreError, StoreClosedError
 from ..patterns import Matcher, compile_pattern
 from ..records import (
-    DELETE,
     KEEP,
     Decision,
     Meta,
@@ -431,7 +430,8 @@ class AsyncS3Backend(AsyncBackend):
             write, result = decide(live)
             if isinstance(write, Write):
                 return new_record(write, live, now), result
-            if write is DELETE and stored is not None:  # tombstoned like delete()
+            if write is not None and stored is not None:
+                # Any other action asks to remove the key: tombstoned like delete().
                 return TOMBSTONE, result
             return None, result
 
