@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
-from math import floor
 from types import TracebackType
 from typing import Any, cast
 
@@ -29,7 +28,9 @@ from .errors import (
     KeysNotFoundError,
     SerializationError,
 )
+from .expiry import now_ms
 from .keys import check_key, check_keys, check_namespace
+from .records import decide_getdel
 from .transfer import Destination, Progress, Source
 
 TTLArg = int | float | timedelta | None
@@ -116,7 +117,7 @@ class AsyncStore(StoreCore[AsyncBackend]):
     async def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is missing or expired."""
         # _now and _decode inlined: the hottest call of the API.
-        value = await self._backend.get(self._ns, check_key(key), floor(self._clock() * 1000))
+        value = await self._backend.get(self._ns, check_key(key), now_ms(self._clock))
         return default if value is None else self._codec.decode(value[0], value[1])
 
     async def set(
@@ -150,6 +151,15 @@ class AsyncStore(StoreCore[AsyncBackend]):
     async def delete(self, *keys: str) -> int:
         """Delete keys atomically; returns how many live keys were removed."""
         return len(await self._backend.delete(self._ns, check_keys(keys), self._now()))
+
+    async def getdel(self, key: str) -> Any:
+        """Get the value of ``key`` and delete the key, atomically; None if missing.
+
+        One operation (Redis's GETDEL): of several concurrent ``getdel`` calls
+        on one key, exactly one gets its value. An expired key is missing.
+        """
+        result = await self._backend.update(self._ns, check_key(key), self._now(), decide_getdel)
+        return None if result is None else self._decode(result)
 
     async def exists(self, key: str) -> bool:
         """True if ``key`` holds a live value (which may be ``None``)."""

@@ -1,11 +1,13 @@
-"""What backends store and exchange: encoded records and pure write decisions.
+"""What backends store and exchange: encoded records and pure decisions.
 
 Backends never see Python values, only ``(tag, payload)`` pairs from the
 codec, instants in integer milliseconds and encoded user metadata. The
 functions here decide, from the live record (or ``None``), what a
-read-modify-write operation writes and returns. Backends without a native form
-of an operation run these decisions inside one transaction
-(:meth:`Backend.update`), so the decision logic exists exactly once.
+read-modify-write operation does to the key (write a new record, delete it,
+or leave it) and what it returns. Backends without a native form of an
+operation run these decisions inside one transaction (:meth:`Backend.update`),
+so the decision logic exists exactly once, and a new operation is a new
+decision here plus one store method: no backend changes.
 """
 
 from __future__ import annotations
@@ -62,9 +64,31 @@ class Write(NamedTuple):
     meta: bytes | None
 
 
+class Delete:
+    """Marker a decision returns to remove the key (:data:`DELETE`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = Delete()
+"""What a decision returns to delete the key it was given."""
+
+#: What a decision asks for: a new record, removal, or nothing.
+Action = Write | Delete | None
+
 R = TypeVar("R")
-Decision = Callable[[Record | None], tuple[Write | None, R]]
-"""A pure function from the live record (or None) to (what to write, result)."""
+Decision = Callable[[Record | None], tuple[Action, R]]
+"""A pure function from the live record (or None) to (action, result).
+
+The action is a :class:`Write` (store this record: ``created_at`` kept and
+``version`` + 1 if a live record is replaced), :data:`DELETE` (remove the key;
+an expired record left under it may go too, as expired means gone) or None
+(change nothing). The backend applies it in the same transaction as the read,
+and only if the decision returns: a decision that raises changes nothing.
+"""
 
 
 def is_live(expires_at: int | None, now: int) -> bool:
@@ -195,6 +219,13 @@ def decide_compare_and_swap(expected: Value, new: Value) -> Decision[bool]:
         return Write(new[0], new[1], old.expires_at, old.meta), True
 
     return decide
+
+
+def decide_getdel(old: Record | None) -> tuple[Action, Value | None]:
+    """``getdel``: the live value, deleting the key; None (and nothing done) if missing."""
+    if old is None:
+        return None, None
+    return DELETE, (old.tag, old.payload)
 
 
 def decide_set_metadata(

@@ -4,15 +4,24 @@
 from this file; edit this one and run ``make generate``.
 
 A backend stores encoded records (see :mod:`keyshelf.records`) per
-(namespace, key). Every primitive receives ``now`` in milliseconds and must
-treat a record with ``expires_at <= now`` as absent: expired means gone. Every
-primitive is atomic. Batch primitives have loop defaults; read-modify-write
-primitives default to :meth:`update`, which a backend implements as one
-transaction. Backends override whatever they can do natively.
+(namespace, key). The interface is an abstract base class: ten abstract
+primitives every backend writes (read a record, the atomic read-modify-write,
+put many, delete, set an expiry, scan a range, delete matching, list
+namespaces, purge expired, close); a class missing one cannot be instantiated.
+Everything else has a default derived from those, which a backend may override
+to do the same thing faster (``get``, ``exists``, ``count``, ``stats``,
+``total_size``, ``sizes``, the batch reads and writes, and every
+read-modify-write operation, which defaults to :meth:`update` with a decision
+from :mod:`keyshelf.records`).
+
+Every primitive receives ``now`` in milliseconds and must treat a record with
+``expires_at <= now`` as absent: expired means gone. Every primitive is
+atomic. Every method may raise :class:`keyshelf.errors.BackendError`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,51 +41,57 @@ from ..records import (
     decide_increment,
     decide_put,
     decide_set_metadata,
+    stats_dict,
 )
 
 
-class AsyncBackend:
-    """Base class of async backends; every method may raise BackendError."""
+class AsyncBackend(ABC):
+    """Base class of async backends: ten abstract primitives, defaults for the rest."""
 
     #: Human-readable location used in error messages (file path, server).
     location: str = ""
 
-    # -- required primitives ------------------------------------------------
+    # -- abstract primitives: every backend writes these ----------------------
 
-    async def get(self, ns: str, key: str, now: int) -> Value | None:
-        """The live value of ``key``, or None."""
-        raise NotImplementedError
-
+    @abstractmethod
     async def get_record(self, ns: str, key: str, now: int) -> Record | None:
         """The live record of ``key`` with its metadata, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
-        """Atomically read the live record, apply ``decide`` and store its write.
+        """Atomically read the live record, apply ``decide`` and do what it asks.
 
-        Runs as one transaction: no other writer can change the key between
-        the read and the write. If ``decide`` raises, nothing is written.
+        ``decide`` gets the live record (None if missing or expired) and
+        returns ``(action, result)``: a :class:`~keyshelf.records.Write`
+        stores a new record (``created_at`` kept and ``version`` + 1 when a
+        live record is replaced, else both start afresh: ``now`` and 1),
+        :data:`~keyshelf.records.DELETE` removes the key, None changes
+        nothing. Runs as one transaction: no other writer can change the key
+        between the read and the action. If ``decide`` raises, nothing
+        changes. ``decide`` is pure, so a backend may call it again on a
+        retry. Returns ``result``.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     async def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
         """Set every item (keeping each live key's user metadata), all or nothing."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
         """Delete ``keys`` atomically; return those that were live."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
         """Set (or with None, remove) the expiry of a live key.
 
         Returns True if the key is live, or for ``None`` only if it had an
-        expiry to remove. Does not change ``version`` or ``updated_at``.
+        expiry to remove. Does not change ``version`` or ``updated_at``
+        (which is why it is not a decision for :meth:`update`).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     async def scan(
         self,
         ns: str,
@@ -92,42 +107,63 @@ class AsyncBackend:
         ``values`` else None. Serves patterns with a literal prefix by a range
         scan where the backend has an ordered index.
         """
-        raise NotImplementedError
 
-    async def count(self, ns: str, matcher: Matcher, now: int) -> int:
-        """Number of live keys matching ``matcher``."""
-        raise NotImplementedError
-
+    @abstractmethod
     async def delete_matching(self, ns: str, matcher: Matcher, now: int) -> int:
         """Delete every record matching ``matcher`` atomically, expired ones too.
 
         Returns how many of them were live.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     async def namespaces(self, now: int) -> list[str]:
         """Sorted names of namespaces holding at least one live key."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def purge_expired(self, ns: str | None, now: int) -> int:
         """Remove expired records of ``ns`` (every namespace if None); count them."""
-        raise NotImplementedError
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; further calls raise StoreClosedError."""
+
+    # -- derived primitives: defaults a backend may override for speed ----------
+
+    async def get(self, ns: str, key: str, now: int) -> Value | None:
+        """The live value of ``key``, or None. Default: from :meth:`get_record`."""
+        record = await self.get_record(ns, key, now)
+        return None if record is None else (record.tag, record.payload)
+
+    async def count(self, ns: str, matcher: Matcher, now: int) -> int:
+        """Number of live keys matching ``matcher``. Default: a :meth:`scan`."""
+        return len(await self.scan(ns, matcher, now, None, None, False))
 
     async def stats(self, ns: str, now: int) -> dict[str, Any]:
-        """``total_keys``, ``active_keys``, ``expired_keys``, ``keys_with_ttl``."""
-        raise NotImplementedError
+        """``total_keys``, ``active_keys``, ``expired_keys``, ``keys_with_ttl``.
+
+        ``total_keys`` counts stored records, expired ones not yet purged
+        included. The default sees only live records (through
+        :meth:`scan_records`), so it reports no expired keys: right for a
+        backend that removes records as they expire; a backend that keeps
+        them until purged overrides it.
+        """
+        active = with_ttl = 0
+        after: str | None = None
+        while True:
+            rows = await self.scan_records(ns, now, after, _BATCH)
+            for _, record in rows:
+                active += 1
+                with_ttl += record.expires_at is not None
+            if len(rows) < _BATCH:
+                return stats_dict(active, active, with_ttl)
+            after = rows[-1][0]
 
     async def total_size(self, ns: str, now: int) -> int:
         """Sum of :func:`codec.payload_size` over the live keys of ``ns``."""
-        raise NotImplementedError
+        rows = await self.scan(ns, _ALL, now, None, None, True)
+        return sum(payload_size(*value) for _, value in rows if value is not None)
 
-    async def close(self) -> None:
-        """Release connections; further calls raise StoreClosedError."""
-        raise NotImplementedError
-
-    # -- primitives with defaults ---------------------------------------------
-
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # noqa: B027 (a hook whose default is to do nothing)
         """Connect and check the store now, if that is not done yet; idempotent.
 
         ``open_async()`` does no I/O (it must not block the event loop), so
@@ -251,3 +287,5 @@ class AsyncBackend:
 
 # Every key, for the defaults above.
 _ALL = compile_pattern("*")
+# Records per scan_records call of the stats default.
+_BATCH = 1000

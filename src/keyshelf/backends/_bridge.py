@@ -8,8 +8,10 @@ a busy lock); for memory, whose calls never block, it runs inline.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
+import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,35 +20,8 @@ from ..errors import StoreClosedError
 from ._base_async import AsyncBackend
 from .base import Backend
 
-# Every primitive of the backend interface, bridged one-to-one.
-PRIMITIVES = (
-    "get",
-    "get_record",
-    "update",
-    "put_many",
-    "delete",
-    "set_expiry",
-    "scan",
-    "count",
-    "delete_matching",
-    "namespaces",
-    "purge_expired",
-    "stats",
-    "total_size",
-    "exists",
-    "get_many",
-    "put",
-    "increment",
-    "append",
-    "compare_and_swap",
-    "set_metadata",
-    "sizes",
-    "scan_records",
-    "put_records",
-)
 
-
-class AsyncBridge(AsyncBackend):
+class _AsyncBridge(AsyncBackend):
     """An :class:`AsyncBackend` that forwards every primitive to a sync one."""
 
     def __init__(self, backend: Backend, *, threads: int = 0) -> None:
@@ -67,6 +42,9 @@ class AsyncBridge(AsyncBackend):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def prepare(self) -> None:
+        """Nothing to do: a sync backend is connected and checked when opened."""
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -82,7 +60,7 @@ class AsyncBridge(AsyncBackend):
 
 
 def _forward(name: str) -> Callable[..., Any]:
-    async def forward(self: AsyncBridge, *args: Any, **kwargs: Any) -> Any:
+    async def forward(self: _AsyncBridge, *args: Any, **kwargs: Any) -> Any:
         return await self._call(getattr(self.backend, name), *args, **kwargs)
 
     forward.__name__ = name
@@ -90,5 +68,33 @@ def _forward(name: str) -> Callable[..., Any]:
     return forward
 
 
+def _primitives() -> tuple[str, ...]:
+    """The interface's public coroutine methods that the bridge does not implement itself.
+
+    Read from :class:`AsyncBackend`, so a primitive added to the interface is
+    bridged without a list to keep up to date.
+    """
+    return tuple(
+        name
+        for name, member in vars(AsyncBackend).items()
+        if not name.startswith("_")
+        and inspect.iscoroutinefunction(member)
+        and name not in vars(_AsyncBridge)
+    )
+
+
+#: Every primitive the bridge forwards one-to-one to the sync backend.
+PRIMITIVES = _primitives()
+
+# Typed Any: a type checker cannot see forwards added with setattr and would
+# call the class abstract; at run time nothing is (tests/backends/test_interface.py).
+_built: Any = _AsyncBridge
 for _name in PRIMITIVES:
-    setattr(AsyncBridge, _name, _forward(_name))
+    setattr(_built, _name, _forward(_name))
+# The forwards implement the abstract primitives after the class was built:
+# recompute what is still abstract (nothing), so the bridge can be instantiated.
+abc.update_abstractmethods(_built)
+_built.__name__ = _built.__qualname__ = "AsyncBridge"
+
+#: The bridge class: an :class:`AsyncBackend` over a sync :class:`Backend`.
+AsyncBridge: type[_AsyncBridge] = _built

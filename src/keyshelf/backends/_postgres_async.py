@@ -73,6 +73,7 @@ from ..errors import (
 )
 from ..patterns import Matcher
 from ..records import (
+    DELETE,
     INT64_MAX,
     INT64_MIN,
     Decision,
@@ -488,7 +489,9 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
                                 row[9],
                             )
                         write, result = decide(old)
-                        if write is not None:
+                        if write is DELETE:
+                            await conn.execute(sql.delete_one, (ns, key), prepare=True)
+                        elif isinstance(write, Write):
                             stored = None if write.expires_at is None else write.expires_at + shift
                             if old is None:
                                 created, version = None, 1
@@ -510,7 +513,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
                             )
                         return result
                     write, result = decide(None)
-                    if write is None:
+                    if not isinstance(write, Write):  # nothing, or delete: nothing to delete
                         return result
                     ttl = None if write.expires_at is None else write.expires_at - now
                     cur = await conn.execute(

@@ -73,6 +73,7 @@ from ..errors import (
 )
 from ..patterns import Matcher
 from ..records import (
+    DELETE,
     INT64_MAX,
     INT64_MIN,
     Decision,
@@ -484,7 +485,9 @@ class PostgresBackend(base.Backend):
                                 row[9],
                             )
                         write, result = decide(old)
-                        if write is not None:
+                        if write is DELETE:
+                            conn.execute(sql.delete_one, (ns, key), prepare=True)
+                        elif isinstance(write, Write):
                             stored = None if write.expires_at is None else write.expires_at + shift
                             if old is None:
                                 created, version = None, 1
@@ -506,7 +509,7 @@ class PostgresBackend(base.Backend):
                             )
                         return result
                     write, result = decide(None)
-                    if write is None:
+                    if not isinstance(write, Write):  # nothing, or delete: nothing to delete
                         return result
                     ttl = None if write.expires_at is None else write.expires_at - now
                     cur = conn.execute(

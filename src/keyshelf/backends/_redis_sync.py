@@ -533,15 +533,20 @@ class RedisBackend(Backend):
                         if write is None:
                             return result
                         pipe.multi()
-                        pipe.execute_command(
-                            "EVAL",
-                            rc.WRITE.source,
-                            3,
-                            data,
-                            space.catalog,
-                            space.expiring,
-                            *_write_args(key, write, old, now),
-                        )
+                        if isinstance(write, Write):
+                            pipe.execute_command(
+                                "EVAL",
+                                rc.WRITE.source,
+                                3,
+                                data,
+                                space.catalog,
+                                space.expiring,
+                                *_write_args(key, write, old, now),
+                            )
+                        else:  # DELETE: the delete primitive's script, for this key
+                            pipe.execute_command(
+                                "EVAL", rc.DELETE.source, 3, *self._delete_keys(space, [key]), key
+                            )
                         pipe.execute()
                         return result
                     except redis_errors.WatchError:

@@ -77,7 +77,7 @@ from ..errors import (
 from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher
-from ..records import Decision, R, Record, Value, Write, new_record
+from ..records import DELETE, Decision, R, Record, Value, Write, new_record
 from . import _inuse
 from ._bridge import AsyncBridge
 from ._file_format import FormatError, write_fields, write_from
@@ -539,8 +539,10 @@ class FileBackend(Backend):
         with self._writing():
             old = self._get_live(ns, key, now)
             write, result = decide(old)
-            if write is not None:
+            if isinstance(write, Write):
                 self._put(ns, key, new_record(write, old, now))
+            elif write is DELETE:
+                self._remove(ns, key)
             return result
 
     def put_many(

@@ -27,6 +27,7 @@ from ..errors import InvalidURLError, StoreClosedError, StoreNotFoundError
 from ..options import as_bool, refuse_unknown
 from ..patterns import Matcher
 from ..records import (
+    DELETE,
     INT64_MAX,
     INT64_MIN,
     Decision,
@@ -167,8 +168,10 @@ class MemoryBackend(Backend):
             table = self._table(ns)
             old = table.live(key, now)
             write, result = decide(old)
-            if write is not None:
+            if isinstance(write, Write):
                 self._store(ns, table, key, new_record(write, old, now))
+            elif write is DELETE:
+                table.remove(key)  # its expiry heap entry, if any, is skipped when due
             return result
 
     def put_many(

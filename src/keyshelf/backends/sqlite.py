@@ -51,7 +51,17 @@ from ..errors import (
 )
 from ..options import as_bool, as_number, as_path, as_str, refuse_unknown
 from ..patterns import Matcher, prefix_upper_bound
-from ..records import INT64_MAX, INT64_MIN, Decision, R, Record, Value, Write, stats_dict
+from ..records import (
+    DELETE,
+    INT64_MAX,
+    INT64_MIN,
+    Decision,
+    R,
+    Record,
+    Value,
+    Write,
+    stats_dict,
+)
 from . import _inuse
 from ._bridge import AsyncBridge
 from .base import Backend
@@ -657,7 +667,9 @@ class SQLiteBackend(Backend):
                 row = conn.execute(self._sql.get_record, (ns, key, now)).fetchone()
                 old = None if row is None else Record(*row)
                 write, result = decide(old)
-                if write is not None:
+                if write is DELETE:
+                    conn.execute(self._sql.delete_one, (ns, key)).fetchall()
+                elif isinstance(write, Write):
                     if old is None:
                         created, version = now, 1
                     else:
