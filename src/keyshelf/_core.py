@@ -8,10 +8,9 @@ but the calls to their backend.
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from ._show import show
 from .codec import Codec, payload_size
@@ -22,7 +21,7 @@ from .errors import (
     UndecodableValueWarning,
     ValueTooLargeError,
 )
-from .expiry import Clock, expires_at, ttl_seconds
+from .expiry import Clock, expires_at, now_ms, ttl_seconds
 from .keys import check_key, check_keys, check_namespace
 from .patterns import Matcher, compile_pattern
 from .records import KEEP, Meta, Value
@@ -72,7 +71,7 @@ class StoreCore(Generic[B]):
         """The backend object (for diagnostics and tests)."""
         return self._backend
 
-    def namespace(self, name: str) -> Any:
+    def namespace(self, name: str) -> Self:
         """A view of the same store bound to namespace ``name``.
 
         Cheap: it shares the backend and its connections. Closing a view does
@@ -90,11 +89,11 @@ class StoreCore(Generic[B]):
     # -- helpers ------------------------------------------------------------
 
     def _now(self) -> int:
-        return math.floor(self._clock() * 1000)
+        return now_ms(self._clock)
 
     def _times(self, ttl: object) -> tuple[int, int | None]:
         """(now, absolute expiry or None) from one clock reading."""
-        now = math.floor(self._clock() * 1000)
+        now = now_ms(self._clock)
         if ttl is None:
             return now, None
         # Whole milliseconds rounded down: ttl() never reads above the TTL.
@@ -174,7 +173,7 @@ class StoreCore(Generic[B]):
                 ttl = meta_ttl
             meta = self._codec.encode_metadata(user)
         if ttl is None:  # _times inlined for the common case
-            return checked, encoded, meta, math.floor(self._clock() * 1000), None
+            return checked, encoded, meta, now_ms(self._clock), None
         if keep_ttl:
             raise InvalidArgumentError("keep_ttl cannot be combined with a ttl")
         now, expires = self._times(ttl)

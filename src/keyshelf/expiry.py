@@ -75,7 +75,11 @@ MAX_TTL_SECONDS = 9_000_000_000_000
 
 
 def now_ms(clock: Clock) -> int:
-    """The clock's current instant in whole milliseconds (rounded down)."""
+    """The clock's current instant in whole milliseconds (rounded down).
+
+    Every reading of "now" by a store goes through here, so the instant a TTL
+    is added to and the instant liveness is checked at are rounded alike.
+    """
     return math.floor(clock() * 1000)
 
 
@@ -97,17 +101,6 @@ def ttl_milliseconds(ttl: object) -> int:
 def expires_at(now: int, ttl: object) -> int:
     """Absolute expiry (ms) of a TTL counted from ``now`` (ms); validates the TTL."""
     return now + ttl_milliseconds(ttl)
-
-
-def remaining(expires: int | None, now: int) -> float | None:
-    """Seconds from ``now`` (ms) until ``expires`` (ms); ``None`` if it never expires.
-
-    Whole milliseconds, never negative; at most the TTL that produced
-    ``expires`` when ``now`` is no earlier than the instant it was set.
-    """
-    if expires is None:
-        return None
-    return max(expires - now, 0) / 1000
 
 
 def to_datetime(ms: int | None) -> datetime | None:
