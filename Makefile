@@ -21,8 +21,8 @@ demo: $(VENV)/.demo
 	$(BIN)/python -m keyshelf.demo
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests tools benchmarks
-	$(BIN)/ruff format --check src tests tools benchmarks
+	$(BIN)/ruff check src tests tools benchmarks examples
+	$(BIN)/ruff format --check src tests tools benchmarks examples
 	$(BIN)/python tools/async_to_sync.py --check
 
 typecheck: $(VENV)/.dev

@@ -9,11 +9,28 @@ first operation.
 
 Built-in backends are imported lazily, so ``import keyshelf`` needs no
 optional dependency; a missing one raises an ImportError naming the extra to
-install. Third parties add schemes with :func:`register`.
+install. Third parties add schemes with :func:`register`, or without any call
+by declaring an entry point in the ``keyshelf.backends`` group of their
+package's metadata (name: the scheme; value: ``"module:function"``, the
+factory), e.g. in ``pyproject.toml``::
+
+    [project.entry-points."keyshelf.backends"]
+    mydb = "mydb_keyshelf:create"
+
+Built-in schemes and :func:`register` win over an entry point of the same
+name. Entry points are read once per process, at the first lookup of a scheme
+that is neither built in nor registered (or the first call of
+:func:`schemes`), and their modules are imported only when a URL uses them.
+
+A factory may return a sync :class:`~keyshelf.backends.Backend` even when the
+async API asked: the async store then runs its calls one at a time in a worker
+thread of its own (never on the event loop), so a backend written once, sync,
+serves both APIs.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +64,18 @@ _extras = {
 }
 
 
+#: The entry-point group third-party backends declare their factories in.
+ENTRY_POINT_GROUP = "keyshelf.backends"
+
+
+@functools.cache
+def _entry_points() -> dict[str, str]:
+    """scheme -> "module:function" declared in the ``keyshelf.backends`` group."""
+    from importlib.metadata import entry_points
+
+    return {entry.name.lower(): entry.value for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def register(scheme: str, factory: Factory | str, *, extra: str | None = None) -> None:
     """Make ``keyshelf.open("<scheme>://...")`` use ``factory``.
 
@@ -59,23 +88,27 @@ def register(scheme: str, factory: Factory | str, *, extra: str | None = None) -
 
 
 def schemes() -> list[str]:
-    """Every registered URL scheme."""
-    return sorted(_registry)
+    """Every URL scheme: built in, registered, or declared by an entry point."""
+    return sorted({*_registry, *_entry_points()})
 
 
 def factory_for(scheme: str) -> Factory:
     """The factory for ``scheme``; InvalidURLError if unknown, ImportError if not installed."""
-    entry = _registry.get(scheme.lower())
+    entry = _registry.get(scheme.lower()) or _entry_points().get(scheme.lower())
     if entry is None:
         known = ", ".join(f"{s}://" for s in schemes())
         raise InvalidURLError(f"Unknown store URL scheme {scheme!r}; known schemes: {known}")
     if not isinstance(entry, str):
-        return entry
+        return _bridged(entry)
     module_name, _, attribute = entry.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         extra = _extras.get(scheme.lower())
+        if extra is None and not module_name.startswith("keyshelf."):
+            raise ImportError(
+                f"The {scheme}:// backend's module {module_name} cannot be imported: {exc}"
+            ) from exc
         if extra is None or (module_name.startswith("keyshelf.") and exc.name == module_name):
             raise InvalidURLError(
                 f"The {scheme}:// backend is not available in this keyshelf version"
@@ -85,4 +118,23 @@ def factory_for(scheme: str) -> Factory:
             f"pip install 'keyshelf[{extra}]'"
         ) from exc
     factory: Factory = getattr(module, attribute)
-    return factory
+    return _bridged(factory)
+
+
+def _bridged(factory: Factory) -> Factory:
+    """``factory``, with a sync backend returned for the async API served by a thread."""
+
+    @functools.wraps(factory)
+    def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
+        backend = factory(url, options, asynchronous)
+        if asynchronous:
+            from .backends import Backend
+            from .backends._bridge import AsyncBridge
+
+            if isinstance(backend, Backend):
+                # One worker thread: a backend written for sync use is never
+                # called from two threads at once, nor from the event loop.
+                return AsyncBridge(backend, threads=1)
+        return backend
+
+    return create
