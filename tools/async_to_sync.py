@@ -130,6 +130,7 @@ PHRASES = [
         "``with connections.lease(action) as conn``",
     ),
     (":class:`AsyncConnections`", ":class:`Connections`"),
+    (":mod:`._postgres_lease_async`", ":mod:`._postgres_lease_sync`"),
     (":meth:`AsyncConnections.", ":meth:`Connections."),
     (
         "``async with self._connection(action) as conn``",

@@ -4,7 +4,8 @@
 this file by renaming (``AsyncConnectionPool`` -> ``ConnectionPool`` ...);
 edit this one and run ``make generate``. The SQL lives in
 :mod:`._postgres_sql`; the URL and its options are parsed in
-:mod:`.postgres`.
+:mod:`.postgres`; the connections (psycopg_pool's pool and the lease each
+operation takes from it) are :mod:`._postgres_lease_async`.
 
 Guarantees:
 
