@@ -43,12 +43,13 @@ from types import TracebackType
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import quote
 
-from .._open import open_async
-from .._store_async import AsyncStore, TTLArg
-from ..codec import Codec, Payload, get_codec
-from ..errors import InvalidURLError, SerializationError
-from ..migration import migrate_async
-from ..transfer import Progress
+# Only keyshelf's public API: this facade is what any application could write.
+from keyshelf import AsyncStore, migrate_async, open_async
+from keyshelf.codec import Codec, Payload, get_codec
+from keyshelf.errors import InvalidURLError, SerializationError
+from keyshelf.expiry import TTL
+from keyshelf.transfer import Progress
+
 from ._targets import Target, postgres_target, redis_target, sqlite_url
 
 __all__ = [
@@ -253,7 +254,7 @@ class KVStore:
         key: str,
         value: Any,
         metadata: dict[str, Any] | None = None,
-        ttl: TTLArg = None,
+        ttl: TTL | None = None,
     ) -> bool:
         """Store ``value`` with optional user ``metadata`` and ``ttl`` (seconds or timedelta).
 
@@ -276,7 +277,7 @@ class KVStore:
         """Values of the keys that exist; missing ones are left out."""
         return await self._kv.get_many(keys)
 
-    async def set_many(self, items: Mapping[str, Any], ttl: TTLArg = None) -> dict[str, bool]:
+    async def set_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> dict[str, bool]:
         """Set every pair atomically; ``{key: True}``."""
         return await self._kv.set_many(items, ttl)
 

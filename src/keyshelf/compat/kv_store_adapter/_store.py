@@ -7,9 +7,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from ..._open import open
-from ..._store_sync import Store
-from ...errors import KeyNotFoundError
+# Only keyshelf's public API: this adapter is what any application could write.
+from keyshelf import Store, open
+from keyshelf.errors import KeyNotFoundError
+
 from .protocol import KVStoreProtocol
 
 _MISSING: Any = object()
