@@ -98,6 +98,7 @@ class AsyncS3Backend(AsyncBackend):
         self._layout = Layout(settings.root)
         self._retries = settings.conflict_retries
         self._readonly = settings.readonly
+        self._atomic_batches = settings.atomic_batches
         self._io = AsyncS3IO(settings)
         self._closed = False
         # Read-modify-writes of one key in this process queue on a local lock
@@ -119,6 +120,16 @@ class AsyncS3Backend(AsyncBackend):
                 f"would be {len(name.encode('utf-8'))} bytes, above S3's {MAX_NAME_BYTES}"
             )
         return name
+
+    def _refuse_batch(self, what: str, keys: Sequence[str]) -> None:
+        """With atomic_batches, refuse a batch of more than one key before any change."""
+        if self._atomic_batches and len(keys) > 1:
+            shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+            raise BackendError(
+                f"S3 {self.location} cannot {what} {len(keys)} keys ({shown}) all or nothing: "
+                "S3 has no multi-object transaction and the store was opened with "
+                "atomic_batches=true; nothing was changed"
+            )
 
     def _read_only(self) -> ReadOnlyStoreError:
         return ReadOnlyStoreError(
@@ -467,6 +478,7 @@ class AsyncS3Backend(AsyncBackend):
         latest = dict(items)
         for key in latest:
             self._name(ns, key)  # refuse an unusable key before writing anything
+        self._refuse_batch("set", list(latest))
         # Batches mostly load new keys: try the create first (one request each).
         await self._io.each(
             lambda item: self._update(
@@ -494,6 +506,7 @@ class AsyncS3Backend(AsyncBackend):
         wanted = list(dict.fromkeys(keys))
         for key in wanted:
             self._name(ns, key)
+        self._refuse_batch("delete", wanted)
         live = await self._io.each(lambda key: self._cas(ns, key, now, _delete_step), wanted)
         return [key for key, was in zip(wanted, live, strict=True) if was]
 
@@ -515,6 +528,7 @@ class AsyncS3Backend(AsyncBackend):
             async for key, meta in self._names(ns, matcher.prefix, None):
                 if meta["size"] and (exact or matcher.match(key)):
                     doomed.append(key)
+        self._refuse_batch("delete", doomed)
         live = await self._io.each(lambda key: self._cas(ns, key, now, _delete_step), doomed)
         return sum(map(bool, live))
 

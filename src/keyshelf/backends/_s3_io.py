@@ -259,6 +259,7 @@ class S3Settings:
     conflict_retries: int = 64
     create: bool = True
     readonly: bool = False
+    atomic_batches: bool = False
 
     def store(self) -> Any:
         """A new obstore S3Store (it holds the connection pool)."""
