@@ -28,7 +28,8 @@ from keyshelf.testing import AsyncDriver, BackendCase, FakeClock, Opener, RealCl
 
 __all__ = ["BACKENDS", "ON_CI", "AsyncDriver", "FakeClock", "Opener", "RealClock"]
 
-pytest_plugins = ["keyshelf.testing.plugin"]
+# The kit's fixtures; pytester runs the kit as a third party would (test_testing_kit.py).
+pytest_plugins = ["keyshelf.testing.plugin", "pytester"]
 
 ON_CI = os.environ.get("CI") == "true"
 
