@@ -23,20 +23,6 @@ from .registry import factory_for, schemes
 
 DEFAULT_URL = "sqlite:///keyshelf.db"
 
-# Options the store itself consumes; everything else goes to the backend.
-_STORE_OPTIONS = {
-    "namespace",
-    "separator",
-    "codec",
-    "clock",
-    "max_value_size",
-    "auto_cleanup",
-    "cleanup_interval",
-    "cache",
-    "cache_ttl",
-    "cache_size",
-}
-
 
 def _encodable(text: str) -> bool:
     try:
