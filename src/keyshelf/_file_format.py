@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from ..codec import (
+from .codec import (
     TAG_BIGINT,
     TAG_BOOL,
     TAG_BYTES,
@@ -46,7 +46,7 @@ from ..codec import (
     TAG_STR,
     Payload,
 )
-from ..records import Write
+from .records import Write
 
 _EMBEDDED = (TAG_JSON, TAG_EXT)
 # The payload type each of keyshelf's own tags stores (docs/encoding.md).

@@ -8,7 +8,7 @@
     {"end":true,"records":2}
 
 Records carry the codec's tag and payload (the same JSON form as the file
-backend, :mod:`keyshelf.backends._file_format`), so every type survives
+backend, :mod:`keyshelf._file_format`), so every type survives
 byte for byte and no value is decoded on the way. The last line counts the
 records, so a file cut at a line boundary is detected as truncated.
 
@@ -32,8 +32,8 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
+from ._file_format import FormatError, write_fields, write_from
 from .backends import _inuse
-from .backends._file_format import FormatError, write_fields, write_from
 from .codec import TAG_PICKLE, Codec, PickleCodec, payload_size
 from .errors import (
     BackendError,

@@ -63,6 +63,7 @@ from urllib.parse import SplitResult, unquote
 
 import orjson
 
+from .._file_format import FormatError, write_fields, write_from
 from .._show import show
 from ..errors import (
     BackendError,
@@ -80,7 +81,6 @@ from ..patterns import Matcher
 from ..records import DELETE, Decision, R, Record, Value, Write, new_record
 from . import _inuse
 from ._bridge import AsyncBridge
-from ._file_format import FormatError, write_fields, write_from
 from ._table import RecordTable, live_namespaces
 from .base import Backend
 
