@@ -10,6 +10,7 @@ runs one); the example backend runs them all in test_example_backend.py.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import types
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import keyshelf
 from keyshelf import registry
@@ -98,6 +100,13 @@ def test_a_missing_keyshelf_backend_fixture_is_named(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-x", "-k", "sync")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*define a fixture named keyshelf_backend*"])
+
+
+def test_keyshelfs_run_uses_the_suites_hypothesis_profile() -> None:
+    # Loaded by the plugin (tests/conftest.py loads it): fixed examples, no deadline.
+    assert settings.get_current_profile_name() == os.environ.get("KEYSHELF_HYPOTHESIS", "suite")
+    assert settings.default is not None
+    assert settings.default.deadline is None
 
 
 def test_kit_asserts_are_rewritten() -> None:
