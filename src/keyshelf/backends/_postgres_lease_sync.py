@@ -28,7 +28,9 @@ manager) and gives it back on exit. Guarantees:
 
 from __future__ import annotations
 
+import functools
 import threading
+import weakref
 from contextlib import suppress
 from time import monotonic
 from types import TracebackType
@@ -49,15 +51,6 @@ from ..errors import (
     StoreClosedError,
 )
 from ._postgres_sql import Config
-
-__all__ = [
-    "ADAPTERS",
-    "AsyncConnections",
-    "BoundedConnection",
-    "Lease",
-    "ServerTimeout",
-    "describe",
-]
 
 # Every int goes to the server as int8, so one prepared statement serves
 # every value (psycopg would otherwise pick int2/int4/int8/numeric by size).
@@ -93,6 +86,9 @@ class BoundedConnection(Connection[Any]):
     """
 
     limit: float | None = None
+    #: Set when the server announced, while the connection sat idle, that it is
+    #: closing it (a FATAL message, e.g. from pg_terminate_backend).
+    server_closing = False
 
     def wait(
         self, gen: PQGen[RV], interval: float = _WAIT_INTERVAL, timeout: float | None = None
@@ -103,6 +99,13 @@ class BoundedConnection(Connection[Any]):
         except _WAIT_TIMEOUT as exc:
             self.close()
             raise ServerTimeout(f"no answer from the server within {limit:g} s") from exc
+
+
+def _note_closing(ref: weakref.ref[Any], diag: psycopg.errors.Diagnostic) -> None:
+    """Notice handler: mark the connection when the server says it is closing it."""
+    conn = ref()
+    if conn is not None and diag.severity_nonlocalized in ("FATAL", "PANIC"):
+        conn.server_closing = True
 
 
 def describe(exc: BaseException) -> str:
@@ -166,6 +169,7 @@ class Connections:
                     raise
                 connections._last_connect_error = ""
                 conn.limit = limit
+                conn.add_notice_handler(functools.partial(_note_closing, weakref.ref(conn)))
                 return conn
 
         return RecordingConnection
@@ -227,7 +231,10 @@ class Connections:
             pgconn.consume_input()
         except psycopg.Error:
             return False
-        return pgconn.status == ConnStatus.OK
+        # A terminated backend's FATAL message (which libpq hands to the notice
+        # handlers when it arrives on an idle connection) may be read before
+        # the socket is seen closed.
+        return pgconn.status == ConnStatus.OK and not getattr(conn, "server_closing", False)
 
     def _acquire(self) -> tuple[Connection[Any], float]:
         """A healthy connection and when it left the pool.
