@@ -32,8 +32,8 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
+from . import _inuse
 from ._file_format import FormatError, write_fields, write_from
-from .backends import _inuse
 from .codec import TAG_PICKLE, Codec, PickleCodec, payload_size
 from .errors import (
     BackendError,

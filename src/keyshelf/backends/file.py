@@ -63,6 +63,7 @@ from urllib.parse import SplitResult, unquote
 
 import orjson
 
+from .. import _inuse
 from .._file_format import FormatError, write_fields, write_from
 from .._show import show
 from ..errors import (
@@ -79,7 +80,6 @@ from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher
 from ..records import DELETE, Decision, R, Record, Value, Write, new_record
-from . import _inuse
 from ._bridge import AsyncBridge
 from ._table import RecordTable, live_namespaces
 from .base import Backend

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, quote, unquote
 
+from .. import _inuse
 from .._show import show
 from ..codec import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NONE
 from ..errors import (
@@ -62,7 +63,6 @@ from ..records import (
     Write,
     stats_dict,
 )
-from . import _inuse
 from ._bridge import AsyncBridge
 from .base import Backend
 
