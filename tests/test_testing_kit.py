@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -212,3 +213,14 @@ def test_a_third_party_module_that_cannot_import_is_named(monkeypatch: pytest.Mo
     monkeypatch.setitem(registry._registry, "kitmissing", "keyshelf_kit_missing:create")
     with pytest.raises(ImportError, match="kitmissing:// backend's module keyshelf_kit_missing"):
         keyshelf.open("kitmissing://x")
+
+
+def test_import_keyshelf_needs_no_test_tools() -> None:
+    # keyshelf.testing is the only module that imports pytest and hypothesis.
+    code = (
+        "import sys, keyshelf, keyshelf.backends; "
+        "bad = {'pytest', 'hypothesis', 'keyshelf.testing'} & set(sys.modules); "
+        "sys.exit(str(sorted(bad)) if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
