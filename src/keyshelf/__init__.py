@@ -10,6 +10,8 @@ copies between them.
 
 from __future__ import annotations
 
+from ._locks_async import AsyncLock
+from ._locks_sync import Lock
 from ._open import open, open_async
 from ._store_async import AsyncStore
 from ._store_sync import Store
@@ -30,6 +32,8 @@ from .errors import (
     KeyNotFoundError,
     KeysNotFoundError,
     KVError,
+    LockNotAcquiredError,
+    LockNotOwnedError,
     NotNumericError,
     ReadOnlyStoreError,
     SerializationError,
@@ -45,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppendTypeError",
+    "AsyncLock",
     "AsyncStore",
     "BackendError",
     "BackendUnavailableError",
@@ -61,6 +66,9 @@ __all__ = [
     "KVError",
     "KeyNotFoundError",
     "KeysNotFoundError",
+    "Lock",
+    "LockNotAcquiredError",
+    "LockNotOwnedError",
     "NotNumericError",
     "PickleCodec",
     "ReadOnlyStoreError",

@@ -12,15 +12,19 @@ the backend is touched, so it never changes anything.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, cast
 
 from ._acompat import ASweeper
+from ._compute_async import get_or_set as _get_or_set
+from ._compute_async import memoize as _memoize
 from ._core import StoreCore, check_append, check_delta
+from ._locks_async import AsyncLock
 from ._transfer_async import check_batch_size, export_store, import_store
 from .backends._base_async import AsyncBackend
+from .compute import DEFAULT_LOCK_TTL
 from .entry import Entry
 from .errors import (
     InvalidArgumentError,
@@ -287,6 +291,22 @@ class AsyncStore(StoreCore[AsyncBackend]):
         """Set only if absent, atomically; True if it set (a lock primitive)."""
         return await self.set(key, value, ttl, nx=True)
 
+    def lock(
+        self,
+        name: str,
+        ttl: int | float | timedelta,
+        *,
+        blocking: bool = True,
+        timeout: float | None = None,
+    ) -> AsyncLock:
+        """A lock on ``name`` with a lease of ``ttl`` seconds and a fencing token.
+
+        No I/O here: ``with kv.lock(name, ttl) as lock:`` (``async with`` on
+        the async store) or ``lock.acquire()`` takes it. The lock is the key
+        ``name`` of the namespace ``<this namespace>:locks`` (docs/coordination.md).
+        """
+        return AsyncLock(self, name, ttl, blocking=blocking, timeout=timeout)
+
     async def storage_size(self, *keys: str) -> dict[str, int]:
         """``{"total": bytes}`` for the namespace, or ``{key: bytes}`` for live keys."""
         if not keys:
@@ -376,6 +396,54 @@ class AsyncStore(StoreCore[AsyncBackend]):
         """The value with user and system metadata, or None if missing."""
         record = await self._backend.get_record(self._ns, check_key(key), self._now())
         return None if record is None else Entry.from_record(key, record, self._codec)
+
+    # -- computing a missing value once (docs/caching.md) ---------------------------
+
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: TTLArg = None,
+        *,
+        lock_ttl: int | float | timedelta = DEFAULT_LOCK_TTL,
+        stale_ttl: TTLArg = None,
+    ) -> Any:
+        """The value of ``key``; on a miss, ``factory()`` runs once and its result is stored.
+
+        Of all callers missing the key at once (threads, tasks, processes),
+        exactly one runs ``factory`` (the owner of the lease
+        ``keyshelf-lease:<key>``, held at most ``lock_ttl`` seconds); the
+        others wait, without spinning, and return what it stored. If the
+        factory raises, the error reaches its caller only, nothing is stored
+        and one waiter takes over; if the owner is slower than ``lock_ttl``,
+        one waiter takes over. A stored ``None`` is a hit. With ``stale_ttl``
+        the value is kept ``ttl + stale_ttl`` seconds: past ``ttl`` it is
+        served stale while one caller refreshes it. ``factory`` may return an
+        awaitable (a coroutine function) on the async store. The key's user
+        metadata is replaced (by the freshness mark with ``stale_ttl``).
+        """
+        return await _get_or_set(self, key, factory, ttl, lock_ttl=lock_ttl, stale_ttl=stale_ttl)
+
+    def memoize(
+        self,
+        ttl: TTLArg = None,
+        *,
+        key: Callable[..., str] | None = None,
+        typed: bool = False,
+        lock: bool = True,
+        stale_ttl: TTLArg = None,
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorate a function so its results are cached in this store (``get_or_set`` per call).
+
+        The cache key is ``memoize:<module>.<qualname>:`` and a SHA-256 of
+        the typed encoding of the arguments, the same in every process and
+        run; ``typed=True`` tells ``1``, ``1.0`` and ``True`` apart; ``key``
+        (a callable of the same arguments returning a str) replaces it.
+        Arguments that cannot be encoded raise :class:`SerializationError` at
+        call time. ``lock=False`` skips the stampede protection. The wrapper
+        has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``.
+        """
+        return _memoize(self, ttl, key=key, typed=typed, lock=lock, stale_ttl=stale_ttl)
 
     # -- VintLang kv and kv-store-adapter: whole-namespace views -------------------
 

@@ -18,6 +18,8 @@ dataknobs-kv and kv-store-adapter already catch, so ``except ValueError`` keeps 
     ├── SerializationError         (also TypeError and ValueError)
     ├── KeyNotFoundError           (also KeyError)     kv[key] on a missing key
     ├── ExportFormatError          (also ValueError)   import_ of a corrupt export (names the line)
+    ├── LockNotAcquiredError                           kv.lock(...): held by another owner
+    ├── LockNotOwnedError                              extend/release of a lock no longer held
     └── BackendError                                   the storage failed
         ├── BackendUnavailableError                    cannot connect / timed out
         ├── StoreClosedError                           the store was closed
@@ -117,6 +119,22 @@ class ExportFormatError(KVError, ValueError):
         self.line = line
 
 
+class LockNotAcquiredError(KVError):
+    """A lock is held by another owner: at once with ``blocking=False``, or after ``timeout``.
+
+    Nothing was changed.
+    """
+
+
+class LockNotOwnedError(KVError):
+    """``extend`` or ``release`` of a lock this owner no longer holds; nothing was changed.
+
+    The lease ended (by the store's clock), the lock was released, or another
+    owner took it over: the work it guarded may have overlapped another
+    holder's (docs/coordination.md).
+    """
+
+
 class BackendError(KVError):
     """The storage backend failed; the driver's exception is chained."""
 
@@ -156,6 +174,8 @@ __all__ = [
     "KVError",
     "KeyNotFoundError",
     "KeysNotFoundError",
+    "LockNotAcquiredError",
+    "LockNotOwnedError",
     "NotNumericError",
     "ReadOnlyStoreError",
     "SerializationError",

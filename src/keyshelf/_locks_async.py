@@ -1,0 +1,211 @@
+"""AsyncLock: a lock with a lease and a fencing token (source of ``_locks_sync.py``).
+
+``tools/async_to_sync.py`` generates the sync ``Lock`` from this file; edit
+this one and run ``make generate``. The record and every decision are in
+:mod:`keyshelf.locks`; this class only reads the record and writes it back
+with the store's own atomic operations (``setnx`` and ``compare_and_swap``),
+so a lock behaves alike on every backend (docs/coordination.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .backends._cache_async import AsyncCachedBackend
+from .errors import KVError, LockNotAcquiredError, LockNotOwnedError
+from .locks import (
+    FIRST_DELAY,
+    LockState,
+    check_lock_args,
+    check_lock_ttl,
+    claim,
+    lock_namespace,
+    next_delay,
+    parse,
+    pause,
+    record,
+)
+
+if TYPE_CHECKING:
+    from ._store_async import AsyncStore
+
+
+class AsyncLock:
+    """A lease on the name ``name``, held by at most one owner at a time.
+
+    Made by ``store.lock(name, ttl, blocking=..., timeout=...)``, which does
+    no I/O; ``acquire`` (or entering the ``with`` block) takes it. While it
+    is held, ``fencing_token`` is the number of this acquisition: strictly
+    larger than that of every earlier acquisition of the same name, by any
+    process. ``extend`` and ``release`` act only while this acquisition still
+    holds a live lease, else raise :class:`LockNotOwnedError`. One lock
+    object is one would-be owner: do not share it between threads or tasks.
+    """
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        name: str,
+        ttl: Any,
+        *,
+        blocking: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        self.name, self._ttl_ms, self._blocking, self._timeout = check_lock_args(
+            name, ttl, blocking, timeout
+        )
+        self.namespace = lock_namespace(store.namespace_name)
+        self._store = store.namespace(self.namespace)
+        self._owner: str | None = None
+        self._token: int | None = None
+
+    @property
+    def fencing_token(self) -> int:
+        """The fencing token of the latest acquisition by this object.
+
+        Pass it along with every write the lock guards, and let the target
+        refuse a write whose token is lower than one it has seen. Raises
+        :class:`LockNotOwnedError` if this object has never acquired the lock.
+        """
+        if self._token is None:
+            raise LockNotOwnedError(f"Lock {self.name!r} has not been acquired by this object")
+        return self._token
+
+    async def _read(self, now: int) -> tuple[Any, LockState | None]:
+        """The stored record (as decoded) and its state, read from the backend itself.
+
+        Never from the cache tier: a cached copy could still show a released
+        lock as held, and a waiter would then wait for its lease to end.
+        """
+        store = self._store
+        backend = store._backend
+        if isinstance(backend, AsyncCachedBackend):
+            backend = backend.inner
+        found = await backend.get(store._ns, self.name, now)
+        if found is None:
+            return None, None
+        value = store._decode(found)
+        return value, parse(value, self.name, self.namespace)
+
+    async def acquire(self) -> AsyncLock:
+        """Take the lock; returns this lock.
+
+        Waits while another owner holds a live lease (``blocking=True``),
+        sleeping with capped exponential backoff and jitter, at most
+        ``timeout`` seconds if one was given; then, or at once with
+        ``blocking=False``, raises :class:`LockNotAcquiredError`. A lock whose
+        holder released it or whose lease has ended (by this store's clock) is
+        taken over with the next fencing token.
+        """
+        if self._owner is not None:
+            raise LockNotAcquiredError(
+                f"Lock {self.name!r} is already held by this object; release it first"
+            )
+        owner = uuid.uuid4().hex
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        delay = FIRST_DELAY
+        store = self._store
+        while True:
+            now = store._now()
+            value, state = await self._read(now)
+            new = claim(state, owner, now, self._ttl_ms)
+            if new is not None:
+                if state is None:
+                    won = await store.setnx(self.name, new)
+                else:
+                    won = await store.compare_and_swap(self.name, value, new)
+                if won:
+                    self._owner, self._token = owner, new["fencing_token"]
+                    return self
+                # Another owner changed the record first: look again at once.
+                continue
+            time_left = None if deadline is None else deadline - time.monotonic()
+            if not self._blocking or (time_left is not None and time_left <= 0):
+                raise LockNotAcquiredError(
+                    f"Lock {self.name!r} is held by another owner"
+                    + ("" if time_left is None else f" (gave up after {self._timeout} s)")
+                )
+            assert state is not None and state.lease_until is not None
+            seconds = pause(delay, state.lease_until - now, time_left)
+            if True:  # ASYNC
+                await asyncio.sleep(seconds)
+            else:
+                time.sleep(seconds)
+            delay = next_delay(delay)
+
+    async def extend(self, ttl: Any = None) -> None:
+        """Make the lease end ``ttl`` seconds from now (default: the lock's TTL).
+
+        Only while this acquisition still holds a live lease; otherwise
+        (released, lease ended, taken over) raises :class:`LockNotOwnedError`
+        and changes nothing. The fencing token stays the same.
+        """
+        ttl_ms = self._ttl_ms if ttl is None else check_lock_ttl(ttl)
+        owner, token = self._held()
+        store = self._store
+        while True:
+            now = store._now()
+            value, state = await self._read(now)
+            if state is None or not state.held_by(owner, token, now):
+                raise self._lost("extend")
+            if await store.compare_and_swap(self.name, value, record(owner, token, now + ttl_ms)):
+                return
+
+    async def release(self) -> None:
+        """Give the lock up; the next acquisition gets the next fencing token.
+
+        Only while this acquisition still holds a live lease; otherwise
+        (released, lease ended, taken over) raises :class:`LockNotOwnedError`
+        and changes nothing, so a lock another owner holds is never released.
+        The key stays, with no owner, so the fencing counter survives.
+        """
+        owner, token = self._held()
+        store = self._store
+        while True:
+            now = store._now()
+            value, state = await self._read(now)
+            if state is None or not state.held_by(owner, token, now):
+                raise self._lost("release")
+            if await store.compare_and_swap(self.name, value, record(None, token, None)):
+                self._owner = None
+                return
+
+    def _held(self) -> tuple[str, int]:
+        if self._owner is None or self._token is None:
+            raise LockNotOwnedError(f"Lock {self.name!r} is not held by this object")
+        return self._owner, self._token
+
+    def _lost(self, action: str) -> LockNotOwnedError:
+        # The lease is gone for good: this object no longer counts as holding it.
+        self._owner = None
+        return LockNotOwnedError(
+            f"Cannot {action} lock {self.name!r}: this owner no longer holds it "
+            f"(fencing token {self._token}; the lease ended or another owner took it)"
+        )
+
+    async def __aenter__(self) -> AsyncLock:
+        return await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Leaving the block releases the lock. A lease lost meanwhile raises
+        # LockNotOwnedError if the block itself succeeded (its work was not
+        # protected to the end); it never replaces the block's own exception,
+        # which gets a note instead.
+        if self._owner is None:
+            # Released inside the block (or found lost by extend, which raised then).
+            return
+        try:
+            await self.release()
+        except KVError as error:
+            if exc is None:
+                raise
+            exc.add_note(f"keyshelf: releasing lock {self.name!r} failed: {error}")
