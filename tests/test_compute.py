@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,25 @@ def test_sync_store_refuses_a_coroutine_factory() -> None:
             kv.get_or_set("k", factory)
         assert not kv.exists("k")
         assert kv.get(lease_key("k")) == RELEASED
+
+
+def test_keys_built_earlier_never_answer_for_equal_values_of_other_types() -> None:
+    # Built keys are remembered in-process; 1, 1.0, True, Decimal(1) and
+    # (1,)/(1.0,) compare equal, yet each key must not depend on call order.
+    def f(*args: Any) -> None:
+        """Memoized twice below, so each wrapper starts with no keys built."""
+
+    calls = [(1,), (1.0,), (True,), (Decimal(1),), ((1,),), ((1.0,),), (1, 2.0), (1.0, 2)]
+    with keyshelf.open("memory://") as kv:
+        for typed in (False, True):
+            forward = kv.memoize(typed=typed)(f)
+            first = [forward.cache_key(*c) for c in calls]
+            again = [forward.cache_key(*c) for c in calls]
+            backward = kv.memoize(typed=typed)(f)
+            reverse = [backward.cache_key(*c) for c in reversed(calls)][::-1]
+            assert first == again == reverse
+            if typed:
+                assert len(set(first)) == len(calls)
+            else:  # 1, 1.0 and True share a key; Decimal keeps its own
+                assert first[0] == first[1] == first[2] != first[3]
+                assert first[4] == first[5] and first[6] == first[7]

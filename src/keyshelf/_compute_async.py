@@ -247,9 +247,15 @@ def memoize(
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             cache_key = build(args, kwargs)
             # The hit path: one get (one get_entry with stale_ttl).
-            value, fresh = await _read(store, cache_key, stale)
-            if value is not _MISSING and fresh:
-                return value
+            if stale:
+                value, fresh = await _read(store, cache_key, stale)
+                if value is not _MISSING and fresh:
+                    return value
+            else:
+                value = await store.get(cache_key, _MISSING)
+                if value is not _MISSING:
+                    return value
+                fresh = False
             return await _get_or_compute(
                 store,
                 cache_key,

@@ -61,6 +61,9 @@ KeyBuilder = Callable[[tuple[Any, ...], dict[str, Any]], str]
 
 # The codec of keys: always the JSON codec (a pickle is not a stable key).
 _KEY_CODEC = Codec()
+# Argument types whose equal values always make the same key (see key_builder).
+_ATOMIC = frozenset({str, int, float, bool, bytes, type(None)})
+_MEMO_LIMIT = 4096
 
 
 def _sha(text: str) -> str:
@@ -140,8 +143,51 @@ def key_builder(function: Callable[..., Any], typed: bool, key: object) -> KeyBu
         prefix = f"{MEMO_PREFIX}#{_sha(name)[:_DIGITS]}:"
     encode = _KEY_CODEC.encode
     sha256 = hashlib.sha256
+    # Keys already built in this process, by the arguments and their exact
+    # types (so 1 and 1.0 have separate entries, whatever ``typed``): the hit
+    # path of a memoized function then skips the encoding and the hash. Only
+    # calls whose arguments are all of the atomic types below are entered, so
+    # an entry can never answer for a container or another type that merely
+    # compares equal (a tuple (1,) and (1.0,), a Decimal and an int). This
+    # memo is an in-process speed-up of a pure function: hash() decides only
+    # where an entry sits, never what the key is.
+    memo: dict[Any, str] = {}
 
     def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not kwargs and len(args) == 1:  # the common case, cheapest probe
+            arg = args[0]
+            probe: Any = (arg, type(arg))
+            try:
+                return memo[probe]
+            except (KeyError, TypeError):
+                pass
+            made = encoded(args, kwargs)
+            if type(arg) in _ATOMIC:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[probe] = made
+            return made
+        if kwargs:
+            probe = (
+                args,
+                tuple(map(type, args)),
+                tuple(kwargs.items()),
+                tuple(map(type, kwargs.values())),
+            )
+        else:
+            probe = (args, tuple(map(type, args)))
+        try:
+            return memo[probe]
+        except (KeyError, TypeError):  # not built yet, or an unhashable argument
+            pass
+        made = encoded(args, kwargs)
+        if _ATOMIC.issuperset(probe[1]) and (not kwargs or _ATOMIC.issuperset(probe[3])):
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[probe] = made
+        return made
+
+    def encoded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         # Always the pair: f((1,), [("x", 2)]) and f(1, x=2) must differ.
         parts: Any = (args, sorted(kwargs.items()))
         if not typed:
