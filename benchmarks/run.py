@@ -42,7 +42,7 @@ from .workload import OPS, expected_listing
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream")
+GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream", "locks")
 #: Run only when named in --only: "s3" starts its own moto server (bench_s3.py).
 OPTIONAL_GROUPS = ("s3",)
 
@@ -379,6 +379,8 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
     for name, r in (report.get("procs") or {}).items():
         if name.startswith("keyshelf"):
             out.append(Check(f"{name} lost updates", r["lost_updates"], 0))
+    for backend, r in (report.get("locks") or {}).items():
+        out.append(Check(f"{backend} lock acquire+release ÷ setnx+delete", r["ratio"], 2.0))
     streamed = report.get("stream")
     if streamed:
         res = streamed["results"]
@@ -478,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups: dict[str, Group] = {}
     remote: dict[str, str] = {}
     for kind, url in (("redis", args.redis_url), ("postgres", args.postgres_url)):
-        if kind in args.only:
+        # The locks group measures every server that answers, too.
+        if kind in args.only or "locks" in args.only:
             why = reachable(kind, url)
             if why is None:
                 remote[kind] = url
@@ -513,6 +516,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["stream"] = stream.run(
                 workdir / "stream.db", args.stream_keys, args.stream_rounds, log
             )
+        if "locks" in args.only:
+            from . import bench_locks
+
+            tag = f"keyshelf_bench_locks_{os.getpid()}"
+            lock_urls = {"sqlite": f"sqlite:///{workdir / 'locks.db'}"}
+            if "redis" in remote:
+                lock_urls["redis"] = _with_query(remote["redis"], f"prefix={tag}")
+            if "postgres" in remote:
+                lock_urls["postgres"] = _with_query(remote["postgres"], f"schema={tag}")
+            try:
+                report["locks"] = bench_locks.run(
+                    lock_urls, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+                )
+            finally:
+                _drop_remote(remote, tag)
         if "procs" in args.only and args.procs:
             tag = f"keyshelf_bench_procs_{os.getpid()}"
             remote_urls = {}
@@ -598,6 +616,29 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             f"({st['under_prefix']:,} under the prefix), median of {st['rounds']}",
             "",
             markdown_table(["listing", "seconds", "spread", "÷ keys(prefix)"], rows, "l"),
+        ]
+    locks = report.get("locks")
+    if locks:
+        from .bench_locks import LOCK, SETNX
+
+        rows = [
+            [
+                backend,
+                f"{r[LOCK]['median_us']:.1f} ({r[LOCK]['p99_us']:.1f})",
+                f"{r[SETNX]['median_us']:.1f} ({r[SETNX]['p99_us']:.1f})",
+                f"{r['ratio']:.2f}x",
+            ]
+            for backend, r in locks.items()
+        ]
+        parts += [
+            "",
+            "### Uncontended lock: kv.lock acquire + release against setnx + delete",
+            "",
+            markdown_table(
+                ["backend", f"{LOCK} µs median (p99)", f"{SETNX} µs median (p99)", "ratio"],
+                rows,
+                "l",
+            ),
         ]
     pr = report.get("procs")
     if pr:

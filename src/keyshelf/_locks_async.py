@@ -10,8 +10,8 @@ so a lock behaves alike on every backend (docs/coordination.md).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,9 @@ from .locks import (
     check_lock_args,
     check_lock_ttl,
     claim,
+    hints,
     lock_namespace,
+    lock_view,
     next_delay,
     parse,
     pause,
@@ -59,9 +61,11 @@ class AsyncLock:
             name, ttl, blocking, timeout
         )
         self.namespace = lock_namespace(store.namespace_name)
-        self._store = store.namespace(self.namespace)
+        self._store = lock_view(store, self.namespace)
         self._owner: str | None = None
         self._token: int | None = None
+        # The record this object last wrote (exactly as stored), while it holds the lock.
+        self._written: dict[str, Any] | None = None
 
     @property
     def fencing_token(self) -> int:
@@ -105,13 +109,19 @@ class AsyncLock:
             raise LockNotAcquiredError(
                 f"Lock {self.name!r} is already held by this object; release it first"
             )
-        owner = uuid.uuid4().hex
+        owner = secrets.token_hex(16)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         delay = FIRST_DELAY
         store = self._store
+        # The free record this process last wrote, if any: swapped from without a read.
+        value = hints.take(store._backend, self.namespace, self.name)
+        state: LockState | None
         while True:
             now = store._now()
-            value, state = await self._read(now)
+            if value is not None:
+                state = parse(value, self.name, self.namespace)
+            else:
+                value, state = await self._read(now)
             new = claim(state, owner, now, self._ttl_ms)
             if new is not None:
                 if state is None:
@@ -119,9 +129,11 @@ class AsyncLock:
                 else:
                     won = await store.compare_and_swap(self.name, value, new)
                 if won:
-                    self._owner, self._token = owner, new["fencing_token"]
+                    self._owner, self._token, self._written = owner, new["fencing_token"], new
                     return self
-                # Another owner changed the record first: look again at once.
+                # Another owner changed the record first (or the hint was
+                # stale): read it again at once.
+                value = None
                 continue
             time_left = None if deadline is None else deadline - time.monotonic()
             if not self._blocking or (time_left is not None and time_left <= 0):
@@ -136,6 +148,7 @@ class AsyncLock:
             else:
                 time.sleep(seconds)
             delay = next_delay(delay)
+            value = None
 
     async def extend(self, ttl: Any = None) -> None:
         """Make the lease end ``ttl`` seconds from now (default: the lock's TTL).
@@ -146,14 +159,37 @@ class AsyncLock:
         """
         ttl_ms = self._ttl_ms if ttl is None else check_lock_ttl(ttl)
         owner, token = self._held()
+        now = self._store._now()
+        new = record(owner, token, now + ttl_ms)
+        if await self._swap(now, new, "extend"):
+            self._written = new
+
+    async def _swap(self, now: int, new: dict[str, Any], action: str) -> bool:
+        """Replace this owner's record by ``new`` while it holds a live lease; True when done.
+
+        First from the record this object wrote, without reading (one
+        operation: the common case); if that no longer matches, or the lease
+        has ended by this store's clock, the stored record is read and
+        decides: still ours (rewritten by a racing call on this object), or
+        no longer held (:class:`LockNotOwnedError`, nothing changed).
+        """
+        owner, token = self._held()
         store = self._store
+        written = self._written
+        if (
+            written is not None
+            and written["lease_until"] is not None
+            and now < written["lease_until"]
+            and await store.compare_and_swap(self.name, written, new)
+        ):
+            return True
         while True:
-            now = store._now()
             value, state = await self._read(now)
             if state is None or not state.held_by(owner, token, now):
-                raise self._lost("extend")
-            if await store.compare_and_swap(self.name, value, record(owner, token, now + ttl_ms)):
-                return
+                raise self._lost(action)
+            if await store.compare_and_swap(self.name, value, new):
+                return True
+            now = store._now()
 
     async def release(self) -> None:
         """Give the lock up; the next acquisition gets the next fencing token.
@@ -163,16 +199,11 @@ class AsyncLock:
         and changes nothing, so a lock another owner holds is never released.
         The key stays, with no owner, so the fencing counter survives.
         """
-        owner, token = self._held()
-        store = self._store
-        while True:
-            now = store._now()
-            value, state = await self._read(now)
-            if state is None or not state.held_by(owner, token, now):
-                raise self._lost("release")
-            if await store.compare_and_swap(self.name, value, record(None, token, None)):
-                self._owner = None
-                return
+        _, token = self._held()
+        released = record(None, token, None)
+        if await self._swap(self._store._now(), released, "release"):
+            self._owner = self._written = None
+            hints.remember(self._store._backend, self.namespace, self.name, released)
 
     def _held(self) -> tuple[str, int]:
         if self._owner is None or self._token is None:
@@ -181,7 +212,7 @@ class AsyncLock:
 
     def _lost(self, action: str) -> LockNotOwnedError:
         # The lease is gone for good: this object no longer counts as holding it.
-        self._owner = None
+        self._owner = self._written = None
         return LockNotOwnedError(
             f"Cannot {action} lock {self.name!r}: this owner no longer holds it "
             f"(fencing token {self._token}; the lease ended or another owner took it)"

@@ -11,8 +11,8 @@ the record and writes it back with the store's own atomic operations
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,9 @@ from .locks import (
     check_lock_args,
     check_lock_ttl,
     claim,
+    hints,
     lock_namespace,
+    lock_view,
     next_delay,
     parse,
     pause,
@@ -60,9 +62,11 @@ class Lock:
             name, ttl, blocking, timeout
         )
         self.namespace = lock_namespace(store.namespace_name)
-        self._store = store.namespace(self.namespace)
+        self._store = lock_view(store, self.namespace)
         self._owner: str | None = None
         self._token: int | None = None
+        # The record this object last wrote (exactly as stored), while it holds the lock.
+        self._written: dict[str, Any] | None = None
 
     @property
     def fencing_token(self) -> int:
@@ -106,13 +110,19 @@ class Lock:
             raise LockNotAcquiredError(
                 f"Lock {self.name!r} is already held by this object; release it first"
             )
-        owner = uuid.uuid4().hex
+        owner = secrets.token_hex(16)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         delay = FIRST_DELAY
         store = self._store
+        # The free record this process last wrote, if any: swapped from without a read.
+        value = hints.take(store._backend, self.namespace, self.name)
+        state: LockState | None
         while True:
             now = store._now()
-            value, state = self._read(now)
+            if value is not None:
+                state = parse(value, self.name, self.namespace)
+            else:
+                value, state = self._read(now)
             new = claim(state, owner, now, self._ttl_ms)
             if new is not None:
                 if state is None:
@@ -120,9 +130,11 @@ class Lock:
                 else:
                     won = store.compare_and_swap(self.name, value, new)
                 if won:
-                    self._owner, self._token = owner, new["fencing_token"]
+                    self._owner, self._token, self._written = owner, new["fencing_token"], new
                     return self
-                # Another owner changed the record first: look again at once.
+                # Another owner changed the record first (or the hint was
+                # stale): read it again at once.
+                value = None
                 continue
             time_left = None if deadline is None else deadline - time.monotonic()
             if not self._blocking or (time_left is not None and time_left <= 0):
@@ -134,6 +146,7 @@ class Lock:
             seconds = pause(delay, state.lease_until - now, time_left)
             time.sleep(seconds)
             delay = next_delay(delay)
+            value = None
 
     def extend(self, ttl: Any = None) -> None:
         """Make the lease end ``ttl`` seconds from now (default: the lock's TTL).
@@ -144,14 +157,37 @@ class Lock:
         """
         ttl_ms = self._ttl_ms if ttl is None else check_lock_ttl(ttl)
         owner, token = self._held()
+        now = self._store._now()
+        new = record(owner, token, now + ttl_ms)
+        if self._swap(now, new, "extend"):
+            self._written = new
+
+    def _swap(self, now: int, new: dict[str, Any], action: str) -> bool:
+        """Replace this owner's record by ``new`` while it holds a live lease; True when done.
+
+        First from the record this object wrote, without reading (one
+        operation: the common case); if that no longer matches, or the lease
+        has ended by this store's clock, the stored record is read and
+        decides: still ours (rewritten by a racing call on this object), or
+        no longer held (:class:`LockNotOwnedError`, nothing changed).
+        """
+        owner, token = self._held()
         store = self._store
+        written = self._written
+        if (
+            written is not None
+            and written["lease_until"] is not None
+            and now < written["lease_until"]
+            and store.compare_and_swap(self.name, written, new)
+        ):
+            return True
         while True:
-            now = store._now()
             value, state = self._read(now)
             if state is None or not state.held_by(owner, token, now):
-                raise self._lost("extend")
-            if store.compare_and_swap(self.name, value, record(owner, token, now + ttl_ms)):
-                return
+                raise self._lost(action)
+            if store.compare_and_swap(self.name, value, new):
+                return True
+            now = store._now()
 
     def release(self) -> None:
         """Give the lock up; the next acquisition gets the next fencing token.
@@ -161,16 +197,11 @@ class Lock:
         and changes nothing, so a lock another owner holds is never released.
         The key stays, with no owner, so the fencing counter survives.
         """
-        owner, token = self._held()
-        store = self._store
-        while True:
-            now = store._now()
-            value, state = self._read(now)
-            if state is None or not state.held_by(owner, token, now):
-                raise self._lost("release")
-            if store.compare_and_swap(self.name, value, record(None, token, None)):
-                self._owner = None
-                return
+        _, token = self._held()
+        released = record(None, token, None)
+        if self._swap(self._store._now(), released, "release"):
+            self._owner = self._written = None
+            hints.remember(self._store._backend, self.namespace, self.name, released)
 
     def _held(self) -> tuple[str, int]:
         if self._owner is None or self._token is None:
@@ -179,7 +210,7 @@ class Lock:
 
     def _lost(self, action: str) -> LockNotOwnedError:
         # The lease is gone for good: this object no longer counts as holding it.
-        self._owner = None
+        self._owner = self._written = None
         return LockNotOwnedError(
             f"Cannot {action} lock {self.name!r}: this owner no longer holds it "
             f"(fencing token {self._token}; the lease ended or another owner took it)"

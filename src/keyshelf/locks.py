@@ -25,12 +25,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._show import show
 from .errors import InvalidArgumentError, InvalidTTLError
 from .expiry import ttl_milliseconds
 from .keys import check_key, check_namespace
+
+if TYPE_CHECKING:
+    from ._core import StoreCore
 
 #: Suffix of the namespace that holds the locks of a namespace.
 LOCK_NAMESPACE_SUFFIX = ":locks"
@@ -109,6 +113,66 @@ def claim(current: LockState | None, owner: str, now: int, ttl_ms: int) -> dict[
     if current.free_at(now):
         return record(owner, current.fencing_token + 1, now + ttl_ms)
     return None
+
+
+class Hints:
+    """The free lock records this process last wrote, per backend.
+
+    A lock object made for one ``with`` block does not know the record it is
+    about to replace; reading it costs a backend call. Releasing remembers
+    the record it wrote here, and the next acquisition of that name in this
+    process swaps from it without reading: an uncontended acquire + release
+    is then two backend calls, like ``setnx`` + ``delete``. A hint is only
+    ever the *expected* value of a ``compare_and_swap``, which the backend
+    checks: a stale one (another process took the lock since) makes that swap
+    fail, and the acquisition reads the record as it would have anyway.
+    Bounded: the table of a backend is emptied when it reaches
+    :data:`LIMIT` names.
+    """
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._by_backend: weakref.WeakKeyDictionary[object, dict[tuple[str, str], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _table(self, backend: object) -> dict[tuple[str, str], Any] | None:
+        try:
+            return self._by_backend.setdefault(backend, {})
+        except TypeError:  # a backend that cannot be weakly referenced: no hints
+            return None
+
+    def take(self, backend: object, namespace: str, name: str) -> Any:
+        """The remembered free record of a lock (forgotten now), or None."""
+        table = self._table(backend)
+        return None if table is None else table.pop((namespace, name), None)
+
+    def remember(self, backend: object, namespace: str, name: str, value: Any) -> None:
+        """Remember ``value``, the free record this process just wrote."""
+        table = self._table(backend)
+        if table is not None:
+            if len(table) >= self.LIMIT:
+                table.clear()
+            table[(namespace, name)] = value
+
+
+#: The hints of this process (shared by the sync and the async locks).
+hints = Hints()
+
+S = TypeVar("S", bound="StoreCore[Any]")
+
+# Each store's view of its lock namespace, made once (a view is a copy of the store).
+_views: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def lock_view(store: S, namespace: str) -> S:
+    """``store.namespace(namespace)``, kept for the next lock made on ``store``."""
+    view = _views.get(store)
+    if view is None or view.namespace_name != namespace:
+        view = store.namespace(namespace)
+        _views[store] = view
+    return cast(S, view)
 
 
 def check_lock_args(

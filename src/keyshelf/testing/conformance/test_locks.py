@@ -344,3 +344,23 @@ def test_lock_guards_a_read_modify_write_between_two_owners(opener: Any) -> None
         assert errors == []
     assert kv.get("counter") == 2 * ROUNDS
     assert tokens == list(range(1, 2 * ROUNDS + 1))
+
+
+def test_lock_a_stale_hint_never_takes_a_held_lock(opener: Any) -> None:
+    # Releasing remembers the free record in this process so the next
+    # acquisition swaps from it without a read; when another owner (another
+    # store, like another process) took the lock since, that swap fails and
+    # the record is read: the lock is still exclusive and tokens still grow.
+    kv = opener()
+    other = opener() if opener.shared else kv
+    lock(kv, "job", ttl=30).acquire().release()
+    taken = lock(other, "job", ttl=30).acquire()
+    assert taken.fencing_token == 2
+    if other is not kv:
+        with pytest.raises(keyshelf.LockNotAcquiredError):
+            lock(kv, "job", ttl=30, blocking=False).acquire()
+    taken.release()
+    lock(other, "job", ttl=30).acquire().release()  # token 3, written by the other store
+    again = lock(kv, "job", ttl=30, blocking=False).acquire()
+    assert again.fencing_token == 4
+    again.release()
