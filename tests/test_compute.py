@@ -191,7 +191,20 @@ def test_keys_built_earlier_never_answer_for_equal_values_of_other_types() -> No
     def f(*args: Any) -> None:
         """Memoized twice below, so each wrapper starts with no keys built."""
 
-    calls = [(1,), (1.0,), (True,), (Decimal(1),), ((1,),), ((1.0,),), (1, 2.0), (1.0, 2)]
+    calls = [
+        (1,),
+        (1.0,),
+        (True,),
+        (Decimal(1),),
+        ((1,),),
+        ((1.0,),),
+        (1, 2.0),
+        (1.0, 2),
+        (0.0,),
+        (-0.0,),
+        (0.0, 0),
+        (-0.0, 0),
+    ]
     with keyshelf.open("memory://") as kv:
         for typed in (False, True):
             forward = kv.memoize(typed=typed)(f)
@@ -205,3 +218,4 @@ def test_keys_built_earlier_never_answer_for_equal_values_of_other_types() -> No
             else:  # 1, 1.0 and True share a key; Decimal keeps its own
                 assert first[0] == first[1] == first[2] != first[3]
                 assert first[4] == first[5] and first[6] == first[7]
+                assert first[8] == first[9] and first[10] == first[11]

@@ -101,13 +101,16 @@ async def _call(factory: Callable[[], Any]) -> Any:
     return result
 
 
-def _refuse_awaitable(result: Any) -> None:
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()  # never awaited: no RuntimeWarning
-        raise InvalidArgumentError(
-            "factory returned an awaitable: a sync store cannot await it (use keyshelf.open_async)"
-        )
+if False:  # SYNC: only the sync twin refuses an awaitable
+
+    def _refuse_awaitable(result: Any) -> None:
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: no RuntimeWarning
+            raise InvalidArgumentError(
+                "factory returned an awaitable, which a sync store cannot await: "
+                "use a store from keyshelf.open_async"
+            )
 
 
 async def _store_value(store: AsyncStore, key: str, value: Any, ttl: Any, stale_ttl: Any) -> None:

@@ -102,7 +102,8 @@ def _refuse_awaitable(result: Any) -> None:
         if inspect.iscoroutine(result):
             result.close()  # never awaited: no RuntimeWarning
         raise InvalidArgumentError(
-            "factory returned an awaitable: a sync store cannot await it (use keyshelf.open_async)"
+            "factory returned an awaitable, which a sync store cannot await: "
+            "use a store from keyshelf.open_async"
         )
 
 

@@ -63,6 +63,18 @@ KeyBuilder = Callable[[tuple[Any, ...], dict[str, Any]], str]
 _KEY_CODEC = Codec()
 # Argument types whose equal values always make the same key (see key_builder).
 _ATOMIC = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _rememberable(value: object) -> bool:
+    """True if every value equal to ``value`` with its type makes the same key.
+
+    ``0.0 == -0.0`` (one hash, one type), yet the typed encoding keeps the
+    sign, so zero floats are never remembered.
+    """
+    kind = type(value)
+    return kind in _ATOMIC and (kind is not float or value != 0.0)
+
+
 _MEMO_LIMIT = 4096
 
 
@@ -146,7 +158,7 @@ def key_builder(function: Callable[..., Any], typed: bool, key: object) -> KeyBu
     # Keys already built in this process, by the arguments and their exact
     # types (so 1 and 1.0 have separate entries, whatever ``typed``): the hit
     # path of a memoized function then skips the encoding and the hash. Only
-    # calls whose arguments are all of the atomic types below are entered, so
+    # calls whose arguments are all rememberable (_rememberable) are entered, so
     # an entry can never answer for a container or another type that merely
     # compares equal (a tuple (1,) and (1.0,), a Decimal and an int). This
     # memo is an in-process speed-up of a pure function: hash() decides only
@@ -162,7 +174,7 @@ def key_builder(function: Callable[..., Any], typed: bool, key: object) -> KeyBu
             except (KeyError, TypeError):
                 pass
             made = encoded(args, kwargs)
-            if type(arg) in _ATOMIC:
+            if _rememberable(arg):
                 if len(memo) >= _MEMO_LIMIT:
                     memo.clear()
                 memo[probe] = made
@@ -181,7 +193,7 @@ def key_builder(function: Callable[..., Any], typed: bool, key: object) -> KeyBu
         except (KeyError, TypeError):  # not built yet, or an unhashable argument
             pass
         made = encoded(args, kwargs)
-        if _ATOMIC.issuperset(probe[1]) and (not kwargs or _ATOMIC.issuperset(probe[3])):
+        if all(map(_rememberable, args)) and all(map(_rememberable, kwargs.values())):
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
             memo[probe] = made
