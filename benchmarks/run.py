@@ -42,7 +42,7 @@ from .workload import OPS, expected_listing
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream", "locks")
+GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream", "locks", "memoize")
 #: Run only when named in --only: "s3" starts its own moto server (bench_s3.py).
 OPTIONAL_GROUPS = ("s3",)
 
@@ -379,6 +379,12 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
     for name, r in (report.get("procs") or {}).items():
         if name.startswith("keyshelf"):
             out.append(Check(f"{name} lost updates", r["lost_updates"], 0))
+    if "memoize sqlite" in groups or "memoize memory" in groups:
+        from .bench_memoize import checks as memoize_checks
+
+        out += memoize_checks(
+            {"SQLite": groups.get("memoize sqlite"), "memory": groups.get("memoize memory")}
+        )
     for backend, r in (report.get("locks") or {}).items():
         out.append(Check(f"{backend} lock acquire+release ÷ setnx+delete", r["ratio"], 2.0))
     streamed = report.get("stream")
@@ -516,6 +522,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["stream"] = stream.run(
                 workdir / "stream.db", args.stream_keys, args.stream_rounds, log
             )
+        if "memoize" in args.only:
+            from . import bench_memoize
+
+            (workdir / "memoize").mkdir()
+            memoized = bench_memoize.run(
+                workdir / "memoize",
+                rounds=args.rounds,
+                calls=args.calls,
+                warmup=args.warmup,
+                log=log,
+            )
+            for title, group in memoized.items():
+                groups[f"memoize {title.lower()}"] = group
+                report["groups"][f"memoize {title.lower()}"] = group.as_dict()
         if "locks" in args.only:
             from . import bench_locks
 
