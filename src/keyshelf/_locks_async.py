@@ -141,8 +141,10 @@ class AsyncLock:
                     f"Lock {self.name!r} is held by another owner"
                     + ("" if time_left is None else f" (gave up after {self._timeout} s)")
                 )
-            assert state is not None and state.lease_until is not None
-            seconds = pause(delay, state.lease_until - now, time_left)
+            # Held: claim() found an owner with a deadline still ahead.
+            until = None if state is None else state.lease_until
+            lease_left = -1 if until is None else until - now
+            seconds = pause(delay, lease_left, time_left)
             if True:  # ASYNC
                 await asyncio.sleep(seconds)
             else:
