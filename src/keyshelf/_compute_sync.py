@@ -21,7 +21,8 @@ processes:
    never deleted; the released marker expires with the lease's TTL.
 4. The others poll the key (sleeping 1 ms, doubling up to 50 ms, with
    jitter; ``asyncio.sleep`` on the async store, so no CPU is spun and the
-   loop keeps running) and try the lease again each time: when the owner
+   loop keeps running) and read the lease each time (writing only when it is
+   free or released, so waiters never queue writes): when the owner
    stores the value they return it; when the owner fails (the marker) or
    dies or is slower than ``lock_ttl`` (the lease expires), one of them
    takes over.
@@ -74,9 +75,12 @@ def _read(store: Store, key: str, stale: bool) -> tuple[Any, bool]:
 
 def _acquire(store: Store, lease: str, token: str, lock_ttl: Any) -> bool:
     """Take the lease if it is free or released; True if this caller owns it now."""
-    if store.setnx(lease, token, lock_ttl):
-        return True
-    if store.get(lease) != RELEASED:
+    # Read first: a waiter polling a held lease then only reads, and never
+    # queues a write behind the owner's (on SQLite every write takes the lock).
+    held = store.get(lease, _MISSING)
+    if held is _MISSING:
+        return bool(store.setnx(lease, token, lock_ttl))
+    if held != RELEASED:
         return False
     if not store.compare_and_swap(lease, RELEASED, token):
         return False
