@@ -249,6 +249,7 @@ def memoize(
         if wrong:
             raise InvalidArgumentError(hint)
         build = key_builder(function, typed, key)
+        get = store.get
 
         @functools.wraps(function)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -259,7 +260,7 @@ def memoize(
                 if value is not _MISSING and fresh:
                     return value
             else:
-                value = await store.get(cache_key, _MISSING)
+                value = await get(cache_key, _MISSING)
                 if value is not _MISSING:
                     return value
                 fresh = False

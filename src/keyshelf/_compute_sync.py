@@ -233,6 +233,7 @@ def memoize(
         if wrong:
             raise InvalidArgumentError(hint)
         build = key_builder(function, typed, key)
+        get = store.get
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -243,7 +244,7 @@ def memoize(
                 if value is not _MISSING and fresh:
                     return value
             else:
-                value = store.get(cache_key, _MISSING)
+                value = get(cache_key, _MISSING)
                 if value is not _MISSING:
                     return value
                 fresh = False

@@ -179,15 +179,14 @@ def key_builder(function: Callable[..., Any], typed: bool, key: object) -> KeyBu
                     memo.clear()
                 memo[probe] = made
             return made
+        # One flat tuple: the arguments, their types, the keyword items and
+        # their types (len(args) fixes where each part starts, so it is
+        # unambiguous; the single-argument probe above has two elements and a
+        # type last, which no probe here has).
         if kwargs:
-            probe = (
-                args,
-                tuple(map(type, args)),
-                tuple(kwargs.items()),
-                tuple(map(type, kwargs.values())),
-            )
+            probe = (args, *map(type, args), *kwargs.items(), *map(type, kwargs.values()))
         else:
-            probe = (args, tuple(map(type, args)))
+            probe = (args, *map(type, args))
         try:
             return memo[probe]
         except (KeyError, TypeError):  # not built yet, or an unhashable argument
