@@ -31,7 +31,7 @@ EVERY = tuple(BACKENDS)
 @contextlib.contextmanager
 def location(name: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(url, options)`` of a fresh store on backend ``name``; cleaned up after."""
-    factory, _native = BACKENDS[name]
+    factory = BACKENDS[name][0]
     with factory(tmp_path) as found:
         yield found
 
@@ -141,7 +141,10 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 # interpreter's own files may not be readable by the unprivileged user.
 _PRELUDE = """
 import asyncio, fcntl, gzip, json, os, pwd, sqlite3, stat, sys, tempfile
-import keyshelf, keyshelf.backends.sqlite, keyshelf.backends.file
+import keyshelf, keyshelf.backends.sqlite, keyshelf.backends.file, keyshelf.registry
+# Everything imported lazily is imported now, as root: the interpreter lives
+# under /root, which the unprivileged user cannot read.
+keyshelf.registry.schemes()
 if os.geteuid() == 0:
     user = pwd.getpwnam(sys.argv[1])
     os.setgroups([])
