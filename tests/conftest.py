@@ -92,17 +92,20 @@ def s3_backend(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield found
 
 
-# name -> (context manager yielding (url, options), uses server-side expiry)
-BACKENDS: dict[str, tuple[Callable[[Path], Any], bool]] = {
-    "memory": (memory_backend, False),
-    "sqlite": (sqlite_backend, False),
-    "file": (file_backend, False),
-    "memory+cache": (memory_cache_backend, False),
-    "sqlite+cache": (sqlite_cache_backend, False),
-    "redis": (redis_backend, True),
-    "postgres": (postgres_backend, True),
+# name -> (context manager yielding (url, options), server clock, purges by itself):
+# "server clock": keys expire by the server's clock, so tests use the real clock;
+# "purges by itself": the server removes expired keys on its own, so counts of
+# expired keys are not exact (Redis; PostgreSQL keeps them until purged).
+BACKENDS: dict[str, tuple[Callable[[Path], Any], bool, bool]] = {
+    "memory": (memory_backend, False, False),
+    "sqlite": (sqlite_backend, False, False),
+    "file": (file_backend, False, False),
+    "memory+cache": (memory_cache_backend, False, False),
+    "sqlite+cache": (sqlite_cache_backend, False, False),
+    "redis": (redis_backend, True, True),
+    "postgres": (postgres_backend, True, False),
     # Expiry on S3 is judged by the store's clock, so the fake clock drives it.
-    "s3": (s3_backend, False),
+    "s3": (s3_backend, False, False),
 }
 
 
@@ -114,12 +117,13 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def keyshelf_backend(backend_name: str, tmp_path: Path) -> Iterator[BackendCase]:
     """The backend ``backend_name`` of ``BACKENDS``, for the kit's fixtures."""
-    factory, native = BACKENDS[backend_name]
+    factory, server_clock, self_purging = BACKENDS[backend_name]
     with factory(tmp_path) as (url, options):
         yield BackendCase(
             url,
             options,
             shared=not backend_name.startswith("memory"),
-            server_clock=native,
+            server_clock=server_clock,
+            self_purging=self_purging,
             name=backend_name,
         )

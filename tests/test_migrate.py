@@ -113,7 +113,7 @@ STORAGE = [name for name in BACKENDS if "+" not in name]
 @contextlib.contextmanager
 def store_on(name: str, tmp_path: Path, tag: str, **options: Any) -> Iterator[Any]:
     """A fresh store on backend ``name`` (real clock: migrations mix backends)."""
-    factory, _native = BACKENDS[name]
+    factory = BACKENDS[name][0]
     directory = tmp_path / tag
     directory.mkdir()
     with factory(directory) as (url, base):

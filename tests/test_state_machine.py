@@ -57,7 +57,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.clock = FakeClock()
         self.stack = contextlib.ExitStack()
-        factory, _native = BACKENDS[self.backend_name]
+        factory = BACKENDS[self.backend_name][0]
         url, options = self.stack.enter_context(factory(Path(self.tmp.name)))
         self.opener = Opener(url, options, self.api, self.clock, shared=True)
         self.kv = self.opener()
@@ -200,7 +200,7 @@ def _machine(backend_name: str, api: str) -> Any:
 
 
 # Backends whose expiry follows the server's clock cannot take the fake clock.
-for _name, (_factory, _native) in BACKENDS.items():
-    if not _native:
+for _name, (_factory, _server_clock, _purges) in BACKENDS.items():
+    if not _server_clock:
         for _api in ("sync", "async"):
             globals()[f"TestStateMachine_{_name}_{_api}"] = _machine(_name, _api)

@@ -403,17 +403,70 @@ def test_dropped_table_raises_backend_error(kv: Any, where: tuple[str, str]) -> 
         assert isinstance(info.value.__cause__, psycopg.Error)
 
 
-def test_killed_connections_are_replaced(kv: Any, where: tuple[str, str]) -> None:
-    kv.set("k", 1)
-    admin().execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND query LIKE %s",
-        (f"%{where[1]}%",),
+def _pids(name: str) -> set[int]:
+    """Server process ids of the connections whose application_name is ``name``."""
+    rows = (
+        admin()
+        .execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,))
+        .fetchall()
     )
-    time.sleep(0.2)
-    # The dead connection is noticed when taken, before any statement is sent.
-    assert kv.get("k") == 1
+    return {pid for (pid,) in rows}
+
+
+def _kill_all(name: str) -> set[int]:
+    """Terminate every connection named ``name``; return their pids once they are gone."""
+    rows = (
+        admin()
+        .execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (name,),
+        )
+        .fetchall()
+    )
+    killed = {pid for pid, done in rows if done}
+    assert killed and len(killed) == len(rows), f"nothing or not everything was killed: {rows}"
+    # pg_terminate_backend signals the process; wait until the server lists it no more.
+    deadline = time.monotonic() + 30
+    while _pids(name) & killed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _pids(name) & killed, "the terminated connections are still listed"
+    return killed
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_killed_connections_are_replaced(where: tuple[str, str], api: str) -> None:
+    # Every connection of the store's pool is terminated by the server; the
+    # next calls still succeed, through connections with new server pids.
+    url, schema = where
+    name = f"keyshelf-kill-{api}-{schema[-8:]}"
+    full = f"{url}?schema={schema}&min_size=2&max_size=4&application_name={name}"
+
+    def check_replaced(killed: set[int]) -> None:
+        now = _pids(name)
+        assert now and not now & killed, (now, killed)
+
+    if api == "sync":
+        with keyshelf.open(full) as kv:
+            kv.set("k", 1)
+            killed = _kill_all(name)
+            # The dead connection is noticed when taken, before any statement is sent.
+            assert kv.get("k") == 1
+            kv.set("k", 2)
+            assert kv.get("k") == 2
+            check_replaced(killed)
+        return
+
+    async def run() -> None:
+        async with keyshelf.open_async(full) as akv:
+            await akv.set("k", 1)
+            killed = await asyncio.to_thread(_kill_all, name)
+            assert await akv.get("k") == 1
+            await akv.set("k", 2)
+            assert await akv.get("k") == 2
+            await asyncio.to_thread(check_replaced, killed)
+
+    asyncio.run(run())
 
 
 def test_closed_store_raises_store_closed(where: tuple[str, str]) -> None:

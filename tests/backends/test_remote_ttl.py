@@ -50,7 +50,7 @@ def calls(
     request: pytest.FixtureRequest, api: str, tmp_path: Path
 ) -> Iterator[tuple[Callable[..., Any], Callable[[str], Any], Callable[[str], Any]]]:
     """(set, ttl, get) of a fresh store on the server, through one API."""
-    factory, _native = BACKENDS[request.param]
+    factory = BACKENDS[request.param][0]
     with factory(tmp_path) as (url, options):
         if api == "sync":
             with keyshelf.open(url, **options) as kv:
@@ -109,7 +109,7 @@ def test_ttl_comes_from_the_servers_clock(kind: str, skew: float, tmp_path: Path
     # A client whose clock is 30 s off: the server still decides, and ttl()
     # (asked of the server) still reads within the TTL given, never 30 s more
     # or less; the key lives its TTL on the server and every read agrees.
-    factory, _native = BACKENDS[kind]
+    factory = BACKENDS[kind][0]
     with (
         factory(tmp_path) as (url, options),
         keyshelf.open(url, clock=lambda: time.time() + skew, **options) as kv,

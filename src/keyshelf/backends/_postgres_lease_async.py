@@ -232,11 +232,12 @@ class AsyncConnections:
             # the first read takes the message, the second meets the end.
             pgconn.consume_input()
             pgconn.consume_input()
+            # The socket may not be closed yet when its FATAL message is in:
+            # parsing what was read hands that message, on an idle connection,
+            # to the notice handlers (_note_closing).
+            pgconn.is_busy()
         except psycopg.Error:
             return False
-        # A terminated backend's FATAL message (which libpq hands to the notice
-        # handlers when it arrives on an idle connection) may be read before
-        # the socket is seen closed.
         return pgconn.status == ConnStatus.OK and not getattr(conn, "server_closing", False)
 
     async def _acquire(self) -> tuple[AsyncConnection[Any], float]:

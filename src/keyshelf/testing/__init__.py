@@ -59,8 +59,10 @@ class BackendCase:
     ``shared``: a second ``open()`` of ``url`` sees the first one's data
     (false only for stores private to one handle, like ``memory://``).
     ``server_clock``: keys expire by the server's own clock, not by the
-    ``clock=`` option, so the suite uses :class:`RealClock` (and really waits)
-    and accepts that the server removes expired keys by itself.
+    ``clock=`` option, so the suite uses :class:`RealClock` (and really waits).
+    ``self_purging``: the backend removes expired keys by itself (Redis), so
+    the suite does not count expired keys exactly; a backend that keeps them
+    until ``delete_expired()`` leaves it False and gets the exact counts.
     ``name`` labels the backend (default: the URL scheme).
     """
 
@@ -68,6 +70,7 @@ class BackendCase:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     shared: bool = True
     server_clock: bool = False
+    self_purging: bool = False
     name: str = ""
 
     @property
@@ -103,13 +106,17 @@ class FakeClock:
     """An injectable clock that starts at the real time and moves on demand.
 
     Pass it as ``clock=``; ``advance(seconds)`` moves time on without waiting.
-    ``native`` is False: the store's clock decides what has expired.
+    ``server_clock`` is False: the store's clock decides what has expired, so a
+    test may set ``now``. ``self_purging`` (given; False by default): the
+    backend removes expired keys by itself, so counts of expired keys are not
+    exact; False when expired records stay until purged.
     """
 
-    native = False
+    server_clock = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, self_purging: bool = False) -> None:
         self.now = time.time()
+        self.self_purging = self_purging
 
     def __call__(self) -> float:
         return self.now
@@ -119,13 +126,19 @@ class FakeClock:
 
 
 class RealClock:
-    """The system clock, for backends whose server expires keys by itself.
+    """The system clock, for backends whose server decides what has expired.
 
-    ``advance(seconds)`` really sleeps. ``native`` is True: the server's clock
-    decides what has expired, and the server may purge expired keys by itself.
+    ``advance(seconds)`` really sleeps. ``server_clock`` is True: the server's
+    clock decides what has expired, so a test cannot set the time.
+    ``self_purging`` (given): the server also removes expired keys by itself
+    (Redis), so how many expired keys a count or a purge finds is not exact;
+    False for a server that keeps them until purged (PostgreSQL).
     """
 
-    native = True
+    server_clock = True
+
+    def __init__(self, *, self_purging: bool = True) -> None:
+        self.self_purging = self_purging
 
     def __call__(self) -> float:
         return time.time()

@@ -93,7 +93,10 @@ def backend_name(keyshelf_backend: Any) -> str:
 @pytest.fixture
 def clock(keyshelf_backend: Any) -> Any:
     """A FakeClock, or a RealClock for a backend that expires keys by a server's clock."""
-    return RealClock() if as_case(keyshelf_backend).server_clock else FakeClock()
+    case = as_case(keyshelf_backend)
+    if case.server_clock:
+        return RealClock(self_purging=case.self_purging)
+    return FakeClock(self_purging=case.self_purging)
 
 
 @pytest.fixture

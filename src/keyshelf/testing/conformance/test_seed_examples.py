@@ -244,7 +244,13 @@ def test_seed001_ttl_and_cleanup(opener: Any, clock: Any) -> None:
     clock.advance(0.3)
     assert not store.exists("session.abc123")
     expired_count = store.cleanup_expired()
-    assert expired_count == (0 if clock.native else 2) or clock.native
+    if clock.self_purging:
+        # The server may already have removed either key by itself.
+        assert expired_count in (0, 1, 2)
+    else:
+        assert expired_count == 2
+    assert store.cleanup_expired() == 0
+    assert store.keys() == []
 
 
 # -- VintLang's kv module (test_seed002_*) -----------------------------------------
