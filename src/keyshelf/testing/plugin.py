@@ -47,7 +47,8 @@ def load_hypothesis_profile() -> None:
 
     A loaded 2-core machine made a 200 ms per-example deadline fail at
     random, so neither profile has one. A profile chosen before (by
-    ``--hypothesis-profile`` or the project's own conftest) is kept.
+    ``--hypothesis-profile`` or the project's own conftest) is kept, except
+    the ``ci`` profile that hypothesis loads by itself when ``$CI`` is set.
     """
     settings.register_profile(
         "suite",
@@ -61,7 +62,9 @@ def load_hypothesis_profile() -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     current = getattr(settings, "get_current_profile_name", lambda: "default")()
-    if current == "default":
+    # Hypothesis loads its own "ci" profile by itself when $CI is set; that
+    # is not a choice the user made, so the suite's profile replaces it too.
+    if current in ("default", "ci"):
         settings.load_profile(os.environ.get("KEYSHELF_HYPOTHESIS", "suite"))
 
 
