@@ -11,7 +11,7 @@ Guarantees:
   a write names the ETag it read (``If-Match``) or that no object exists
   (``If-None-Match: *``); if another writer got there first the service
   refuses it, and the operation reads again and retries (up to
-  ``conflict_retries`` times, with jittered backoff). Each attempt carries a
+  ``conflict_retries`` times, with jittered backoff growing to 1 s). Each attempt carries a
   random nonce, and a record keeps the nonces of the latest writes to its
   key, so a write whose reply was lost is recognised
   instead of applied twice. Nothing is lost between concurrent writers on
@@ -232,7 +232,9 @@ class S3Backend(Backend):
                 if not landed:
                     if fresh and marker is not None:
                         self._io.delete(self._layout.marker(ns, key, marker))
-                    self._io.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
+                    # Full jitter, growing to 1 s: with a cap of 0.1 s four
+                    # processes on one key starved a writer of 64 attempts.
+                    self._io.sleep(random.uniform(0, min(0.005 * 2**attempt, 1.0)))
                     continue
             if stored is not None and stored.marker is not None and stored.marker != marker:
                 # Only the replaced version referenced it, and it is gone for good.
