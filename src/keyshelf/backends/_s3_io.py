@@ -320,6 +320,8 @@ class S3IO:
             body = result.bytes().to_bytes()
         except _NOT_FOUND:
             return None
+        except ValueError:  # a name no object can have (a pattern with control characters)
+            return None
         except _ERRORS as exc:
             raise _fail(exc, self.location, "get", name) from exc
         return body, str(result.meta["e_tag"])
@@ -354,6 +356,8 @@ class S3IO:
         try:
             stream = obstore.list(self.store, directory, offset=after, chunk_size=PAGE)
             yield from stream
+        except ValueError:  # a prefix no object name can have: nothing is there
+            return
         except _ERRORS as exc:
             raise _fail(exc, self.location, "list", directory) from exc
 
@@ -394,6 +398,8 @@ class AsyncS3IO:
             body = (await result.bytes_async()).to_bytes()
         except _NOT_FOUND:
             return None
+        except ValueError:  # a name no object can have (a pattern with control characters)
+            return None
         except _ERRORS as exc:
             raise _fail(exc, self.location, "get", name) from exc
         return body, str(result.meta["e_tag"])
@@ -427,6 +433,8 @@ class AsyncS3IO:
             stream = obstore.list(self.store, directory, offset=after, chunk_size=PAGE)
             async for page in stream:
                 yield page
+        except ValueError:  # a prefix no object name can have: nothing is there
+            return
         except _ERRORS as exc:
             raise _fail(exc, self.location, "list", directory) from exc
 

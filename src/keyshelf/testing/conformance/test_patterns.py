@@ -175,3 +175,17 @@ def test_hierarchical_get_and_delete_subtree(tree: Any) -> None:
     assert tree.keys("users.**") == []
     assert tree.delete_pattern("app.config.database.**") == 2
     assert tree.exists("app.config.debug")
+
+
+@pytest.mark.parametrize("pattern", ["\x1f", "\x00", "a\x1f", "\x1fb*", "\x7f?", "x\u2028*"])
+def test_patterns_no_key_can_match_find_nothing(kv: Any, pattern: str) -> None:
+    # Keys are printable, so these patterns match nothing; a backend whose
+    # storage cannot even name them (S3's object names) must not fail.
+    kv.set("a", 1)
+    kv.set("b", 2)
+    assert kv.keys(pattern) == []
+    assert kv.key_count(pattern) == 0
+    assert kv.get_pattern(pattern) == {}
+    assert kv.delete_pattern(pattern) == 0
+    assert list(kv.iter_keys(pattern)) == []
+    assert kv.keys() == ["a", "b"]
