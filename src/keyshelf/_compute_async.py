@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from .compute import (
 from .errors import InvalidArgumentError
 from .expiry import ttl_milliseconds, ttl_seconds
 from .keys import check_key
+from .locks import jittered, next_delay
 
 if TYPE_CHECKING:
     from ._store_async import AsyncStore
@@ -183,8 +183,8 @@ async def _get_or_compute(
             return await _compute(store, key, factory, ttl, stale_ttl, lease, token)
         if value is not _MISSING:
             return value  # stale, and another caller is refreshing it
-        await _sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, _MAX_WAIT)
+        await _sleep(jittered(delay))
+        delay = next_delay(delay, _MAX_WAIT)
         value, fresh = await _read(store, key, stale_ttl is not None)
         if value is not _MISSING and fresh:
             return value

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from .compute import (
 from .errors import InvalidArgumentError
 from .expiry import ttl_milliseconds, ttl_seconds
 from .keys import check_key
+from .locks import jittered, next_delay
 
 if TYPE_CHECKING:
     from ._store_sync import Store
@@ -174,8 +174,8 @@ def _get_or_compute(
             return _compute(store, key, factory, ttl, stale_ttl, lease, token)
         if value is not _MISSING:
             return value  # stale, and another caller is refreshing it
-        _sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, _MAX_WAIT)
+        _sleep(jittered(delay))
+        delay = next_delay(delay, _MAX_WAIT)
         value, fresh = _read(store, key, stale_ttl is not None)
         if value is not _MISSING and fresh:
             return value

@@ -209,19 +209,28 @@ def check_lock_ttl(ttl: object) -> int:
     return ttl_ms
 
 
-def next_delay(delay: float) -> float:
-    """The pause after one of ``delay`` (doubling, capped at :data:`MAX_DELAY`)."""
-    return min(delay * 2, MAX_DELAY)
+def next_delay(delay: float, cap: float = MAX_DELAY) -> float:
+    """The pause after one of ``delay`` (doubling, capped at ``cap``).
+
+    The one backoff policy of keyshelf's waiters: lock waiters and
+    ``get_or_set`` waiters (with a shorter cap) both use it.
+    """
+    return min(delay * 2, cap)
+
+
+def jittered(delay: float) -> float:
+    """``delay`` with jitter over its upper half, so waiters spread out."""
+    return random.uniform(delay / 2, delay)
 
 
 def pause(delay: float, lease_left_ms: int, time_left: float | None) -> float:
     """How long to sleep before looking at a held lock again.
 
-    ``delay`` with full jitter over its upper half (so waiters spread out),
-    no longer than the holder's lease has left (by the store's clock, plus a
-    millisecond) nor than what is left of the timeout.
+    :func:`jittered` ``delay``, no longer than the holder's lease has left
+    (by the store's clock, plus a millisecond) nor than what is left of the
+    timeout.
     """
-    seconds = random.uniform(delay / 2, delay)
+    seconds = jittered(delay)
     if lease_left_ms >= 0:
         seconds = min(seconds, (lease_left_ms + 1) / 1000)
     if time_left is not None:
