@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyshelf._bigint import int_from_text, int_to_text
 from keyshelf._deep_json import dump_deep
 from keyshelf.codec import (
     FAST_DEPTH,
@@ -236,6 +237,24 @@ def test_huge_ints_beyond_the_str_digit_limit() -> None:
     assert tag == TAG_BIGINT
     assert CODEC.decode(tag, payload) == huge
     assert roundtrip([huge, -huge]) == [huge, -huge]
+
+
+@pytest.mark.parametrize("digits", [1, 1999, 2000, 2001, 4300, 4301, 12345, 250_000])
+def test_big_int_text_conversion_at_every_split(digits: int) -> None:
+    # The conversions split numbers in halves above 2,000 digits / 6,000 bits;
+    # sizes around those splits and the 4,300-digit limit of int() must be exact.
+    # (A million digits converts in about half a second each way instead of
+    # the quadratic minute of int(Decimal(text)): docs/encoding.md.)
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        for value in (10 ** (digits - 1), 10**digits - 1, 7 ** int(digits * 1.18) // 3):
+            for signed in (value, -value):
+                text = str(signed)
+                assert int_to_text(signed) == text
+                assert int_from_text(text) == signed
+    finally:
+        sys.set_int_max_str_digits(old)
 
 
 TEMPORALS = [

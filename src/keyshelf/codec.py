@@ -55,6 +55,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from keyshelf._bigint import int_from_text, int_to_text
 from keyshelf._show import show
 from keyshelf._stored_value import (
     TAG_BIGINT,
@@ -140,19 +141,13 @@ def _corrupt(what: str) -> SerializationError:
 
 
 def _int_text(n: int) -> str:
-    try:
-        return str(n)
-    except ValueError:  # beyond sys.get_int_max_str_digits(); Decimal has no such limit
-        return str(Decimal(n))
+    return int_to_text(n)
 
 
 def _text_int(s: object) -> int:
     if type(s) is not str or _INT_TEXT.fullmatch(s) is None:
         raise _corrupt(f"bad integer text {s!r:.60}")
-    try:
-        return int(s)
-    except ValueError:
-        return int(Decimal(s))
+    return int_from_text(s)
 
 
 def _tz_members(tz: object) -> dict[str, Any]:

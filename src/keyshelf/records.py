@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+from ._bigint import int_from_text
 from ._show import show
 from .codec import (
     TAG_BIGINT,
@@ -145,7 +146,7 @@ def numeric(tag: str, payload: Payload) -> int | float | None:
     if tag in (TAG_INT, TAG_FLOAT):
         return payload  # type: ignore[return-value]
     if tag == TAG_BIGINT:
-        return int(payload)  # type: ignore[arg-type]
+        return int_from_text(payload)  # type: ignore[arg-type]
     if tag == TAG_SPECIAL_FLOAT:
         return float(payload)  # type: ignore[arg-type]
     return None
@@ -226,6 +227,43 @@ def decide_getdel(old: Record | None) -> tuple[Action, Value | None]:
     if old is None:
         return None, None
     return DELETE, (old.tag, old.payload)
+
+
+def decide_getset(value: Value, expires_at: int | None) -> Decision[Value | None]:
+    """``getset``: store ``value`` like a plain ``set`` (user metadata kept); return the old value."""
+
+    def decide(old: Record | None) -> tuple[Write, Value | None]:
+        meta = None if old is None else old.meta
+        previous = None if old is None else (old.tag, old.payload)
+        return Write(value[0], value[1], expires_at, meta), previous
+
+    return decide
+
+
+def decide_delete_if(expected: Value) -> Decision[bool]:
+    """``delete_if``: delete if the live value has the typed encoding of ``expected``."""
+
+    def decide(old: Record | None) -> tuple[Action, bool]:
+        if old is None or not values_equal(old.tag, old.payload, expected[0], expected[1]):
+            return None, False
+        return DELETE, True
+
+    return decide
+
+
+def decide_expire_if(expected: Value, expires_at: int) -> Decision[bool]:
+    """``expire_if``: set the expiry if the live value equals ``expected`` (typed).
+
+    A write decided on the value, so unlike ``expire`` it gives the key a new
+    version (a transaction that checked the old one then fails, as it should).
+    """
+
+    def decide(old: Record | None) -> tuple[Write | None, bool]:
+        if old is None or not values_equal(old.tag, old.payload, expected[0], expected[1]):
+            return None, False
+        return Write(old.tag, old.payload, expires_at, old.meta), True
+
+    return decide
 
 
 def decide_set_metadata(

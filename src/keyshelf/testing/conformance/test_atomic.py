@@ -100,6 +100,15 @@ def test_increment_big_int_beyond_64_bits_overflows(kv: Any) -> None:
     assert kv.get("huge") == 2**80
 
 
+def test_increment_of_an_int_beyond_the_str_digit_limit_overflows(kv: Any) -> None:
+    # 7**6000 has ~5,100 digits: more than int() parses by default, so the
+    # stored text must be read by keyshelf's own conversion, not int().
+    kv.set("huge", -(7**6000))
+    with pytest.raises(keyshelf.IncrementOverflowError):
+        kv.increment("huge", 2**62)
+    assert kv.get("huge") == -(7**6000)
+
+
 def test_decrement(kv: Any) -> None:
     assert kv.decrement("lives") == -1
     kv.set("inventory", 100)
