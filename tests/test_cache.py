@@ -18,7 +18,7 @@ from keyshelf.backends._cache_sync import CachedBackend
 from keyshelf.backends.cache import CacheConfig, RecordCache
 from keyshelf.records import Record
 
-from .conftest import FakeClock
+from .conftest import BACKENDS, FakeClock
 from .test_migrate import STORAGE, store_on
 
 
@@ -355,3 +355,25 @@ def test_every_backend_behind_the_cache(name: str, tmp_path: Path) -> None:
         assert counting.total() == reads
         kv.set("k", {"v": 2})
         assert kv.get("k") == {"v": 2} and kv.ttl("k") is None
+
+
+@pytest.mark.parametrize("name", [name for name in STORAGE if name != "memory"])
+def test_ttl_asks_the_backend_not_the_cache(name: str, tmp_path: Path) -> None:
+    # ttl() must come from the clock that expires the key and see another
+    # writer's expire()/persist() at once, while get() may still be cached.
+    with BACKENDS[name][0](tmp_path) as (url, options):
+        cached = keyshelf.open(url, **options, cache="memory", cache_ttl=600)
+        other = keyshelf.open(url, **options)
+        try:
+            cached.set("k", "v")
+            assert cached.get("k") == "v" and cached.ttl("k") is None
+            other.expire("k", 100)
+            assert 99_000 <= cached.ttl("k") * 1000 <= 100_000
+            assert cached.get("k") == "v"
+            other.persist("k")
+            assert cached.ttl("k") is None
+            other.delete("k")
+            assert cached.ttl("k") == -1
+        finally:
+            other.close()
+            cached.close()

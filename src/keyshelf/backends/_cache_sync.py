@@ -50,6 +50,13 @@ class CachedBackend(Backend):
     def exists(self, ns: str, key: str, now: int) -> bool:
         return self._record(ns, key, now) is not None
 
+    def time_left(self, ns: str, key: str, now: int) -> int | None:
+        # Not from the cache: the cached expiry is an instant read off this
+        # process's clock, and ``ttl()`` must come from the clock that expires
+        # the key (the server's, for Redis and PostgreSQL) so that it never
+        # reads above the TTL given, and must see another process's expire().
+        return self.inner.time_left(ns, key, now)
+
     def get_many(self, ns: str, keys: Sequence[str], now: int) -> dict[str, Value]:
         found: dict[str, Value] = {}
         missing: list[str] = []
