@@ -1,9 +1,20 @@
-"""Serve a sync backend through the async API.
+"""Serve a sync backend through the async API, inline where that cannot stall the loop.
 
-SQLite and the memory backend have one implementation, the sync one. The
-async store reaches them through :class:`AsyncBridge`: for SQLite every call
-runs in a small worker-thread pool (the event loop never blocks on disk or on
-a busy lock); for memory, whose calls never block, it runs inline.
+SQLite, the file backend and the memory backend have one implementation, the
+sync one. The async store reaches them through :class:`AsyncBridge`:
+
+* with ``threads=0`` (memory, whose calls never block) every primitive runs
+  inline on the event-loop thread;
+* otherwise the bridge owns a small worker-thread pool, and a primitive runs
+  there unless the backend's *fast path* (``inline=``, see :mod:`._fastpath`)
+  offers it inline: then it is first tried on the loop thread, and goes to a
+  worker thread only when the attempt raises :class:`WouldBlock` (which it
+  does before changing anything).
+
+Inline calls never await, so a task calling them in a loop would never let
+other tasks run: before an inline call, the bridge yields to the loop
+(``asyncio.sleep(0)``) once every :data:`._fastpath.SLICE` seconds of
+back-to-back inline work.
 """
 
 from __future__ import annotations
@@ -12,35 +23,107 @@ import abc
 import asyncio
 import functools
 import inspect
+import math
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import StoreClosedError
 from ._base_async import AsyncBackend
+from ._fastpath import SLICE, FastPath, WouldBlock
 from .base import Backend
+
+_clock = time.perf_counter
 
 
 class _AsyncBridge(AsyncBackend):
     """An :class:`AsyncBackend` that forwards every primitive to a sync one."""
 
-    def __init__(self, backend: Backend, *, threads: int = 0) -> None:
+    def __init__(
+        self, backend: Backend, *, threads: int = 0, inline: FastPath | None = None
+    ) -> None:
         self.backend = backend
         self.location = backend.location
+        self.multi_key_atomic = backend.multi_key_atomic
         self._closed = False
+        # When the current run of inline work must give the loop a turn.
+        self._turn_ends = 0.0
         self._executor = (
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keyshelf")
             if threads
             else None
         )
+        # Each primitive becomes an attribute of this instance (it shadows the
+        # class's generic forward): one coroutine per call, nothing looked up.
+        for name in PRIMITIVES:
+            fn = getattr(backend, name)
+            if self._executor is None:
+                method = self._inline(fn)
+            elif inline is not None and name in inline:
+                method = self._fast(inline[name], fn)
+            else:
+                method = self._threaded(fn)
+            method.__name__ = name
+            setattr(self, name, method)
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"The store {self.location} is closed")
+
+    async def _turn(self) -> None:
+        """Give the loop a turn (inline work has run for a slice), then start a new slice.
+
+        Also the closed check of the inline calls: :meth:`close` sets
+        ``_turn_ends`` to minus infinity, so that a call on a closed store
+        comes here, and the hot path pays for one comparison, not two.
+        """
+        if self._closed:
+            raise self._closed_error()
+        await asyncio.sleep(0)
+        if self._closed:  # closed while this task waited for its turn
+            raise self._closed_error()
+        self._turn_ends = _clock() + SLICE
+
+    def _inline(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if _clock() >= self._turn_ends:
+                await self._turn()
+            return fn(*args, **kwargs)
+
+        return call
+
+    def _fast(self, attempt: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if _clock() >= self._turn_ends:
+                await self._turn()
+            try:
+                return attempt(*args, **kwargs)
+            except WouldBlock:
+                pass
+            return await self._in_thread(fn, args, kwargs)
+
+        return call
+
+    def _threaded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self._closed:
+                raise self._closed_error()
+            return await self._in_thread(fn, args, kwargs)
+
+        return call
+
+    async def _in_thread(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._closed:
-            raise StoreClosedError(f"The store {self.location} is closed")
+            raise self._closed_error()
         if self._executor is None:
             return fn(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await self._in_thread(fn, args, kwargs)
 
     async def prepare(self) -> None:
         """Nothing to do: a sync backend is connected and checked when opened."""
@@ -52,6 +135,7 @@ class _AsyncBridge(AsyncBackend):
             await self._call(self.backend.close)
         finally:
             self._closed = True
+            self._turn_ends = -math.inf  # the inline calls' closed check (see _turn)
             if self._executor is not None:
                 # Wait for the worker threads to end (off the event loop), so that
                 # a closed store leaves no thread behind.

@@ -57,13 +57,16 @@ from ..records import (
     INT64_MAX,
     INT64_MIN,
     Decision,
+    MultiDecision,
     R,
     Record,
     Value,
     Write,
     stats_dict,
 )
+from ._bounds import Limits, take_limits
 from ._bridge import AsyncBridge
+from ._fastpath import WouldBlock
 from .base import Backend
 
 SCHEMA_VERSION = 1
@@ -182,6 +185,8 @@ class SQLiteBackend(Backend):
     :class:`ReadOnlyStoreError` (reads keep working while other processes
     write).
     """
+
+    multi_key_atomic = True
 
     def __init__(
         self,
@@ -359,7 +364,7 @@ class SQLiteBackend(Backend):
         if not objects:
             return _State.ABSENT
         for name, (kind, table, _sql) in objects.items():
-            if kind == "trigger":
+            if kind == "trigger" and not _bounds_trigger(t, name, _sql):
                 raise IncompatibleStoreError(
                     f"{self.path}: trigger {name} on keyshelf's table {table} would run on "
                     f"every write; keyshelf refuses tables with triggers (drop the trigger, "
@@ -536,21 +541,43 @@ class SQLiteBackend(Backend):
         )
 
     def _run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` with this thread's connection, retrying busy errors."""
+        """Run ``work`` with this thread's connection, retrying busy errors.
+
+        On the event-loop thread of an async store (a no-wait connection, see
+        :meth:`enter_nowait`) a busy error is not waited out: it raises
+        :class:`WouldBlock` and the bridge runs the call in a worker thread.
+        """
         delay = 0.005
         for attempt in range(_RETRIES):
             conn = self._connection()
             try:
                 return work(conn)
             except sqlite3.OperationalError as exc:
+                _abandon(conn)
                 busy = "locked" in str(exc) or "busy" in str(exc)
+                if busy and getattr(self._local, "nowait", False):
+                    raise WouldBlock from exc
                 if not busy or attempt == _RETRIES - 1:
                     raise self._error(exc, action) from exc
             except sqlite3.Error as exc:
+                _abandon(conn)
                 raise self._error(exc, action) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
         raise AssertionError("unreachable")
+
+    def enter_nowait(self) -> None:
+        """Make this thread's connection a no-wait one: busy errors raise :class:`WouldBlock`.
+
+        Called by the async fast path on the event-loop thread before its first
+        inline call there: that connection gets ``busy_timeout=0`` (SQLite
+        returns SQLITE_BUSY at once instead of sleeping in its busy handler)
+        and :meth:`_run` never sleeps between retries on it. Worker threads
+        keep their waiting connections.
+        """
+        conn = self._connection()
+        conn.execute("PRAGMA busy_timeout=0")
+        self._local.nowait = True
 
     @contextlib.contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -566,7 +593,14 @@ class SQLiteBackend(Backend):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            # A COMMIT that failed (SQLITE_BUSY: in rollback-journal modes it
+            # needs readers gone) leaves the transaction open; end it, so the
+            # caller's retry begins afresh and nothing half-done stays behind.
+            _abandon(conn)
+            raise
 
     def _after_fast(
         self, exc: Exception, action: str, work: Callable[[sqlite3.Connection], T]
@@ -580,11 +614,16 @@ class SQLiteBackend(Backend):
         retries. Any other error is reported exactly as :meth:`_run` would.
         """
         if isinstance(exc, sqlite3.Error):
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                _abandon(conn)
             busy = isinstance(exc, sqlite3.OperationalError) and (
                 "locked" in str(exc) or "busy" in str(exc)
             )
             if not busy:
                 raise self._error(exc, action) from exc
+            if getattr(self._local, "nowait", False):
+                raise WouldBlock from exc
         return self._run(action, work)
 
     def _query(self, action: str, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -679,6 +718,31 @@ class SQLiteBackend(Backend):
                 return result
 
         return self._run("update", work)
+
+    def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
+        """One ``BEGIN IMMEDIATE`` transaction: read every key, decide, write (or roll back)."""
+
+        def work(conn: sqlite3.Connection) -> R:
+            with self._transaction(conn):
+                records: dict[str, Record | None] = {}
+                for key in keys:
+                    row = conn.execute(self._sql.get_record, (ns, key, now)).fetchone()
+                    records[key] = None if row is None else Record(*row)
+                actions, result = decide(records)
+                for key, action in actions.items():
+                    if action is DELETE:
+                        conn.execute(self._sql.delete_one, (ns, key)).fetchall()
+                    elif isinstance(action, Write):
+                        old = records[key]
+                        if old is None:
+                            created, version = now, 1
+                        else:
+                            created, version = old.created_at, old.version + 1
+                        row = (ns, key, action.tag, action.payload, action.expires_at, action.meta)
+                        conn.execute(self._sql.replace, (*row, created, now, version))
+                return result
+
+        return self._run("update_many", work)
 
     def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
         # Fast path: one UPDATE for a live int/float that stays in range; any
@@ -909,6 +973,26 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
 
 
+def _abandon(conn: sqlite3.Connection) -> None:
+    """Roll back what a failed call left open on ``conn`` (nothing, usually).
+
+    Every call is one statement in autocommit mode or one whole transaction,
+    so a transaction still open after an error is a remnant: a COMMIT that
+    failed, or a statement SQLite could not finish. Rolling it back leaves
+    the connection as the next call expects it and the database unchanged.
+    """
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _bounds_trigger(t: str, name: str, sql: str | None) -> bool:
+    """True for exactly the triggers of a bounded store (``_sqlite_bounds``)."""
+    from ._sqlite_bounds import is_ours  # that module builds on this one
+
+    return is_ours(t, name, sql)
+
+
 def _put_statement(t: str, keep_ttl: bool, keep_meta: bool, nx: bool) -> str:
     """``_Statements.put`` with ``?8``, ``?9`` and ``?10`` replaced by these constants."""
     old_live = _LIVE.format(now="?7")
@@ -1048,6 +1132,24 @@ class _Statements:
         return sql
 
 
+def _bounded_or_plain(path: str, limits: Limits | None, settings: dict[str, Any]) -> SQLiteBackend:
+    """The backend of a store: bounded if ``limits`` are given or the file holds some."""
+    from ._sqlite_bounds import BoundedSQLiteBackend, has_bounds
+
+    if limits is None:
+        plain = SQLiteBackend(path, **settings)
+        try:
+            bounded = plain._run("open", lambda conn: has_bounds(conn, plain._table))
+        except BaseException:
+            plain.close()
+            raise
+        if not bounded:
+            return plain
+        plain.close()
+        settings = {**settings, "journal_mode": None}  # already set by the first open
+    return BoundedSQLiteBackend(path, limits=limits, **settings)
+
+
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
     """Factory for ``sqlite:///relative.db``, ``sqlite:////abs.db`` and bare paths.
 
@@ -1077,15 +1179,22 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
         journal_mode = as_str("journal_mode", journal_mode)
     create_store = as_bool("create", options.pop("create", True))
     readonly = as_bool("readonly", options.pop("readonly", False))
+    limits = take_limits(options)
     refuse_unknown("sqlite", options)
-    backend = SQLiteBackend(
-        path,
-        table=table,
-        durable=durable,
-        timeout=timeout,
-        journal_mode=journal_mode,
-        create=create_store,
-        readonly=readonly,
-    )
-    # Blocking file I/O runs in worker threads, each with its own connection.
-    return AsyncBridge(backend, threads=4) if asynchronous else backend
+    settings: dict[str, Any] = {
+        "table": table,
+        "durable": durable,
+        "timeout": timeout,
+        "journal_mode": journal_mode,
+        "create": create_store,
+        "readonly": readonly,
+    }
+    backend = _bounded_or_plain(path, limits, settings)
+    if not asynchronous:
+        return backend
+    # Short statements run inline on the event loop's thread with a no-wait
+    # connection; busy ones, scans and bulk work run in worker threads, each
+    # with its own connection (_sqlite_fast.py says which go where).
+    from ._sqlite_fast import fast_path
+
+    return AsyncBridge(backend, threads=4, inline=fast_path(backend))

@@ -1,0 +1,37 @@
+"""The async fast path's shared vocabulary: what an inline attempt may signal.
+
+The async API reaches the local backends (SQLite, file, memory) through
+:class:`~keyshelf.backends._bridge.AsyncBridge`. A backend gives the bridge a
+*fast path*: for some primitives, a function that runs on the event-loop
+thread itself and either finishes quickly or raises :class:`WouldBlock`
+before it has changed anything, in which case the bridge runs the ordinary
+primitive in its worker thread. Each backend's module states which primitives
+it offers inline and when they give up (``_sqlite_fast.py``, ``_file_fast.py``;
+the memory backend runs everything inline).
+
+A task that keeps calling inline primitives would never give the loop back
+(no call awaits anything), so the bridge also yields to the loop once every
+:data:`SLICE` seconds of inline work (see ``docs/design.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: Seconds of inline work after which the bridge lets the event loop run other
+#: tasks (an ``asyncio.sleep(0)`` before the next inline call). Shared by every
+#: task of one store: with n tasks ready, the loop is back within ~n x SLICE.
+SLICE = 0.0002
+
+
+class WouldBlock(Exception):  # noqa: N818 (a signal between bridge and backend, not an error)
+    """Raised by an inline attempt that would have to wait; it changed nothing.
+
+    Never reaches the user: the bridge catches it and runs the primitive in
+    its worker thread instead (where waiting does not stall the loop).
+    """
+
+
+#: Primitive name -> the function that tries it inline (same arguments).
+FastPath = Mapping[str, Callable[..., Any]]

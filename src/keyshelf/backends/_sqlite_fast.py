@@ -1,0 +1,108 @@
+"""Which SQLite primitives the async store runs inline on the event loop's thread.
+
+The async API's cost on SQLite used to be the hop to a worker thread and back
+(~50-100 µs), not the statement (~3-15 µs). The fast path runs a call on the
+loop's thread when it cannot wait for long, on that thread's own *no-wait*
+connection (``busy_timeout=0``, no retry sleeps: see
+:meth:`SQLiteBackend.enter_nowait`). When the database is locked by another
+connection the attempt fails at once with SQLITE_BUSY, before anything was
+written, and the bridge hands the call to a worker thread, whose connection
+waits for the lock as the sync API does:
+
+* a single statement in autocommit mode that gets SQLITE_BUSY did nothing (a
+  write statement that fails is rolled back whole by SQLite);
+* a ``BEGIN IMMEDIATE`` that gets SQLITE_BUSY took no lock and wrote nothing;
+* a COMMIT that gets SQLITE_BUSY (possible in rollback-journal modes only)
+  leaves its transaction open: it is rolled back before the hand-over, and
+  the worker thread runs the whole call again from its start.
+
+Inline, by primitive (``INLINE_READS`` / ``INLINE_WRITES``): point reads and
+writes of one key, the read-modify-write transactions of one key
+(``update``, ``increment``, ``append``, ``compare_and_swap``,
+``set_metadata``), and batch calls (``get_many``, ``sizes``, ``put_many``,
+``delete``) of at most :data:`INLINE_BATCH` keys. Always in a worker thread:
+scans and counts (``scan``, ``scan_records``, ``count``, ``stats``,
+``total_size``, ``namespaces``), ``delete_matching``, ``purge_expired``,
+``put_records``, bigger batches, ``update_many`` and ``close``: their cost
+grows with the data.
+
+Writes run inline only in WAL mode with ``synchronous=NORMAL`` (the
+default): a commit there appends to the WAL without an fsync. With
+``durable=true`` (``synchronous=FULL``) or another journal mode every commit
+fsyncs, which can take milliseconds, so writes go to a worker thread and only
+the reads run inline. The journal mode is read when the store opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._fastpath import FastPath, WouldBlock
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteBackend
+
+#: The most keys (or items) a batch call may hold to run inline: 64 rows are
+#: read or written in ~50-150 µs.
+INLINE_BATCH = 64
+
+#: Read primitives tried inline (point reads, small batches).
+INLINE_READS = ("get", "get_record", "exists", "time_left", "get_many", "sizes")
+#: Write primitives tried inline in WAL mode without ``durable``.
+INLINE_WRITES = (
+    "put",
+    "increment",
+    "update",
+    "append",
+    "compare_and_swap",
+    "set_metadata",
+    "set_expiry",
+    "delete",
+    "put_many",
+)
+#: The primitives whose second argument after ``ns`` is a batch (keys or items).
+_BATCHES = frozenset({"get_many", "sizes", "delete", "put_many"})
+
+
+def writes_inline(backend: SQLiteBackend) -> bool:
+    """True if a commit on this store never fsyncs: WAL mode and not ``durable``."""
+    if backend._durable:
+        return False
+    mode = backend._connection().execute("PRAGMA journal_mode").fetchone()[0]
+    return str(mode).lower() == "wal"
+
+
+def fast_path(backend: SQLiteBackend) -> FastPath:
+    """The inline attempt of every primitive that may run on the loop's thread."""
+    names = INLINE_READS + (INLINE_WRITES if writes_inline(backend) else ())
+    return {name: _attempt(backend, name) for name in names}
+
+
+def _attempt(backend: SQLiteBackend, name: str) -> Callable[..., Any]:
+    fn = getattr(backend, name)
+
+    def nowait() -> None:
+        # First inline call on this thread (or after a reconnect): this
+        # thread's connection stops waiting for locks. Connections are per
+        # thread, so a store used from several event loops (threads) gets a
+        # no-wait connection per loop thread, each used only on its thread.
+        backend.enter_nowait()
+
+    if name in _BATCHES:
+
+        def batch(ns: str, keys: Sequence[Any], *args: Any) -> Any:
+            if len(keys) > INLINE_BATCH:
+                raise WouldBlock
+            if not getattr(backend._local, "nowait", False):
+                nowait()
+            return fn(ns, keys, *args)
+
+        return batch
+
+    def one(*args: Any, **kwargs: Any) -> Any:
+        if not getattr(backend._local, "nowait", False):
+            nowait()
+        return fn(*args, **kwargs)
+
+    return one
