@@ -15,6 +15,8 @@ from ._locks_sync import Lock
 from ._open import open, open_async
 from ._store_async import AsyncStore
 from ._store_sync import Store
+from ._transactions_async import AsyncAtomic, AsyncTransaction
+from ._transactions_sync import Atomic, Transaction
 from .codec import Codec, PickleCodec
 from .entry import Entry
 from .errors import (
@@ -38,22 +40,30 @@ from .errors import (
     ReadOnlyStoreError,
     SerializationError,
     StoreClosedError,
+    StoreFullError,
     StoreNotFoundError,
+    TransactionConflictError,
     UndecodableValueWarning,
+    UnsupportedOperationError,
     ValueTooLargeError,
 )
 from .migration import migrate, migrate_async
 from .registry import register
+from .transactions import CommitResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AppendTypeError",
+    "AsyncAtomic",
     "AsyncLock",
     "AsyncStore",
+    "AsyncTransaction",
+    "Atomic",
     "BackendError",
     "BackendUnavailableError",
     "Codec",
+    "CommitResult",
     "Entry",
     "ExportFormatError",
     "IncompatibleStoreError",
@@ -75,8 +85,12 @@ __all__ = [
     "SerializationError",
     "Store",
     "StoreClosedError",
+    "StoreFullError",
     "StoreNotFoundError",
+    "Transaction",
+    "TransactionConflictError",
     "UndecodableValueWarning",
+    "UnsupportedOperationError",
     "ValueTooLargeError",
     "migrate",
     "migrate_async",

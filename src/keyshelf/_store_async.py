@@ -22,6 +22,7 @@ from ._compute_async import get_or_set as _get_or_set
 from ._compute_async import memoize as _memoize
 from ._core import StoreCore, check_append, check_delta
 from ._locks_async import AsyncLock
+from ._transactions_async import AsyncAtomic, run_transaction
 from ._transfer_async import check_batch_size, export_store, import_store
 from .backends._base_async import AsyncBackend
 from .compute import DEFAULT_LOCK_TTL
@@ -34,7 +35,7 @@ from .errors import (
 )
 from .expiry import now_ms
 from .keys import check_key, check_keys, check_namespace
-from .records import decide_getdel
+from .records import decide_delete_if, decide_expire_if, decide_getdel, decide_getset
 from .transfer import Destination, Progress, Source
 
 TTLArg = int | float | timedelta | None
@@ -164,6 +165,39 @@ class AsyncStore(StoreCore[AsyncBackend]):
         """
         result = await self._backend.update(self._ns, check_key(key), self._now(), decide_getdel)
         return None if result is None else self._decode(result)
+
+    async def getset(self, key: str, value: Any, ttl: TTLArg = None) -> Any:
+        """Store ``value`` and return the old value (None if missing), atomically.
+
+        Otherwise a plain ``set``: the TTL is replaced (none if ``ttl`` is
+        None) and the key keeps its user metadata.
+        """
+        key, encoded, _, now, expires = self._prepare_set(key, value, ttl, None, False)
+        old = await self._backend.update(self._ns, key, now, decide_getset(encoded, expires))
+        return None if old is None else self._decode(old)
+
+    async def delete_if(self, key: str, value: Any) -> bool:
+        """Delete ``key`` only if its value equals ``value`` (typed, as ``compare_and_swap``).
+
+        One atomic operation; True if it deleted. A missing key never matches.
+        """
+        check_key(key)
+        expected = self._codec.encode(value)
+        return await self._backend.update(self._ns, key, self._now(), decide_delete_if(expected))
+
+    async def expire_if(self, key: str, value: Any, ttl: int | float | timedelta) -> bool:
+        """Set the TTL of ``key`` only if its value equals ``value`` (typed); True if set.
+
+        One atomic operation. Unlike ``expire``, it is decided on the value,
+        so the key gets a new version when it is set.
+        """
+        check_key(key)
+        expected = self._codec.encode(value)
+        now, expires = self._times(ttl)
+        if expires is None:
+            raise InvalidArgumentError("expire_if needs a TTL; use persist() to remove one")
+        decide = decide_expire_if(expected, expires)
+        return await self._backend.update(self._ns, key, now, decide)
 
     async def exists(self, key: str) -> bool:
         """True if ``key`` holds a live value (which may be ``None``)."""
@@ -306,6 +340,28 @@ class AsyncStore(StoreCore[AsyncBackend]):
         ``name`` of the namespace ``<this namespace>:locks`` (docs/coordination.md).
         """
         return AsyncLock(self, name, ttl, blocking=blocking, timeout=timeout)
+
+    def atomic(self) -> AsyncAtomic:
+        """A builder of one checked, atomic multi-key commit (docs/coordination.md).
+
+        ``kv.atomic().check(key, version).set(...).delete(...).commit()``:
+        ``commit()`` applies every mutation in one atomic step if each
+        checked key still has the version given (None: absent), and returns
+        a result with ``.ok`` and ``.versions``. No I/O until ``commit``.
+        """
+        return AsyncAtomic(self)
+
+    async def transaction(self, fn: Callable[..., Any], *, retries: int = 10) -> Any:
+        """Run ``fn(tx)`` and commit its mutations if nothing it read has changed.
+
+        ``tx.get``/``tx.get_entry`` read (and remember the versions read);
+        ``tx.set/delete/increment/expire`` queue mutations, committed when
+        ``fn`` returns, with a check on every key read. On a conflict ``fn``
+        runs again, up to ``retries`` more times, then
+        :class:`TransactionConflictError`. Returns what ``fn`` returned. On the
+        async store ``fn`` is an ``async def`` function.
+        """
+        return await run_transaction(self, fn, retries)
 
     async def storage_size(self, *keys: str) -> dict[str, int]:
         """``{"total": bytes}`` for the namespace, or ``{key: bytes}`` for live keys."""
@@ -471,8 +527,13 @@ class AsyncStore(StoreCore[AsyncBackend]):
 
     async def stats(self) -> dict[str, Any]:
         """``total_keys`` (expired but unpurged included), ``active_keys``,
-        ``expired_keys`` and ``keys_with_ttl`` for this namespace."""
-        return await self._backend.stats(self._ns, self._now())
+        ``expired_keys`` and ``keys_with_ttl`` for this namespace; ``evictions``
+        (records a bounded store evicted, all namespaces together; 0 where
+        nothing evicts) and, on a bounded store, ``max_keys`` / ``max_bytes``."""
+        stats = await self._backend.stats(self._ns, self._now())
+        if "evictions" not in stats:
+            stats["evictions"] = 0
+        return stats
 
     async def list_namespaces(self) -> list[str]:
         """Sorted names of every namespace of the store holding a live key."""

@@ -20,6 +20,8 @@ dataknobs-kv and kv-store-adapter already catch, so ``except ValueError`` keeps 
     ├── ExportFormatError          (also ValueError)   import_ of a corrupt export (names the line)
     ├── LockNotAcquiredError                           kv.lock(...): held by another owner
     ├── LockNotOwnedError                              extend/release of a lock no longer held
+    ├── TransactionConflictError                       transaction(): conflicts beyond retries
+    ├── UnsupportedOperationError                      not on this backend (multi-key commit)
     └── BackendError                                   the storage failed
         ├── BackendUnavailableError                    cannot connect / timed out
         ├── StoreClosedError                           the store was closed
@@ -67,6 +69,14 @@ class KeysNotFoundError(KVError, ValueError):
 
 class ValueTooLargeError(KVError, ValueError):
     """An encoded value is larger than ``max_value_size``."""
+
+
+class StoreFullError(KVError):
+    """A write to a bounded store with ``eviction="none"`` would exceed a limit.
+
+    Raised instead of evicting when the write would take the store above
+    ``max_keys`` or ``max_bytes``; nothing was changed (docs/caching.md).
+    """
 
 
 class NotNumericError(KVError, ValueError):
@@ -135,6 +145,21 @@ class LockNotOwnedError(KVError):
     """
 
 
+class TransactionConflictError(KVError):
+    """``kv.transaction(fn)``: a key it read kept changing; gave up after ``retries``.
+
+    Nothing of the last attempt was written (docs/coordination.md).
+    """
+
+
+class UnsupportedOperationError(KVError):
+    """The backend cannot do this operation (names the backend); nothing was changed.
+
+    Raised by ``kv.atomic().commit()`` and ``kv.transaction()`` on a backend
+    that cannot change several keys in one atomic step.
+    """
+
+
 class BackendError(KVError):
     """The storage backend failed; the driver's exception is chained."""
 
@@ -180,7 +205,10 @@ __all__ = [
     "ReadOnlyStoreError",
     "SerializationError",
     "StoreClosedError",
+    "StoreFullError",
     "StoreNotFoundError",
+    "TransactionConflictError",
     "UndecodableValueWarning",
+    "UnsupportedOperationError",
     "ValueTooLargeError",
 ]

@@ -230,7 +230,7 @@ def decide_getdel(old: Record | None) -> tuple[Action, Value | None]:
 
 
 def decide_getset(value: Value, expires_at: int | None) -> Decision[Value | None]:
-    """``getset``: store ``value`` like a plain ``set`` (user metadata kept); return the old value."""
+    """``getset``: store ``value`` as a plain ``set`` does (metadata kept); return the old value."""
 
     def decide(old: Record | None) -> tuple[Write, Value | None]:
         meta = None if old is None else old.meta
@@ -276,6 +276,119 @@ def decide_set_metadata(
             return None, False
         expiry = old.expires_at if isinstance(expires_at, Keep) else expires_at
         return Write(old.tag, old.payload, expiry, merge(old.meta)), True
+
+    return decide
+
+
+# -- several keys at once (Backend.update_many, Backend.commit) -------------------
+
+MultiDecision = Callable[[dict[str, Record | None]], tuple[dict[str, Action], R]]
+"""A pure function from the live records of several keys to (actions, result).
+
+It gets ``{key: live record or None}`` for every key asked for and returns
+``({key: action}, result)``; a key left out of the actions, or mapped to None,
+is not changed. Each action follows the rules of :data:`Decision`. The backend
+applies every action in one transaction with the reads, and nothing if the
+decision raises.
+"""
+
+#: Most mutations (and most checks) one commit may hold: every built-in
+#: backend applies this many in one atomic step (docs/coordination.md).
+MAX_MUTATIONS = 1000
+
+
+class SetOp(NamedTuple):
+    """A queued ``set``: the expiry is ``ttl_ms`` after the commit's ``now`` (None: none)."""
+
+    key: str
+    value: Value
+    ttl_ms: int | None
+    meta: Meta
+
+
+class DeleteOp(NamedTuple):
+    """A queued ``delete``."""
+
+    key: str
+
+
+class IncrementOp(NamedTuple):
+    """A queued ``increment`` (the rules of :func:`decide_increment`)."""
+
+    key: str
+    delta: int | float
+
+
+class ExpireOp(NamedTuple):
+    """A queued ``expire``: the expiry becomes ``ttl_ms`` after the commit's ``now``."""
+
+    key: str
+    ttl_ms: int
+
+
+#: One queued mutation of a commit.
+Op = SetOp | DeleteOp | IncrementOp | ExpireOp
+
+#: What a commit returns: (every check held, {key written: its new version}).
+CommitOutcome = tuple[bool, dict[str, int]]
+
+
+def commit_keys(checks: dict[str, int | None], ops: list[Op]) -> list[str]:
+    """Every key a commit reads or writes, sorted (the order backends lock them in)."""
+    return sorted({*checks, *(op.key for op in ops)})
+
+
+def decide_commit(
+    checks: dict[str, int | None], ops: list[Op], now: int
+) -> MultiDecision[CommitOutcome]:
+    """A checked commit: if each key's live version equals its check, apply ``ops`` in order.
+
+    A check of None means the key must be absent. If any check fails, nothing
+    is written and the result is ``(False, {})``. Otherwise the mutations are
+    applied one after the other to the keys' state (a set then an increment of
+    one key adds to the value set), and each key touched gets one action: its
+    final state. A key written gets ``version`` + 1 of its live record (1 if
+    it had none), even when several mutations touch it, and even a delete
+    followed by a set (that is one replacement). An ``expire`` of a key that is
+    absent at that point does nothing. Raises (writing nothing) what
+    :func:`decide_increment` raises.
+    """
+
+    def decide(records: dict[str, Record | None]) -> tuple[dict[str, Action], CommitOutcome]:
+        for key, version in checks.items():
+            record = records[key]
+            if (None if record is None else record.version) != version:
+                return {}, (False, {})
+        state: dict[str, Record | None] = {}
+        for op in ops:
+            key = op.key
+            current = state[key] if key in state else records[key]
+            if isinstance(op, SetOp):
+                expires = None if op.ttl_ms is None else now + op.ttl_ms
+                kept = None if current is None else current.meta
+                meta = kept if isinstance(op.meta, Keep) else op.meta
+                write: Action = Write(op.value[0], op.value[1], expires, meta)
+            elif isinstance(op, IncrementOp):
+                write = decide_increment(op.delta)(current)[0]
+            elif isinstance(op, ExpireOp):
+                if current is None:
+                    continue
+                write = Write(current.tag, current.payload, now + op.ttl_ms, current.meta)
+            else:
+                state[key] = None
+                continue
+            assert isinstance(write, Write)
+            state[key] = new_record(write, records[key], now)
+        actions: dict[str, Action] = {}
+        versions: dict[str, int] = {}
+        for key, final in state.items():
+            if final is None:
+                if records[key] is not None:
+                    actions[key] = DELETE
+                continue
+            actions[key] = Write(final.tag, final.payload, final.expires_at, final.meta)
+            versions[key] = final.version
+        return actions, (True, versions)
 
     return decide
 

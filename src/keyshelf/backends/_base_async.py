@@ -26,17 +26,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..codec import payload_size
+from ..errors import UnsupportedOperationError
 from ..patterns import Matcher, compile_pattern
 from ..records import (
     KEEP,
+    CommitOutcome,
     Decision,
     Keep,
     Meta,
+    MultiDecision,
+    Op,
     R,
     Record,
     Value,
     Write,
+    commit_keys,
     decide_append,
+    decide_commit,
     decide_compare_and_swap,
     decide_increment,
     decide_put,
@@ -50,6 +56,11 @@ class AsyncBackend(ABC):
 
     #: Human-readable location used in error messages (file path, server).
     location: str = ""
+
+    #: True if :meth:`update_many` works: several keys change in one atomic
+    #: step. False by default, so a backend written before it existed keeps
+    #: working (multi-key commits on it raise UnsupportedOperationError).
+    multi_key_atomic: bool = False
 
     # -- abstract primitives: every backend writes these ----------------------
 
@@ -246,6 +257,45 @@ class AsyncBackend(ABC):
     ) -> bool:
         """Store ``merge(old metadata)`` for a live key (and its expiry, if given)."""
         return await self.update(ns, key, now, decide_set_metadata(merge, expires_at))
+
+    async def update_many(
+        self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]
+    ) -> R:
+        """Atomically read the live records of ``keys``, apply ``decide``, do what it asks.
+
+        The multi-key :meth:`update`: ``decide`` gets ``{key: live record or
+        None}`` for every key of ``keys`` (distinct, sorted) and returns
+        ``({key: action}, result)``; each action is applied with the rules of
+        :meth:`update` (``created_at`` kept and ``version`` + 1 when a live
+        record is replaced), all in one transaction with the reads: no other
+        writer changes any of the keys in between, and nothing is written if
+        ``decide`` raises. ``decide`` is pure and may be called again on a
+        retry. At most :data:`~keyshelf.records.MAX_MUTATIONS` keys plus as many
+        checks are asked for at once.
+
+        Not abstract: the default raises :class:`UnsupportedOperationError`
+        naming the backend, and :attr:`multi_key_atomic` is False. A backend
+        that implements it sets ``multi_key_atomic = True``.
+        """
+        name = type(self).__name__
+        where = f" ({self.location})" if self.location else ""
+        raise UnsupportedOperationError(
+            f"The {name} backend{where} cannot change several keys in one atomic step: "
+            "atomic() commits and transaction() are not available on it; nothing was changed"
+        )
+
+    async def commit(
+        self, ns: str, checks: dict[str, int | None], ops: list[Op], now: int
+    ) -> CommitOutcome:
+        """A checked commit (``kv.atomic().commit()``): see :func:`records.decide_commit`.
+
+        Returns ``(ok, {key written: new version})``; ``ok`` is False, with
+        nothing written, if a key's live version differs from its check (None:
+        the key must be absent). The default runs the decision through
+        :meth:`update_many`; a backend may override it with one round trip.
+        """
+        keys = commit_keys(checks, ops)
+        return await self.update_many(ns, keys, now, decide_commit(checks, ops, now))
 
     async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
         """Encoded size of each live key among ``keys``."""

@@ -13,7 +13,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..patterns import Matcher
-from ..records import KEEP, Decision, Keep, Meta, R, Record, Value, Write
+from ..records import (
+    KEEP,
+    CommitOutcome,
+    Decision,
+    Keep,
+    Meta,
+    MultiDecision,
+    Op,
+    R,
+    Record,
+    Value,
+    Write,
+    commit_keys,
+)
 from ._base_async import AsyncBackend
 from .cache import RecordCache
 
@@ -25,6 +38,7 @@ class AsyncCachedBackend(AsyncBackend):
         self.inner = inner
         self.cache = cache
         self.location = inner.location
+        self.multi_key_atomic = inner.multi_key_atomic
 
     async def _record(self, ns: str, key: str, now: int) -> Record | None:
         """The live record of ``key``: from the cache, else read through."""
@@ -110,6 +124,24 @@ class AsyncCachedBackend(AsyncBackend):
             return await self.inner.update(ns, key, now, decide)
         finally:
             self.cache.invalidate(ns, (key,))
+
+    async def update_many(
+        self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]
+    ) -> R:
+        try:
+            return await self.inner.update_many(ns, keys, now, decide)
+        finally:
+            self.cache.invalidate(ns, keys)
+
+    async def commit(
+        self, ns: str, checks: dict[str, int | None], ops: list[Op], now: int
+    ) -> CommitOutcome:
+        # The inner backend's own commit (one round trip where it has one);
+        # checks are decided there, never against cached records.
+        try:
+            return await self.inner.commit(ns, checks, ops, now)
+        finally:
+            self.cache.invalidate(ns, commit_keys({}, ops))
 
     async def put(
         self,

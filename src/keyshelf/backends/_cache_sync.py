@@ -15,7 +15,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..patterns import Matcher
-from ..records import KEEP, Decision, Keep, Meta, R, Record, Value, Write
+from ..records import (
+    KEEP,
+    CommitOutcome,
+    Decision,
+    Keep,
+    Meta,
+    MultiDecision,
+    Op,
+    R,
+    Record,
+    Value,
+    Write,
+    commit_keys,
+)
 from .base import Backend
 from .cache import RecordCache
 
@@ -27,6 +40,7 @@ class CachedBackend(Backend):
         self.inner = inner
         self.cache = cache
         self.location = inner.location
+        self.multi_key_atomic = inner.multi_key_atomic
 
     def _record(self, ns: str, key: str, now: int) -> Record | None:
         """The live record of ``key``: from the cache, else read through."""
@@ -112,6 +126,22 @@ class CachedBackend(Backend):
             return self.inner.update(ns, key, now, decide)
         finally:
             self.cache.invalidate(ns, (key,))
+
+    def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
+        try:
+            return self.inner.update_many(ns, keys, now, decide)
+        finally:
+            self.cache.invalidate(ns, keys)
+
+    def commit(
+        self, ns: str, checks: dict[str, int | None], ops: list[Op], now: int
+    ) -> CommitOutcome:
+        # The inner backend's own commit (one round trip where it has one);
+        # checks are decided there, never against cached records.
+        try:
+            return self.inner.commit(ns, checks, ops, now)
+        finally:
+            self.cache.invalidate(ns, commit_keys({}, ops))
 
     def put(
         self,

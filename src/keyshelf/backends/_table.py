@@ -31,12 +31,12 @@ dict answers atomically.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..codec import payload_size
 from ..patterns import Matcher, compile_pattern
-from ..records import Record, Value, stats_dict
+from ..records import DELETE, MultiDecision, R, Record, Value, Write, new_record, stats_dict
 
 #: Target chunk length of :class:`SortedKeys`: a chunk splits beyond twice
 #: this and merges with a neighbour below half of it. Moving 512 to 1024
@@ -157,12 +157,15 @@ class RecordTable:
     :meth:`remove` and the other methods, which keep the index current.
     """
 
-    __slots__ = ("_index", "records")
+    __slots__ = ("_index", "records", "watch")
 
     def __init__(self, records: dict[str, Record] | None = None) -> None:
         """A table of ``records`` (taken, not copied); the index is built on demand."""
         self.records: dict[str, Record] = {} if records is None else records
         self._index: SortedKeys | None = None
+        # A bounded store's accounting (_bounds.TableWatch): told of every
+        # change, before a put (it may refuse it) and after a removal.
+        self.watch: Any = None
 
     def __len__(self) -> int:
         """Every record, expired ones included."""
@@ -189,6 +192,8 @@ class RecordTable:
     def put(self, key: str, record: Record) -> None:
         """Store ``record`` under ``key``, replacing any record (live or expired)."""
         records = self.records
+        if self.watch is not None:
+            self.watch.stored(key, records.get(key), record)
         if self._index is not None and key not in records:
             self._index.add(key)
         records[key] = record
@@ -196,12 +201,18 @@ class RecordTable:
     def remove(self, key: str) -> Record | None:
         """Remove ``key``; return its record (live or expired), or None."""
         record = self.records.pop(key, None)
-        if record is not None and self._index is not None:
-            self._index.discard(key)
+        if record is not None:
+            if self._index is not None:
+                self._index.discard(key)
+            if self.watch is not None:
+                self.watch.removed(key, record)
         return record
 
     def clear(self) -> None:
         """Remove every record."""
+        if self.watch is not None:
+            for key in list(self.records):
+                self.remove(key)
         self.records.clear()
         self._index = None
 
@@ -344,6 +355,29 @@ class RecordTable:
         for key in doomed:
             self.remove(key)
         return doomed
+
+
+def decide_many(
+    live: Callable[[str], Record | None], keys: Sequence[str], now: int, decide: MultiDecision[R]
+) -> tuple[list[tuple[str, Record | None]], R]:
+    """Run a multi-key decision (``update_many``) over live records: the changes and the result.
+
+    ``live(key)`` gives the live record of a key. Each change is ``(key,
+    record to store)`` or ``(key, None)`` to remove it, with the rules of
+    ``update`` (``created_at`` kept and ``version`` + 1 for a live key). The
+    caller applies the changes under the same lock as the reads: the memory
+    backend under its lock, the file backend under its file lock, saved once.
+    Nothing is returned (so nothing is applied) if ``decide`` raises.
+    """
+    records = {key: live(key) for key in keys}
+    actions, result = decide(records)
+    changes: list[tuple[str, Record | None]] = []
+    for key, action in actions.items():
+        if isinstance(action, Write):
+            changes.append((key, new_record(action, records[key], now)))
+        elif action is DELETE:
+            changes.append((key, None))
+    return changes, result
 
 
 def live_namespaces(tables: Mapping[str, RecordTable], now: int) -> list[str]:

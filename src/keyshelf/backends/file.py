@@ -79,9 +79,9 @@ from ..errors import (
 from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher
-from ..records import DELETE, Decision, R, Record, Value, Write, new_record
+from ..records import DELETE, Decision, MultiDecision, R, Record, Value, Write, new_record
 from ._bridge import AsyncBridge
-from ._table import RecordTable, live_namespaces
+from ._table import RecordTable, decide_many, live_namespaces
 from .base import Backend
 
 #: The ``format`` member that marks a keyshelf JSON store.
@@ -117,6 +117,8 @@ def _live(record: Record | None, now: int) -> bool:
 
 class FileBackend(Backend):
     """One keyshelf JSON document, shared safely by threads and processes."""
+
+    multi_key_atomic = True
 
     def __init__(
         self,
@@ -543,6 +545,19 @@ class FileBackend(Backend):
                 self._put(ns, key, new_record(write, old, now))
             elif write is DELETE:
                 self._remove(ns, key)
+            return result
+
+    def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
+        # Under the file lock, saved once: every change or none reaches the file.
+        with self._writing():
+            changes, result = decide_many(
+                lambda key: self._get_live(ns, key, now), keys, now, decide
+            )
+            for key, record in changes:
+                if record is None:
+                    self._remove(ns, key)
+                else:
+                    self._put(ns, key, record)
             return result
 
     def put_many(

@@ -175,8 +175,11 @@ class AsyncDriver:
                 return self._loop.run_until_complete(result)
             if inspect.isasyncgen(result):
                 return iter(self._loop.run_until_complete(_collect(result)))
-            if isinstance(result, keyshelf.AsyncStore):
-                return AsyncDriver(result, self._loop)
+            if result is self._store:  # a builder's call returns the builder
+                return self
+            if isinstance(result, (keyshelf.AsyncStore, keyshelf.AsyncAtomic)):
+                # A namespace view, or an atomic() builder (its commit is awaited).
+                return AsyncDriver(result, self._loop)  # type: ignore[arg-type]
             return result
 
         return call
