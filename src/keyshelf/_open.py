@@ -12,6 +12,7 @@ from ._core import DEFAULT_MAX_VALUE_SIZE
 from ._show import show
 from ._store_async import AsyncStore
 from ._store_sync import Store
+from .backends._bounds import refuse_limits
 from .backends.cache import cache_options
 from .backends.cache import wrap as wrap_cache
 from .codec import Codec, get_codec
@@ -211,6 +212,9 @@ def _options(
     )
     store["cleanup_interval"] = interval if auto_cleanup else None
     _backend_flags(merged, auto_cleanup)
+    # Before the factory: Redis, PostgreSQL and S3 cannot bound a store, and
+    # the refusal says what to use instead (a bare "unknown option" would not).
+    refuse_limits(parts.scheme, merged)
     factory = factory_for(parts.scheme)
     backend = factory(parts, merged, asynchronous)
     if cache is not None:

@@ -185,6 +185,7 @@ def test_ten_primitives_make_a_working_store(monkeypatch: pytest.MonkeyPatch) ->
         "active_keys": 2,
         "expired_keys": 0,
         "keys_with_ttl": 1,
+        "evictions": 0,
     }
     assert store.storage_size("b") == {"b": 1}
     assert store.storage_size()["total"] == sum(store.storage_size("a", "b").values())

@@ -361,6 +361,7 @@ def test_expired_keys_are_invisible_and_purged_with_their_markers(
             "active_keys": 2,
             "expired_keys": 1,
             "keys_with_ttl": 1,
+            "evictions": 0,
         }
         assert kv.delete_expired() == 1
         assert kv.stats()["total_keys"] == 2

@@ -150,6 +150,7 @@ async def test_other_keyshelf_methods_are_reachable() -> None:
             "active_keys": 1,
             "expired_keys": 0,
             "keys_with_ttl": 1,
+            "evictions": 0,
         }
         with pytest.raises(AttributeError):
             store.no_such_method  # noqa: B018

@@ -38,6 +38,7 @@ from ..records import (
     Write,
     new_record,
 )
+from ._bounds import take_limits
 from ._bridge import AsyncBridge
 from ._table import RecordTable, live_namespaces
 from .base import Backend
@@ -295,6 +296,7 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
         raise InvalidURLError(f"memory:// takes no host or path, got {url.geturl()!r}")
     create_new = as_bool("create", options.pop("create", True))
     readonly = as_bool("readonly", options.pop("readonly", False))
+    limits = take_limits(options)
     refuse_unknown("memory", options)
     if readonly:
         raise InvalidURLError(
@@ -306,6 +308,11 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
             "memory:// with create=False: a memory store is always new, so there is no "
             "existing store to open"
         )
-    backend = MemoryBackend()
+    if limits is None:
+        backend = MemoryBackend()
+    else:
+        from ._memory_bounds import BoundedMemoryBackend  # imports this module
+
+        backend = BoundedMemoryBackend(limits)
     # Memory calls never block, so the async API runs them inline.
     return AsyncBridge(backend) if asynchronous else backend

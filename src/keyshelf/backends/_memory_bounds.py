@@ -1,0 +1,61 @@
+"""The bounded memory store: ``memory://?max_keys=...`` (rules in :mod:`._bounds`).
+
+A subclass of the memory backend, so an unbounded store pays nothing for
+bounds. Every write operation runs under the store's lock inside
+:meth:`~._bounds.Tracker.write`, which evicts (or refuses, under
+``"none"``) before the lock is released: no thread ever sees the store above
+its limits. Reads take no lock, as in the unbounded store; an LRU or LFU
+read records its use with one dict operation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from ..records import Value
+from ._bounds import WRITE_METHODS, Limits, TableWatch, Tracker
+from ._table import RecordTable
+from .memory import MemoryBackend
+
+
+class BoundedMemoryBackend(MemoryBackend):
+    """A memory store with ``max_keys`` / ``max_bytes`` and an eviction policy."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+        self._tracker = Tracker(limits)
+        self._records_reads = limits.policy in ("lru", "lfu")
+
+    def _table(self, ns: str) -> RecordTable:
+        table = super()._table(ns)
+        if table.watch is None:
+            table.watch = TableWatch(self._tracker, ns)
+        return table
+
+    def get(self, ns: str, key: str, now: int) -> Value | None:
+        value = super().get(ns, key, now)
+        if value is not None and self._records_reads:
+            self._tracker.read(ns, key)
+        return value
+
+    def stats(self, ns: str, now: int) -> dict[str, Any]:
+        with self._lock:
+            return {**super().stats(ns, now), **self._tracker.stats()}
+
+
+def _bounded(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def write(self: BoundedMemoryBackend, *args: Any, **kwargs: Any) -> Any:
+        with self._lock, self._tracker.write(self._data):
+            return method(self, *args, **kwargs)
+
+    return write
+
+
+for _name in WRITE_METHODS:
+    _method = getattr(MemoryBackend, _name, None)
+    if _method is not None:
+        setattr(BoundedMemoryBackend, _name, _bounded(_name, _method))
