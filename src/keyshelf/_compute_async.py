@@ -220,11 +220,15 @@ def memoize(
     typed: bool = False,
     lock: bool = True,
     stale_ttl: Any = None,
+    lock_ttl: Any = DEFAULT_LOCK_TTL,
 ) -> Callable[[Callable[..., Any]], Any]:
     """The implementation of :meth:`AsyncStore.memoize` (see the module docstring)."""
-    check_options(ttl, None, stale_ttl)
+    if lock_ttl is None:
+        raise InvalidArgumentError("lock_ttl must be a positive number of seconds")
+    check_options(ttl, lock_ttl, stale_ttl)
     typed = check_flag("typed", typed)
-    lock_ttl = DEFAULT_LOCK_TTL if check_flag("lock", lock) else None
+    if not check_flag("lock", lock):
+        lock_ttl = None
     if key is not None and not callable(key):
         raise InvalidArgumentError(f"memoize key= must be a callable, not {type(key).__name__}")
     stale = stale_ttl is not None

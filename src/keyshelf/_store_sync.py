@@ -477,6 +477,7 @@ class Store(StoreCore[Backend]):
         typed: bool = False,
         lock: bool = True,
         stale_ttl: TTLArg = None,
+        lock_ttl: int | float | timedelta = DEFAULT_LOCK_TTL,
     ) -> Callable[[Callable[..., Any]], Any]:
         """Decorate a function so its results are cached in this store (``get_or_set`` per call).
 
@@ -485,10 +486,14 @@ class Store(StoreCore[Backend]):
         run; ``typed=True`` tells ``1``, ``1.0`` and ``True`` apart; ``key``
         (a callable of the same arguments returning a str) replaces it.
         Arguments that cannot be encoded raise :class:`SerializationError` at
-        call time. ``lock=False`` skips the stampede protection. The wrapper
-        has ``.invalidate(*args, **kwargs)`` and ``.cache_key(*args, **kwargs)``.
+        call time. ``lock=False`` skips the stampede protection; ``lock_ttl``
+        bounds how long the other callers wait for the one computing (as in
+        :meth:`get_or_set`). The wrapper has ``.invalidate(*args, **kwargs)``
+        and ``.cache_key(*args, **kwargs)``.
         """
-        return _memoize(self, ttl, key=key, typed=typed, lock=lock, stale_ttl=stale_ttl)
+        return _memoize(
+            self, ttl, key=key, typed=typed, lock=lock, stale_ttl=stale_ttl, lock_ttl=lock_ttl
+        )
 
     # -- VintLang kv and kv-store-adapter: whole-namespace views -------------------
 

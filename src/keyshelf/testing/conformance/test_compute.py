@@ -292,3 +292,17 @@ def test_memoize_without_lock_leaves_no_lease(kv: Any) -> None:
     cached = memoized(kv, f, lock=False)
     assert run(kv, cached(1)) == 2
     assert kv.keys() == [cached.cache_key(1)]
+
+
+def test_memoize_lock_ttl_bounds_the_lease(kv: Any) -> None:
+    def double(x: Any) -> Any:
+        return 2 * x
+
+    cached = memoized(kv, double, lock_ttl=7)
+    assert run(kv, cached(21)) == 42
+    lease = lease_key(cached.cache_key(21))
+    assert kv.get(lease) == RELEASED
+    assert 0 < kv.ttl(lease) <= 7  # the lease lived lock_ttl seconds, not the default 30
+    for bad in (None, 0, -1, "soon"):
+        with pytest.raises(keyshelf.KVError):
+            memoized(kv, double, lock_ttl=bad)
