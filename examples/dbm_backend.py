@@ -54,7 +54,17 @@ from urllib.parse import SplitResult, unquote
 import keyshelf
 from keyshelf.backends import Backend
 from keyshelf.patterns import Matcher
-from keyshelf.records import DELETE, Decision, R, Record, Value, Write, new_record, stats_dict
+from keyshelf.records import (
+    DELETE,
+    Decision,
+    MultiDecision,
+    R,
+    Record,
+    Value,
+    Write,
+    new_record,
+    stats_dict,
+)
 
 _SEP = "\x00"  # between namespace and key: a control character, never in either
 
@@ -194,6 +204,10 @@ _open_lock = threading.Lock()
 class DbmBackend(Backend):
     """A keyshelf backend over one ``dbm`` file (see the module docstring)."""
 
+    # update_many below: kv.atomic() and kv.transaction() work (within one
+    # process, as everything here; a crash may leave part of a commit written).
+    multi_key_atomic = True
+
     def __init__(self, path: str) -> None:
         self.location = f"dbm://{path}"
         path = os.path.abspath(path)
@@ -225,6 +239,19 @@ class DbmBackend(Backend):
                 db.write(ns, key, new_record(action, old, now))
             elif action is DELETE:
                 db.remove(ns, key, now)
+            return result
+
+    def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
+        # Optional (the default refuses): several keys under the one lock.
+        db = self._db()
+        with db.lock:
+            olds = {key: db.live(ns, key, now) for key in keys}
+            actions, result = decide(olds)  # if it raises, nothing was written
+            for key, action in actions.items():
+                if isinstance(action, Write):
+                    db.write(ns, key, new_record(action, olds[key], now))
+                elif action is DELETE:
+                    db.remove(ns, key, now)
             return result
 
     def put_many(

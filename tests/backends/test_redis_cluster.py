@@ -236,3 +236,26 @@ def where_standalone() -> Iterator[str]:
     from . import redis_url
 
     yield redis_url()
+
+
+def test_atoms_and_transactions_on_the_cluster(kv: Any) -> None:
+    # Each namespace is one hash slot: a commit is one WATCH/MULTI on one node.
+    for name in ("tenant1", "tenant2", "tenant3"):
+        space = kv.namespace(name)
+        space.set("a", 10)
+        assert space.getset("a", 11) == 10
+        assert space.delete_if("a", 10) is False
+        assert space.expire_if("a", 11, 60) is True
+        version = space.get_entry("a").version
+        result = space.atomic().check("a", version).check("b", None).increment("a").set("b", 1)
+        assert result.commit().versions == {"a": version + 1, "b": 1}
+
+        def move(tx: Any) -> int:
+            a, b = tx.get("a"), tx.get("b")
+            tx.set("a", a - 2)
+            tx.set("b", b + 2)
+            return int(a + b)
+
+        assert space.transaction(move) == 13
+        assert space.dump() == {"a": 10, "b": 3}
+        assert space.delete_if("b", 3) is True

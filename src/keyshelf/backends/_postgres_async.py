@@ -57,6 +57,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from math import copysign
 from typing import Any
@@ -80,6 +81,7 @@ from ..records import (
     Decision,
     Keep,
     Meta,
+    MultiDecision,
     R,
     Record,
     Value,
@@ -115,6 +117,16 @@ _ATTEMPTS = 50
 _COPY_MIN = 1000
 # After a COPY attempt meets an existing key, this many large batches skip it.
 _COPY_BACKOFF = 16
+
+
+class _InsertConflictError(Exception):
+    """A key update_many read as absent was created meanwhile: roll back and retry."""
+
+
+def _lock_id(ns: str, key: str) -> int:
+    """The advisory lock id of one key: 64 bits of a hash of its namespace and name."""
+    digest = hashlib.blake2b(f"{ns}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def connect_error(exc: psycopg.Error, location: str) -> BackendError:
@@ -210,6 +222,8 @@ async def _schema_version(
 
 class AsyncPostgresBackend(_base_async.AsyncBackend):
     """keyshelf's table in a PostgreSQL database, through a psycopg connection pool."""
+
+    multi_key_atomic = True
 
     def __init__(self, config: Config, *, prepared: bool = False) -> None:
         """Build the pool, unopened; no I/O.
@@ -529,6 +543,106 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             f"PostgreSQL at {self.location}: gave up updating {key!r} in namespace {ns!r} "
             f"after {_ATTEMPTS} conflicting attempts"
         )
+
+    async def update_many(
+        self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]
+    ) -> R:
+        """One transaction: advisory locks on every key, rows locked, decide, write.
+
+        Each key's advisory lock (an id from its namespace and name, taken in
+        sorted order, so two such transactions cannot deadlock) serialises
+        the multi-key transactions that share a key, present or not; the
+        rows that exist (live or expired) are locked ``FOR UPDATE`` in key
+        order. A key read as absent is inserted with ``ON CONFLICT DO
+        NOTHING``: if a single-key writer created it meanwhile, the whole
+        transaction is rolled back and run again. Instants map between the
+        caller's clock and the server's as in :meth:`update`.
+        """
+        sql = self._sql
+        ids = sorted({_lock_id(ns, key) for key in keys})
+        wanted = list(keys)
+        async with self._connection("update_many") as conn:
+            for _ in range(_ATTEMPTS):
+                try:
+                    async with conn.transaction():
+                        await conn.execute(sql.lock_ids, (ids,), prepare=True)
+                        cur = await conn.execute(
+                            sql.lock_many, (ns, wanted), prepare=True, binary=True
+                        )
+                        rows = {row[0]: row[1:] for row in await cur.fetchall()}
+                        records: dict[str, Record | None] = {}
+                        shifts: dict[str, int] = {}
+                        for key in wanted:
+                            row = rows.get(key)
+                            records[key] = None
+                            if row is None:
+                                continue
+                            server_now = row[10]
+                            shift = shifts[key] = server_now - now
+                            expires = row[5]
+                            if expires is None or expires > server_now:
+                                tag, payload = value_of(*row[:5])
+                                records[key] = Record(
+                                    tag,
+                                    payload,
+                                    None if expires is None else expires - shift,
+                                    row[6],
+                                    row[7],
+                                    row[8],
+                                    row[9],
+                                )
+                        actions, result = decide(records)
+                        for key, action in actions.items():
+                            await self._apply(conn, ns, key, action, records[key], shifts, now)
+                        return result
+                except _InsertConflictError:
+                    continue  # rolled back: another writer created a key read as absent
+        raise BackendError(
+            f"PostgreSQL at {self.location}: gave up a multi-key update in namespace {ns!r} "
+            f"after {_ATTEMPTS} conflicting attempts"
+        )
+
+    async def _apply(
+        self,
+        conn: Any,
+        ns: str,
+        key: str,
+        action: Any,
+        old: Record | None,
+        shifts: dict[str, int],
+        now: int,
+    ) -> None:
+        """Write one action of :meth:`update_many` (inside its transaction)."""
+        sql = self._sql
+        if action is DELETE:
+            await conn.execute(sql.delete_one, (ns, key), prepare=True)
+            return
+        if not isinstance(action, Write):
+            return
+        if key in shifts:  # a row exists (live or expired) and is locked: rewrite it
+            shift = shifts[key]
+            stored = None if action.expires_at is None else action.expires_at + shift
+            created, version = (None, 1) if old is None else (old.created_at, old.version + 1)
+            params = (
+                action.tag,
+                *columns(action.tag, action.payload),
+                stored,
+                action.meta,
+                created,
+                version,
+                ns,
+                key,
+            )
+            await conn.execute(sql.rewrite, params, prepare=True)
+            return
+        ttl = None if action.expires_at is None else action.expires_at - now
+        cur = await conn.execute(
+            sql.insert_new,
+            (ns, key, action.tag, *columns(action.tag, action.payload), action.meta, ttl),
+            prepare=True,
+        )
+        if cur.rowcount != 1:
+            raise _InsertConflictError
 
     async def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
         # One statement for the common cases (see Statements.increment_int);

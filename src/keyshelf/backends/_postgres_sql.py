@@ -275,6 +275,17 @@ class Statements:
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW} + %s::bigint, {NOW}, {NOW}, 1)
             ON CONFLICT (ns, key) DO NOTHING"""
         self.delete_one = f"DELETE FROM {t} WHERE ns = %s AND key = %s RETURNING {live()}"
+        # -- several keys in one transaction (update_many) ---------------------
+        # Transaction-scoped advisory locks on the keys' ids (sorted by the
+        # caller, taken in array order): two multi-key transactions sharing a
+        # key, present or absent, run one after the other, so a key one of
+        # them read as absent cannot be created by the other in between.
+        self.lock_ids = "SELECT count(pg_advisory_xact_lock(h)) FROM unnest(%s::bigint[]) AS h"
+        # %s ns, keys: the rows (live or expired) locked in key order, as self.lock.
+        self.lock_many = (
+            f"SELECT key, {values}, expires_at, meta, created_at, updated_at, version, {NOW} "
+            f"FROM {t} WHERE ns = %s AND key = ANY(%s::text[]) ORDER BY key FOR UPDATE"
+        )
         # Rows are locked in key order, so concurrent batches cannot deadlock.
         self.delete_many = f"""
             WITH doomed AS (

@@ -68,10 +68,12 @@ from ..errors import (
 )
 from ..patterns import Matcher, prefix_upper_bound
 from ..records import (
+    DELETE,
     INT64_MAX,
     INT64_MIN,
     Decision,
     Keep,
+    MultiDecision,
     R,
     Record,
     Value,
@@ -100,6 +102,8 @@ _UNAVAILABLE = (
 
 class AsyncRedisBackend(AsyncBackend):
     """Keyshelf records in one Redis database, under one key prefix."""
+
+    multi_key_atomic = True
 
     def __init__(self, settings: RedisSettings) -> None:
         """Build the client; no I/O (see :meth:`connect`)."""
@@ -562,6 +566,63 @@ class AsyncRedisBackend(AsyncBackend):
             raise self._fail(exc, "update") from exc
         raise BackendError(
             f"Redis server {self.location}: key {key!r} in namespace {ns!r} kept changing; "
+            f"gave up after {rc.WATCH_ATTEMPTS} attempts"
+        )
+
+    async def update_many(
+        self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]
+    ) -> R:
+        """Read every key under WATCH, decide in Python, write in one MULTI; retried on change.
+
+        The keys of one namespace share one hash slot, so the WATCH and the
+        transaction touch one node of a Redis Cluster too.
+        """
+        if not self._ready:
+            await self._prepare()
+        space = self._layout.space(ns)
+        datas = [space.base + key for key in keys]
+        try:
+            for _attempt in range(rc.WATCH_ATTEMPTS):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    try:
+                        if datas:
+                            await pipe.watch(*datas)
+                        records: dict[str, Record | None] = {}
+                        for key, data in zip(keys, datas, strict=True):
+                            reply = await self._eval(rc.GET_RECORD, (data,), (), client=pipe)
+                            records[key] = rc.record_from_reply(reply, now) if reply else None
+                        actions, result = decide(records)
+                        writes = [(k, a) for k, a in actions.items() if isinstance(a, Write)]
+                        doomed = [k for k, a in actions.items() if a is DELETE]
+                        if not writes and not doomed:
+                            return result
+                        pipe.multi()
+                        for key, write in writes:
+                            pipe.execute_command(
+                                "EVAL",
+                                rc.WRITE.source,
+                                3,
+                                space.base + key,
+                                space.catalog,
+                                space.expiring,
+                                *_write_args(key, write, records[key], now),
+                            )
+                        if doomed:
+                            pipe.execute_command(
+                                "EVAL",
+                                rc.DELETE.source,
+                                len(doomed) + 2,
+                                *self._delete_keys(space, doomed),
+                                *doomed,
+                            )
+                        await pipe.execute()
+                        return result
+                    except redis_errors.WatchError:
+                        continue
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "update_many") from exc
+        raise BackendError(
+            f"Redis server {self.location}: keys in namespace {ns!r} kept changing; "
             f"gave up after {rc.WATCH_ATTEMPTS} attempts"
         )
 

@@ -32,6 +32,7 @@ from ..records import (
     INT64_MIN,
     Decision,
     Keep,
+    MultiDecision,
     R,
     Record,
     Value,
@@ -40,7 +41,7 @@ from ..records import (
 )
 from ._bounds import take_limits
 from ._bridge import AsyncBridge
-from ._table import RecordTable, live_namespaces
+from ._table import RecordTable, decide_many, live_namespaces
 from .base import Backend
 
 
@@ -48,6 +49,7 @@ class MemoryBackend(Backend):
     """One private in-memory store; namespace views share it."""
 
     location = "memory://"
+    multi_key_atomic = True
 
     def __init__(self) -> None:
         self._data: dict[str, RecordTable] = {}
@@ -173,6 +175,17 @@ class MemoryBackend(Backend):
                 self._store(ns, table, key, new_record(write, old, now))
             elif write is DELETE:
                 table.remove(key)  # its expiry heap entry, if any, is skipped when due
+            return result
+
+    def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
+        with self._lock:
+            table = self._table(ns)
+            changes, result = decide_many(lambda key: table.live(key, now), keys, now, decide)
+            for key, record in changes:
+                if record is None:
+                    table.remove(key)
+                else:
+                    self._store(ns, table, key, record)
             return result
 
     def put_many(
