@@ -10,8 +10,9 @@ When a write takes the store above a limit:
 * ``"none"``: the write raises :class:`~keyshelf.errors.StoreFullError` and
   changes nothing;
 * ``"lru"`` / ``"lfu"`` / ``"fifo"``: the same write evicts the least recently
-  used / least frequently used / oldest-inserted records (never a record it
-  wrote itself) until the store is back within its limits *with headroom*:
+  used / least frequently used / oldest-inserted records (never the record it
+  wrote last: a batch larger than the limit keeps its latest records) until
+  the store is back within its limits *with headroom*:
   :func:`key_headroom` keys and :func:`byte_headroom` bytes below the limits.
   The headroom makes eviction amortised: after one eviction, the next
   ``headroom`` new keys evict nothing, so a store under a steady stream of new
@@ -201,6 +202,7 @@ class Tracker:
         self._journal: dict[Slot, Record | None] | None = None
         self._depth = 0
         self._evicting = False
+        self._last: Slot | None = None  # the slot stored last by the running write
 
     # -- reports from the backend -------------------------------------------------
 
@@ -211,6 +213,7 @@ class Tracker:
         slot = (ns, key)
         if self._journal is not None and slot not in self._journal:
             self._journal[slot] = old
+        self._last = slot
         previous = self._sizes.get(slot)
         if previous is None:
             self.keys += 1
@@ -282,12 +285,15 @@ class Tracker:
                 self._depth -= 1
             return
         self._journal = {}
+        self._last = None
         try:
             yield
             if self.over():
                 if self.limits.policy == "none":
                     raise StoreFullError(self._full_message())
-                self._evict(tables, set(self._journal))
+                # Never the record written last (a batch larger than the
+                # limit keeps its latest records, as SQLite's per-row triggers do).
+                self._evict(tables, {self._last} if self._last is not None else set())
         except BaseException:
             self._undo(tables)
             raise

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import (
@@ -39,7 +40,7 @@ from ..errors import (
     StoreFullError,
     ValueTooLargeError,
 )
-from ..records import Value
+from ..records import DELETE, MultiDecision, R, Value
 from ._bounds import WRITE_METHODS, Limits
 from .sqlite import _SIZE, SQLiteBackend, _tokens
 
@@ -302,6 +303,27 @@ class BoundedSQLiteBackend(SQLiteBackend):
 
         self._run("record reads", work)
 
+    # -- multi-key writes ---------------------------------------------------------
+
+    def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
+        """As the plain store's, with the deletions applied before the writes.
+
+        The triggers check the limits after every row, so a commit that
+        deletes one key and adds another to a full store must delete first;
+        the keys are distinct, so the order changes nothing else.
+        """
+
+        def deletions_first(records: Any) -> Any:
+            actions, result = decide(records)
+            ordered: dict[str, Any] = {k: a for k, a in actions.items() if a is DELETE}
+            ordered.update((k, a) for k, a in actions.items() if a is not DELETE)
+            return ordered, result
+
+        if self._pending:
+            self.flush_reads()
+        result: R = super().update_many(ns, keys, now, deletions_first)
+        return result
+
     # -- stats --------------------------------------------------------------
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
@@ -334,6 +356,8 @@ def _flushing(method: Any) -> Any:
 
 
 for _name in WRITE_METHODS:
+    if _name in vars(BoundedSQLiteBackend):
+        continue  # overridden above, flushing itself
     _method = getattr(SQLiteBackend, _name, None)
     if _method is not None:
         setattr(BoundedSQLiteBackend, _name, _flushing(_method))

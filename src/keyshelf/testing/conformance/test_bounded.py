@@ -184,3 +184,50 @@ def test_limits_survive_reopening_and_bind_another_store(opener: Any) -> None:
         assert _keys_everywhere(first) <= LIMIT
     assert sorted(second.keys()) == sorted(f"k{i}" for i in range(LIMIT, LIMIT * 2))
     assert first.stats()["evictions"] == second.stats()["evictions"] == LIMIT
+
+
+def test_imports_and_multi_key_commits_respect_the_limits(opener: Any, tmp_path: Any) -> None:
+    kv = _bounded(opener, max_keys=LIMIT)
+    if kv is None:
+        return
+    source = keyshelf.open("memory://")
+    source.mset({f"imported{i:02}": i for i in range(LIMIT * 2)})
+    dump = tmp_path / "dump.jsonl"
+    source.export(dump)
+    source.close()
+    kv.import_(dump)
+    assert _keys_everywhere(kv) <= LIMIT
+    result = kv.atomic().set("c1", 1).set("c2", 2).increment("c3").commit()
+    assert result.ok and {"c1", "c2", "c3"} <= set(kv.keys())
+    assert _keys_everywhere(kv) <= LIMIT
+    batch = kv.atomic()
+    for i in range(LIMIT + 4):
+        batch.set(f"t{i}", i)
+    assert batch.commit().ok
+    assert _keys_everywhere(kv) == LIMIT
+    # A batch larger than the limit keeps LIMIT of its own records, nothing older.
+    assert set(kv.keys()) <= {f"t{i}" for i in range(LIMIT + 4)}
+
+
+def test_none_refuses_imports_and_multi_key_commits(opener: Any, tmp_path: Any) -> None:
+    kv = _bounded(opener, max_keys=3, eviction="none")
+    if kv is None:
+        return
+    kv.mset({"a": 1, "b": 2, "c": 3})
+    before = kv.dump()
+    source = keyshelf.open("memory://")
+    source.mset({"x": 1, "y": 2})
+    dump = tmp_path / "dump.jsonl"
+    source.export(dump)
+    source.close()
+    with pytest.raises(keyshelf.StoreFullError):
+        kv.import_(dump, batch_size=10)
+    assert kv.dump() == before
+    with pytest.raises(keyshelf.StoreFullError):
+        kv.atomic().set("a", 10).set("d", 4).commit()
+    assert kv.dump() == before
+    with pytest.raises(keyshelf.StoreFullError):
+        kv.getset("d", 4)
+    assert kv.dump() == before
+    assert kv.atomic().set("d", 4).delete("a").commit().ok
+    assert kv.dump() == {"b": 2, "c": 3, "d": 4}
