@@ -277,50 +277,6 @@ def test_a_key_whose_object_name_is_too_long_is_refused(
         assert kv.dump() == {"kept": 1}
 
 
-def test_mset_is_not_all_or_nothing_a_failure_part_way_raises(
-    where: tuple[str, dict[str, Any]],
-) -> None:
-    # The documented deviation: S3 has no multi-object transaction. A key that
-    # fails part-way (here an object another program wrote in keyshelf's place)
-    # raises BackendError; the sync API writes in order, so the keys before it
-    # are written and the keys after it are not.
-    import obstore
-
-    url, options = where
-    prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
-    obstore.put(_raw_store(options), f"{prefix}/d/default/b", b"not a keyshelf record")
-    with keyshelf.open(url, **options) as kv:
-        with pytest.raises(keyshelf.BackendError, match="Corrupt S3 object"):
-            kv.mset({"a": 1, "b": 2, "c": 3})
-        assert kv.get("a") == 1
-        assert kv.exists("c") is False
-
-
-def test_atomic_batches_refuses_every_multi_key_batch_and_changes_nothing(
-    where: tuple[str, dict[str, Any]],
-) -> None:
-    url, options = where
-    with keyshelf.open(url, atomic_batches=True, **options) as kv:
-        kv.set("a", 1)
-        kv.set("b", 2)
-        before = sorted(_names_under(url, options))
-        for call in (
-            lambda: kv.mset({"a": 10, "c": 3}),
-            lambda: kv.set_many({"x": 1, "y": 2}),
-            lambda: kv.delete("a", "b"),
-            lambda: kv.delete_many(["a", "zzz"]),
-            lambda: kv.delete_pattern("*"),
-            kv.clear,
-        ):
-            with pytest.raises(keyshelf.BackendError, match="all or nothing"):
-                call()
-        assert sorted(_names_under(url, options)) == before
-        assert kv.dump() == {"a": 1, "b": 2}
-        # One key is one atomic write, so it is allowed.
-        assert kv.mset({"a": 5}) is True and kv.delete("b") == 1
-        assert kv.delete_pattern("a*") == 1 and kv.dump() == {}
-
-
 def test_deletes_leave_zero_byte_tombstones_that_no_operation_sees(
     where: tuple[str, dict[str, Any]],
 ) -> None:

@@ -139,6 +139,10 @@ class Layout:
     def marker(self, ns: str, key: str, nonce: str) -> str:
         return f"{self.root}x/{escape(ns)}/{escape(key)}{MARKER_SEPARATOR}{nonce}"
 
+    def batch(self, batch: str) -> str:
+        """The commit object of a batch: absent while undecided, then COMMITTED or ABORTED."""
+        return f"{self.root}b/{batch}"
+
 
 def marker_expiry(marker: str) -> int:
     """The expiry instant (ms) a marker id ``<expires_at>-<nonce>`` names (0 if none)."""
@@ -242,6 +246,51 @@ def unpack(body: bytes, name: str) -> Stored:
         raise BackendError(f"Corrupt S3 object {name!r}: {exc}") from exc
 
 
+# -- batches --------------------------------------------------------------------
+
+#: Start of an object written by a batch that may not be decided yet.
+PENDING_MAGIC = b"KSP\n"
+#: Bodies of a batch's commit object, which decides it once and for all.
+COMMITTED = b"C"
+ABORTED = b"A"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An object written by a multi-key batch: both its new and its prior body.
+
+    ``new`` holds once the commit object ``b/<batch>`` says COMMITTED,
+    ``prior`` while it is absent or says ABORTED. An empty body is a
+    tombstone (or no object). ``started`` is the batch's start (ms, the
+    writer's store clock): a batch undecided for long is presumed dead.
+    """
+
+    batch: str
+    started: int
+    new: bytes
+    prior: bytes
+
+
+def wrap(pending: Pending) -> bytes:
+    """The object body of a pending batch write."""
+    header = orjson.dumps({"b": pending.batch, "s": pending.started, "n": len(pending.new)})
+    return b"".join((PENDING_MAGIC, header, b"\n", pending.new, pending.prior))
+
+
+def unwrap(body: bytes, name: str) -> Pending | None:
+    """The pending batch write in ``body``, or None for a plain record or tombstone."""
+    if not body.startswith(PENDING_MAGIC):
+        return None
+    try:
+        end = body.index(b"\n", len(PENDING_MAGIC))
+        header = orjson.loads(body[len(PENDING_MAGIC) : end])
+        size = int(header["n"])
+        rest = body[end + 1 :]
+        return Pending(str(header["b"]), int(header["s"]), rest[:size], rest[size:])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackendError(f"Corrupt S3 object {name!r}: {exc}") from exc
+
+
 # -- the clients ----------------------------------------------------------------
 
 
@@ -259,7 +308,6 @@ class S3Settings:
     conflict_retries: int = 64
     create: bool = True
     readonly: bool = False
-    atomic_batches: bool = False
 
     def store(self) -> Any:
         """A new obstore S3Store (it holds the connection pool)."""

@@ -19,10 +19,19 @@ Guarantees:
 * **Deletes are conditional writes of an empty body** (a tombstone): S3's
   plain DELETE cannot be made conditional through the client, and an
   unconditional one could erase a concurrent write.
-* **Batches are not transactions.** ``mset``/``set_many``, ``delete_many``,
-  ``delete_pattern`` and ``clear`` apply key by key, each key atomically
-  (the async API 16 keys at a time); keys refused up front write nothing,
-  but a failure part-way leaves the keys done so far written and raises.
+* **Batches are all or nothing, visible at once** (``mset``/``set_many``,
+  ``delete_many``, ``delete_pattern``, ``clear``, import): each key's object
+  is rewritten as a *pending* object that holds both its new and its prior
+  body and names the batch; then one commit object ``b/<batch>`` is created
+  with ``If-None-Match: *``. Until it exists every reader takes the prior
+  body, from then on the new one; a batch undecided for long (10 s) is
+  aborted by whoever meets it, by creating the same commit object with an
+  "aborted" body, so exactly one of commit and abort wins. Writers of a key
+  with a pending object wait for its batch to be decided (an older batch
+  aborts a younger one at once: no deadlock between batches). After the
+  commit the writer rewrites the objects as plain records and removes the
+  commit object; a batch whose writer died is settled by the next writer of
+  each key, and by the cleanup sweep.
 * **Expiry** is judged by the store's clock (the ``clock`` option, default
   the machine's), the same on every operation. A key with an expiry also has
   a zero-byte *marker* object, written before the record, so a listing knows
@@ -33,7 +42,9 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..codec import payload_size
@@ -53,12 +64,15 @@ from ..records import (
     stats_dict,
 )
 from ._s3_io import (
+    ABORTED,
+    COMMITTED,
     MARKER_GRACE,
     MARKER_SEPARATOR,
     MAX_NAME_BYTES,
     S3IO,
     ConflictError,
     Layout,
+    Pending,
     S3Settings,
     Stored,
     age_ms,
@@ -70,6 +84,8 @@ from ._s3_io import (
     start_after,
     unescape,
     unpack,
+    unwrap,
+    wrap,
 )
 from .base import Backend
 
@@ -79,6 +95,13 @@ _STRIPES = 64
 #: remembered: a write to a key this process read or wrote lately is one PUT.
 _SEEN_ENTRIES = 2048
 _SEEN_BYTES = 8 * 1024
+#: A batch undecided this long after it started (by the store clock), or that
+#: a writer has waited on this long, is presumed dead and aborted.
+_STALE_MS = 10_000
+_STALE_WAIT = 10.0
+#: Prefix of a batch's intent markers ("0-<batch>": an expiry marker that is
+#: always due, so a listing reads and settles the key's pending object).
+_INTENT = "0-"
 
 
 class _Tombstone:
@@ -90,6 +113,21 @@ Action = Record | _Tombstone | None
 Step = Callable[[Record | None, Stored | None], tuple[Action, Any]]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """One key of a batch after its pending object was written (or no write was needed)."""
+
+    key: str
+    name: str
+    etag: str | None  # of the pending object; None: the batch leaves this key alone
+    new: bytes
+    prior_body: bytes
+    prior: Stored | None
+    marker: str | None  # the new record's expiry marker
+    fresh: bool  # that marker was written by this batch
+    result: Any
+
+
 class S3Backend(Backend):
     """Keyshelf records as objects of one bucket, under one prefix."""
 
@@ -98,7 +136,6 @@ class S3Backend(Backend):
         self._layout = Layout(settings.root)
         self._retries = settings.conflict_retries
         self._readonly = settings.readonly
-        self._atomic_batches = settings.atomic_batches
         self._io = S3IO(settings)
         self._closed = False
         # Read-modify-writes of one key in this process queue on a local lock
@@ -107,6 +144,9 @@ class S3Backend(Backend):
         # every other one.
         self._locks = [self._io.lock() for _ in range(_STRIPES)]
         self._seen: dict[str, tuple[bytes, str]] = {}
+        # Decided batches (commit object body); a decision is final, so
+        # forgetting one only costs a GET.
+        self._decided: dict[str, bytes] = {}
 
     # -- plumbing -----------------------------------------------------------
 
@@ -121,24 +161,84 @@ class S3Backend(Backend):
             )
         return name
 
-    def _refuse_batch(self, what: str, keys: Sequence[str]) -> None:
-        """With atomic_batches, refuse a batch of more than one key before any change."""
-        if self._atomic_batches and len(keys) > 1:
-            shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
-            raise BackendError(
-                f"S3 {self.location} cannot {what} {len(keys)} keys ({shown}) all or nothing: "
-                "S3 has no multi-object transaction and the store was opened with "
-                "atomic_batches=true; nothing was changed"
-            )
-
     def _read_only(self) -> ReadOnlyStoreError:
         return ReadOnlyStoreError(
             f"Cannot write {self.location}: the store was opened with readonly=True; "
             "nothing was changed"
         )
 
-    def _stored(self, got: tuple[bytes, str] | None, name: str) -> Stored | None:
-        return None if got is None or not got[0] else unpack(got[0], name)
+    def _parse(self, body: bytes, name: str) -> Stored | None:
+        return unpack(body, name) if body else None
+
+    def _read(self, name: str) -> Stored | None:
+        """The committed record of an object (one GET; more if a batch is pending)."""
+        _, body = self._settle(name, self._fetch(name), 0, writing=False)
+        return self._parse(body, name)
+
+    def _batch_state(self, batch: str) -> bytes | None:
+        """COMMITTED, ABORTED, or None while the batch is undecided."""
+        state = self._decided.get(batch)
+        if state is None:
+            got = self._io.get(self._layout.batch(batch))
+            if got is None:
+                return None
+            state = got[0]
+            if len(self._decided) >= _SEEN_ENTRIES:
+                self._decided.clear()
+            self._decided[batch] = state
+        return state
+
+    def _settle(
+        self,
+        name: str,
+        got: tuple[bytes, str] | None,
+        now: int,
+        *,
+        writing: bool,
+        mine: tuple[int, str] | None = None,
+    ) -> tuple[tuple[bytes, str] | None, bytes]:
+        """The object ``got`` of ``name`` (maybe read again) and its committed body.
+
+        A plain object is its own body (empty: a tombstone or no object). A
+        pending object of a batch is its new body once the batch committed,
+        its prior body if it aborted. While undecided, a reader takes the
+        prior body (the batch is not visible yet); a writer (``writing``)
+        waits for the decision, and aborts the batch if it is stale, or
+        younger than the writer's own batch ``mine`` (wound-wait: the older
+        batch never waits for a younger one, so batches cannot deadlock).
+        """
+        waited_since: float | None = None
+        attempt = 0
+        while got is not None:
+            pending = unwrap(got[0], name)
+            if pending is None:
+                return got, got[0]
+            state = self._batch_state(pending.batch)
+            if state is not None:
+                return got, pending.new if state == COMMITTED else pending.prior
+            # No commit object: undecided, or committed, rolled forward and its
+            # commit object removed, and then the object has changed since.
+            again = self._fetch(name)
+            if again is None or again[1] != got[1]:
+                got = again
+                continue
+            if not writing:
+                return got, pending.prior
+            if waited_since is None:
+                waited_since = time.monotonic()
+            if (
+                (mine is not None and mine < (pending.started, pending.batch))
+                or now - pending.started > _STALE_MS
+                or time.monotonic() - waited_since >= _STALE_WAIT
+            ):
+                # Whoever creates the commit object first decides the batch.
+                with contextlib.suppress(ConflictError):
+                    self._io.put(self._layout.batch(pending.batch), ABORTED, create=True)
+                continue
+            self._io.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
+            attempt += 1
+            got = self._fetch(name)
+        return got, b""
 
     def _cas(self, ns: str, key: str, now: int, step: Step, *, absent_first: bool = False) -> Any:
         """Read the key's object, let ``step`` decide, write it conditionally; retry on conflict.
@@ -186,7 +286,8 @@ class S3Backend(Backend):
         if not guessed:
             got = self._fetch(name)
         for attempt in range(self._retries):
-            stored = self._stored(got, name)
+            got, current = self._settle(name, got, now, writing=True)
+            stored = self._parse(current, name)
             live = None
             if stored is not None and is_live(stored.record.expires_at, now):
                 live = stored.record
@@ -199,26 +300,7 @@ class S3Backend(Backend):
                     continue
                 return result
             nonce = new_nonce()
-            marker: str | None = None
-            fresh = False
-            if isinstance(action, _Tombstone):
-                body = b""
-            else:
-                if action.expires_at is not None:
-                    if (
-                        stored is not None
-                        and stored.marker is not None
-                        and marker_expiry(stored.marker) == action.expires_at
-                    ):
-                        marker = stored.marker  # names this very expiry already
-                    else:
-                        marker, fresh = f"{action.expires_at}-{nonce}", True
-                        # Before the record: a record with an expiry always has a marker.
-                        self._io.put(self._layout.marker(ns, key, marker), b"")
-                # The nonces of the latest writes travel with the record, so a
-                # write whose reply was lost is recognised even after others.
-                history = [] if stored is None else stored.writes
-                body = pack(action, [nonce, *history], marker)
+            body, marker, fresh = self._body(ns, key, action, stored, nonce)
             try:
                 etag = self._io.put(
                     name, body, create=got is None, etag=None if got is None else got[1]
@@ -227,7 +309,8 @@ class S3Backend(Backend):
             except ConflictError:
                 guessed = False
                 got = self._fetch(name)
-                now_stored = self._stored(got, name)
+                _, now_body = self._settle(name, got, now, writing=False)
+                now_stored = self._parse(now_body, name)
                 landed = body and now_stored is not None and nonce in now_stored.writes
                 if not landed:
                     if fresh and marker is not None:
@@ -244,6 +327,209 @@ class S3Backend(Backend):
             f"S3 {self.location}: gave up on key {key!r} in namespace {ns!r} after "
             f"{self._retries} conflicting writes by other clients (option conflict_retries)"
         )
+
+    def _body(
+        self, ns: str, key: str, action: Record | _Tombstone, stored: Stored | None, nonce: str
+    ) -> tuple[bytes, str | None, bool]:
+        """(object body, expiry marker, whether that marker was written now) of an action."""
+        if isinstance(action, _Tombstone):
+            return b"", None, False
+        marker: str | None = None
+        fresh = False
+        if action.expires_at is not None:
+            if (
+                stored is not None
+                and stored.marker is not None
+                and marker_expiry(stored.marker) == action.expires_at
+            ):
+                marker = stored.marker  # names this very expiry already
+            else:
+                marker, fresh = f"{action.expires_at}-{nonce}", True
+                # Before the record: a record with an expiry always has a marker.
+                self._io.put(self._layout.marker(ns, key, marker), b"")
+        # The nonces of the latest writes travel with the record, so a write
+        # whose reply was lost is recognised even after others.
+        history = [] if stored is None else stored.writes
+        return pack(action, [nonce, *history], marker), marker, fresh
+
+    # -- batches: all or nothing through one commit object ----------------------
+
+    def _batch(
+        self, ns: str, steps: Sequence[tuple[str, Step]], now: int, *, absent_first: bool = False
+    ) -> list[Any]:
+        """Apply ``steps`` (one per distinct key) all or nothing; their results, in order.
+
+        1. an intent marker per key (``x/<ns>/<key> 0 0-<batch>``, always
+           due, so listings read these keys and settle them);
+        2. a pending object per key (new and prior body, conditional write);
+        3. the commit object ``b/<batch>``, created with ``If-None-Match: *``:
+           the batch is visible from this one request on;
+        4. roll forward: plain records, markers and commit object removed.
+
+        A failure before 3 aborts the batch (nothing visible changes) and
+        raises; a batch aborted by another writer is started afresh. A lost
+        reply to 3 raises with the outcome decided by the commit object.
+        """
+        if self._readonly:
+            raise self._read_only()
+        if len(steps) <= 1:
+            return [self._cas(ns, key, now, step, absent_first=absent_first) for key, step in steps]
+        for attempt in range(self._retries):
+            results = self._attempt(ns, steps, now, absent_first)
+            if results is not None:
+                return results
+            self._io.sleep(random.uniform(0, min(0.005 * 2**attempt, 1.0)))
+        raise BackendError(
+            f"S3 {self.location}: gave up on a batch of {len(steps)} keys in namespace {ns!r} "
+            f"after {self._retries} attempts aborted by concurrent writers "
+            "(option conflict_retries); nothing was changed"
+        )
+
+    def _attempt(
+        self, ns: str, steps: Sequence[tuple[str, Step]], now: int, absent_first: bool
+    ) -> list[Any] | None:
+        """One try of :meth:`_batch`: the results, or None if another writer aborted it."""
+        batch = new_nonce()
+        mine = (now, batch)
+        intents = [self._layout.marker(ns, key, _INTENT + batch) for key, _ in steps]
+        done: list[_Prepared] = []
+        try:
+            self._io.each(lambda intent: self._io.put(intent, b""), intents)
+            prepared = self._io.each(
+                lambda item: self._prepare(
+                    ns, item[0], now, item[1], batch, mine, absent_first, done
+                ),
+                list(steps),
+            )
+        except Exception:
+            self._undo(ns, batch, done, intents)
+            raise
+        if all(p.etag is None for p in prepared):
+            self._io.each(self._io.delete, intents)
+            return [p.result for p in prepared]
+        commit = self._layout.batch(batch)
+        try:
+            self._io.put(commit, COMMITTED, create=True)
+        except ConflictError:
+            decided = self._io.get(commit)
+            if decided is None or decided[0] != COMMITTED:  # else: our reply was lost
+                # Aborted by a writer that waited on it too long, or by an older batch.
+                self._undo(ns, batch, done, intents)
+                return None
+        self._decided[batch] = COMMITTED
+        self._finish(ns, batch, prepared, intents)
+        return [p.result for p in prepared]
+
+    def _prepare(
+        self,
+        ns: str,
+        key: str,
+        now: int,
+        step: Step,
+        batch: str,
+        mine: tuple[int, str],
+        absent_first: bool,
+        done: list[_Prepared],
+    ) -> _Prepared:
+        """Decide one key of a batch and write its pending object (conditionally)."""
+        name = self._name(ns, key)
+        got = self._seen.get(name)
+        guessed = got is not None or absent_first
+        if not guessed:
+            got = self._fetch(name)
+        for attempt in range(self._retries):
+            got, prior_body = self._settle(name, got, now, writing=True, mine=mine)
+            stored = self._parse(prior_body, name)
+            live = None
+            if stored is not None and is_live(stored.record.expires_at, now):
+                live = stored.record
+            action, result = step(live, stored)
+            if action is None:
+                if guessed:
+                    guessed = False
+                    got = self._fetch(name)
+                    continue
+                return _Prepared(key, name, None, b"", prior_body, stored, None, False, result)
+            new, marker, fresh = self._body(ns, key, action, stored, new_nonce())
+            body = wrap(Pending(batch, now, new, prior_body))
+            try:
+                etag = self._io.put(
+                    name, body, create=got is None, etag=None if got is None else got[1]
+                )
+            except ConflictError:
+                guessed = False
+                got = self._fetch(name)
+                if got is None or got[0] != body:
+                    if fresh and marker is not None:
+                        self._io.delete(self._layout.marker(ns, key, marker))
+                    self._io.sleep(random.uniform(0, min(0.005 * 2**attempt, 1.0)))
+                    continue
+                etag = got[1]  # the reply was lost; the write landed
+            self._remember(name, body, etag)
+            prepared = _Prepared(key, name, etag, new, prior_body, stored, marker, fresh, result)
+            done.append(prepared)
+            return prepared
+        raise BackendError(
+            f"S3 {self.location}: gave up on key {key!r} in namespace {ns!r} after "
+            f"{self._retries} conflicting writes by other clients (option conflict_retries)"
+        )
+
+    def _replace(self, prepared: _Prepared, body: bytes) -> None:
+        """Replace a batch's pending object by ``body``, unless a writer settled it already."""
+        try:
+            etag = self._io.put(prepared.name, body, etag=prepared.etag)
+        except ConflictError:
+            return  # rewritten meanwhile, settled: it no longer names the batch
+        self._remember(prepared.name, body, etag)
+
+    def _undo(self, ns: str, batch: str, done: list[_Prepared], intents: list[str]) -> None:
+        """Abort ``batch`` (unless another writer did) and put the prior bodies back.
+
+        Best effort: if the service fails here, the batch stays aborted (or
+        undecided, hence invisible and aborted by the next writer that waits
+        on it) and its objects are settled when next written.
+        """
+        commit = self._layout.batch(batch)
+        try:
+            with contextlib.suppress(ConflictError):
+                self._io.put(commit, ABORTED, create=True)
+            decided = self._io.get(commit)
+            if decided is None or decided[0] != ABORTED:
+                return  # our commit landed after all (its reply was lost): keep it
+            self._decided[batch] = ABORTED
+            self._io.each(lambda p: self._replace(p, p.prior_body), done)
+            # The expiry markers only the aborted new bodies named, and the intents.
+            fresh = [
+                self._layout.marker(ns, p.key, p.marker)
+                for p in done
+                if p.fresh and p.marker is not None
+            ]
+            self._io.each(self._io.delete, [*fresh, *intents])
+            # No object names the batch any more.
+            self._io.delete(commit)
+        except BackendError:
+            pass
+
+    def _finish(self, ns: str, batch: str, prepared: list[_Prepared], intents: list[str]) -> None:
+        """Roll a committed batch forward: plain records, then markers and commit object gone.
+
+        Best effort: the batch is committed whatever happens here; objects
+        left pending are settled by their next writer or the cleanup sweep.
+        """
+        written = [p for p in prepared if p.etag is not None]
+        try:
+            self._io.each(lambda p: self._replace(p, p.new), written)
+            # Expiry markers only the replaced prior records named.
+            stale = [
+                self._layout.marker(ns, p.key, p.prior.marker)
+                for p in written
+                if p.prior is not None and p.prior.marker is not None and p.prior.marker != p.marker
+            ]
+            self._io.each(self._io.delete, [*stale, *intents])
+            # Every object is settled: none names the batch any more.
+            self._io.delete(self._layout.batch(batch))
+        except BackendError:
+            pass
 
     def _names(
         self, ns: str, prefix: str, after: str | None
@@ -342,15 +628,13 @@ class S3Backend(Backend):
     # -- reads --------------------------------------------------------------
 
     def get(self, ns: str, key: str, now: int) -> Value | None:
-        name = self._name(ns, key)
-        stored = self._stored(self._fetch(name), name)
+        stored = self._read(self._name(ns, key))
         if stored is None or not is_live(stored.record.expires_at, now):
             return None
         return stored.record.tag, stored.record.payload
 
     def get_record(self, ns: str, key: str, now: int) -> Record | None:
-        name = self._name(ns, key)
-        stored = self._stored(self._fetch(name), name)
+        stored = self._read(self._name(ns, key))
         if stored is None or not is_live(stored.record.expires_at, now):
             return None
         return stored.record
@@ -412,8 +696,7 @@ class S3Backend(Backend):
                 total += 1
                 active += 1
                 continue
-            name = self._name(ns, key)
-            stored = self._stored(self._fetch(name), name)
+            stored = self._read(self._name(ns, key))
             if stored is None:
                 continue
             total += 1
@@ -435,16 +718,7 @@ class S3Backend(Backend):
         return self._update(ns, key, now, decide, absent_first=False)
 
     def _update(self, ns: str, key: str, now: int, decide: Decision[R], *, absent_first: bool) -> R:
-        def step(live: Record | None, stored: Stored | None) -> tuple[Action, Any]:
-            write, result = decide(live)
-            if isinstance(write, Write):
-                return new_record(write, live, now), result
-            if write is not None and stored is not None:
-                # Any other action asks to remove the key: tombstoned like delete().
-                return TOMBSTONE, result
-            return None, result
-
-        result: R = self._cas(ns, key, now, step, absent_first=absent_first)
+        result: R = self._cas(ns, key, now, _step(decide, now), absent_first=absent_first)
         return result
 
     def put(
@@ -472,40 +746,30 @@ class S3Backend(Backend):
     def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
-        # Key by key, each atomic: S3 has no multi-object transaction (docs/s3.md).
         latest = dict(items)
         for key in latest:
             self._name(ns, key)  # refuse an unusable key before writing anything
-        self._refuse_batch("set", list(latest))
-        # Batches mostly load new keys: try the create first (one request each).
-        self._io.each(
-            lambda item: self._update(
-                ns, item[0], now, decide_put(item[1], expires_at, KEEP), absent_first=True
-            ),
-            list(latest.items()),
-        )
+        steps = [
+            (key, _step(decide_put(value, expires_at, KEEP), now)) for key, value in latest.items()
+        ]
+        # Batches mostly load new keys: try the create first (no GET).
+        self._batch(ns, steps, now, absent_first=True)
 
     def put_records(self, ns: str, items: Sequence[tuple[str, Write]], now: int) -> None:
         latest = dict(items)
         for key in latest:
             self._name(ns, key)
-        self._io.each(
-            lambda item: self._update(
-                ns,
-                item[0],
-                now,
-                decide_put((item[1].tag, item[1].payload), item[1].expires_at, item[1].meta),
-                absent_first=True,
-            ),
-            list(latest.items()),
-        )
+        steps = [
+            (key, _step(decide_put((w.tag, w.payload), w.expires_at, w.meta), now))
+            for key, w in latest.items()
+        ]
+        self._batch(ns, steps, now, absent_first=True)
 
     def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
         wanted = list(dict.fromkeys(keys))
         for key in wanted:
             self._name(ns, key)
-        self._refuse_batch("delete", wanted)
-        live = self._io.each(lambda key: self._cas(ns, key, now, _delete_step), wanted)
+        live = self._batch(ns, [(key, _delete_step) for key in wanted], now)
         return [key for key, was in zip(wanted, live, strict=True) if was]
 
     def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
@@ -526,8 +790,7 @@ class S3Backend(Backend):
             for key, meta in self._names(ns, matcher.prefix, None):
                 if meta["size"] and (exact or matcher.match(key)):
                     doomed.append(key)
-        self._refuse_batch("delete", doomed)
-        live = self._io.each(lambda key: self._cas(ns, key, now, _delete_step), doomed)
+        live = self._batch(ns, [(key, _delete_step) for key in doomed], now)
         return sum(map(bool, live))
 
     def purge_expired(self, ns: str | None, now: int) -> int:
@@ -546,12 +809,18 @@ class S3Backend(Backend):
             for key, nonce, meta in self._markers(space, ""):
                 by_key.setdefault(key, []).append((nonce, meta))
             grace = MARKER_GRACE.total_seconds() * 1000
-            for key, markers in by_key.items():
+            for key, found in by_key.items():
+                markers = [(m, meta) for m, meta in found if not m.startswith(_INTENT)]
+                for intent, meta in found:
+                    if intent.startswith(_INTENT) and age_ms(meta, now) > grace:
+                        # A batch's intent left by a writer that died: settle the
+                        # key's object, after which no listing needs the intent.
+                        self._settle_object(space, key, now)
+                        self._io.delete(self._layout.marker(space, key, intent))
                 if all(marker_expiry(marker) > now for marker, _ in markers):
                     continue  # every expiry it may have is still ahead
                 removed += bool(self._cas(space, key, now, _purge_step))
-                name = self._name(space, key)
-                stored = self._stored(self._fetch(name), name)
+                stored = self._read(self._name(space, key))
                 current = None if stored is None else stored.marker
                 for marker, meta in markers:
                     # Left by a write that failed or a process that died: no record
@@ -560,8 +829,38 @@ class S3Backend(Backend):
                         self._io.delete(self._layout.marker(space, key, marker))
         return removed
 
+    def _settle_object(self, ns: str, key: str, now: int) -> None:
+        """Rewrite a pending object of ``key`` as the plain body it settles to."""
+        name = self._name(ns, key)
+        with self._locks[hash((ns, key)) % _STRIPES]:
+            for _ in range(self._retries):
+                got = self._fetch(name)
+                if got is None or unwrap(got[0], name) is None:
+                    return
+                got, body = self._settle(name, got, now, writing=True)
+                if got is None or unwrap(got[0], name) is None:
+                    return  # settled meanwhile by another writer
+                with contextlib.suppress(ConflictError):
+                    self._remember(name, body, self._io.put(name, body, etag=got[1]))
+                    return
+
     def close(self) -> None:
         self._closed = True
+
+
+def _step(decide: Decision[R], now: int) -> Step:
+    """A decision of :mod:`keyshelf.records` as a step of :meth:`AsyncS3Backend._cas`."""
+
+    def step(live: Record | None, stored: Stored | None) -> tuple[Action, Any]:
+        write, result = decide(live)
+        if isinstance(write, Write):
+            return new_record(write, live, now), result
+        if write is not None and stored is not None:
+            # Any other action asks to remove the key: tombstoned like delete().
+            return TOMBSTONE, result
+        return None, result
+
+    return step
 
 
 def _delete_step(live: Record | None, stored: Stored | None) -> tuple[Action, bool]:

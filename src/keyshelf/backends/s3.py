@@ -27,10 +27,6 @@ conflict_retries     64            attempts of a read-modify-write that keeps
                                    meeting concurrent writers
 create               true          false: the prefix must hold a store already
 readonly             false         true: every write raises ReadOnlyStoreError
-atomic_batches       false         true: a batch write of more than one key
-                                   (mset, delete of several keys,
-                                   delete_pattern, clear) raises BackendError
-                                   instead of applying key by key
 ==================== ============= ==================================================
 
 Opening makes one LIST request: an unreachable service raises
@@ -112,7 +108,6 @@ def parse(url: SplitResult, options: dict[str, Any]) -> S3Settings:
     )
     create = as_bool("create", options.pop("create", True))
     readonly = as_bool("readonly", options.pop("readonly", False))
-    atomic_batches = as_bool("atomic_batches", options.pop("atomic_batches", False))
     refuse_unknown("s3", options)
     client_options: dict[str, Any] = {
         "timeout": timedelta(seconds=timeout),
@@ -141,7 +136,6 @@ def parse(url: SplitResult, options: dict[str, Any]) -> S3Settings:
         conflict_retries=conflicts,
         create=create,
         readonly=readonly,
-        atomic_batches=atomic_batches,
     )
 
 

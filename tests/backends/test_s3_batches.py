@@ -1,0 +1,324 @@
+"""S3 batches: all or nothing, visible at once through one commit object.
+
+A multi-key batch (``mset``, ``delete_many``, ``delete_pattern``, ``clear``,
+import) writes a pending object per key, holding the new and the prior body,
+then creates ``b/<batch>`` with ``If-None-Match: *`` (docs/s3.md). These
+tests stop real writer processes at each step (``os._exit``: no cleanup runs,
+as in a crash), race batches from four processes, and check what every other
+client sees.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import keyshelf
+from keyshelf.backends._s3_io import COMMITTED
+
+from . import s3_server
+
+
+@pytest.fixture
+def where() -> Iterator[tuple[str, dict[str, Any]]]:
+    with s3_server.s3_store() as found:
+        yield found
+
+
+def _raw_names(url: str, options: dict[str, Any], under: str) -> list[str]:
+    import obstore
+    from obstore.store import S3Store
+
+    config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
+    config["virtual_hosted_style_request"] = False
+    if "aws_access_key_id" in options:
+        config["access_key_id"] = options["aws_access_key_id"]
+        config["secret_access_key"] = options["aws_secret_access_key"]
+    store = S3Store(s3_server.BUCKET, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
+    prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+    return [
+        str(meta["path"]).removeprefix(prefix + "/")
+        for page in obstore.list(store, f"{prefix}/{under}", chunk_size=1000)
+        for meta in page
+    ]
+
+
+def _leftovers(url: str, options: dict[str, Any]) -> list[str]:
+    """Commit objects and markers: none is left once a batch has finished."""
+    return _raw_names(url, options, "b") + _raw_names(url, options, "x")
+
+
+def _is_commit(kv: Any, name: str) -> bool:
+    return str(name).startswith(kv._backend._layout.root + "b/")
+
+
+def _crash(url: str, options: dict[str, Any], when: str, call: str, ahead: float) -> None:
+    """Run one batch and die (os._exit) just before or just after its commit.
+
+    ``ahead``: seconds the process's clock runs ahead (a batch another
+    process left undecided is then stale at once, instead of after 10 s).
+    """
+    with keyshelf.open(url, clock=lambda: time.time() + ahead, **options) as kv:
+        io = kv._backend._io
+        real_put = io.put
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            # Its own commit, not the abort of a batch a dead process left.
+            committing = _is_commit(kv, name) and body == COMMITTED
+            if when == "before commit" and committing:
+                os._exit(3)
+            etag = real_put(name, body, **conditions)
+            if when == "after commit" and committing:
+                os._exit(3)
+            return str(etag)
+
+        io.put = put
+        if call == "mset":
+            kv.mset({"a": "new", "b": "new", "c": "new"})
+        elif call == "delete_pattern":
+            kv.delete_pattern("*")
+        else:
+            kv.delete_many(["a", "b"])
+    raise AssertionError("the batch should have stopped the process")
+
+
+def _run_and_crash(
+    where: tuple[str, dict[str, Any]], when: str, call: str, ahead: float = 0
+) -> None:
+    url, options = where
+    context = multiprocessing.get_context("spawn")
+    worker = context.Process(target=_crash, args=(url, options, when, call, ahead))
+    worker.start()
+    worker.join(120)
+    assert worker.exitcode == 3
+
+
+def _pending(url: str, options: dict[str, Any]) -> list[str]:
+    """Names of the objects still holding a batch's pending write."""
+    import obstore
+    from obstore.store import S3Store
+
+    config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
+    config["virtual_hosted_style_request"] = False
+    if "aws_access_key_id" in options:
+        config["access_key_id"] = options["aws_access_key_id"]
+        config["secret_access_key"] = options["aws_secret_access_key"]
+    store = S3Store(s3_server.BUCKET, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
+    prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+    return [
+        name
+        for name in _raw_names(url, options, "d")
+        if bytes(obstore.get(store, f"{prefix}/{name}").bytes()).startswith(b"KSP\n")
+    ]
+
+
+def test_a_batch_whose_writer_died_before_its_commit_is_invisible(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": "old", "b": "old"})
+    _run_and_crash(where, "before commit", "mset")
+    assert sorted(_pending(url, options)) == ["d/default/a", "d/default/b", "d/default/c"]
+    with keyshelf.open(url, readonly=True, **options) as reader:
+        # Reads, listings, counts and namespaces all see the state before the batch.
+        assert reader.dump() == {"a": "old", "b": "old"}
+        assert reader.keys() == ["a", "b"] and reader.key_count() == 2
+        assert reader.get("c") is None and reader.exists("c") is False
+        assert reader.get_many(["a", "b", "c"]) == {"a": "old", "b": "old"}
+        assert reader.stats()["total_keys"] == 2
+    # A writer of one of its keys waits for the batch; once the batch is stale
+    # (here: the writer's clock is past its start by more than 10 s) the writer
+    # aborts it, and every key of the batch keeps its prior value.
+    later = time.time() + 60
+    with keyshelf.open(url, clock=lambda: later, **options) as kv:
+        assert kv.increment("n") == 1  # another key: no wait at all
+        assert kv.append("a", "!") == "old!"
+        assert kv.dump() == {"a": "old!", "b": "old", "n": 1}
+        entry = kv.get_entry("b")
+        assert entry is not None and entry.version == 1
+        # A new batch over the same keys settles them and commits.
+        assert kv.mset({"b": 2, "c": 3}) is True
+        assert kv.dump() == {"a": "old!", "b": 2, "c": 3, "n": 1}
+
+
+def test_a_batch_whose_writer_died_after_its_commit_is_visible_whole(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": "old", "b": "old"})
+    _run_and_crash(where, "after commit", "mset")
+    assert len(_pending(url, options)) == 3  # nobody rolled it forward
+    with keyshelf.open(url, readonly=True, **options) as reader:
+        assert reader.dump() == {"a": "new", "b": "new", "c": "new"}
+        assert reader.keys() == ["a", "b", "c"] and reader.key_count() == 3
+    with keyshelf.open(url, **options) as kv:
+        # A writer settles the key it writes (no waiting: the batch is decided).
+        assert kv.append("a", "!") == "new!"
+        entry = kv.get_entry("b")
+        assert entry is not None and entry.version == 2
+        assert kv.dump() == {"a": "new!", "b": "new", "c": "new"}
+    # The cleanup sweep settles the rest once the intents are an hour old.
+    later = time.time() + 2 * 3600
+    with keyshelf.open(url, clock=lambda: later, **options) as kv:
+        assert kv.delete_expired() == 0
+        assert _pending(url, options) == []
+        assert kv.dump() == {"a": "new!", "b": "new", "c": "new"}
+    assert _raw_names(url, options, "x") == []
+
+
+@pytest.mark.parametrize("call", ["delete_pattern", "delete_many"])
+def test_a_delete_batch_is_all_or_nothing_across_a_crash(
+    where: tuple[str, dict[str, Any]], call: str
+) -> None:
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": 1, "b": 2, "c": 3})
+    _run_and_crash(where, "before commit", call)
+    with keyshelf.open(url, **options) as kv:
+        assert kv.dump() == {"a": 1, "b": 2, "c": 3}
+    _run_and_crash(where, "after commit", call, ahead=60)
+    with keyshelf.open(url, **options) as kv:
+        assert kv.dump() == ({} if call == "delete_pattern" else {"c": 3})
+        assert kv.list_namespaces() == ([] if call == "delete_pattern" else ["default"])
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_batch_failing_part_way_changes_nothing(
+    where: tuple[str, dict[str, Any]], api: str
+) -> None:
+    # An object another program wrote in keyshelf's place cannot be read: the
+    # batch raises, and the keys it had already prepared keep their values.
+    import asyncio
+
+    import obstore
+    from obstore.store import S3Store
+
+    url, options = where
+    config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
+    config["virtual_hosted_style_request"] = False
+    config["access_key_id"] = options.get("aws_access_key_id")
+    config["secret_access_key"] = options.get("aws_secret_access_key")
+    store = S3Store(
+        s3_server.BUCKET,
+        config={k: v for k, v in config.items() if v is not None},  # type: ignore[arg-type]
+        client_options={"allow_http": True},
+    )
+    prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": 1, "z": 26})
+    obstore.put(store, f"{prefix}/d/default/m", b"not a keyshelf record")
+
+    def sync_call() -> None:
+        with keyshelf.open(url, **options) as kv:
+            kv.mset({"a": 10, "b": 20, "m": 0, "y": 25, "z": 260})
+
+    async def async_call() -> None:
+        async with keyshelf.open_async(url, **options) as kv:
+            await kv.mset({"a": 10, "b": 20, "m": 0, "y": 25, "z": 260})
+
+    with pytest.raises(keyshelf.BackendError, match="Corrupt S3 object"):
+        sync_call() if api == "sync" else asyncio.run(async_call())
+    with keyshelf.open(url, **options) as kv:
+        assert kv.get_many(["a", "b", "y", "z"]) == {"a": 1, "z": 26}
+    assert _pending(url, options) == []
+    assert _leftovers(url, options) == []
+
+
+def test_a_commit_whose_reply_was_lost_is_not_undone(where: tuple[str, dict[str, Any]]) -> None:
+    # The client retries a commit PUT whose connection dropped; the retry is
+    # refused (412) because the first one landed. The batch is committed.
+    from keyshelf.backends._s3_io import ConflictError
+
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        io = kv._backend._io
+        real_put = io.put
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            etag = real_put(name, body, **conditions)
+            if _is_commit(kv, name):
+                raise ConflictError(name)
+            return str(etag)
+
+        io.put = put
+        assert kv.mset({"a": 1, "b": 2}) is True
+        assert kv.dump() == {"a": 1, "b": 2}
+    assert _pending(url, options) == [] and _leftovers(url, options) == []
+
+
+def test_a_batch_aborted_by_another_writer_is_started_afresh(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # Another client aborts the batch just before its commit (as a writer that
+    # waited on it too long would): the commit is refused, the batch is undone
+    # and written again under a new id, and applied exactly once.
+    from keyshelf.backends._s3_io import ABORTED
+
+    url, options = where
+    with keyshelf.open(url, **options) as kv, keyshelf.open(url, **options) as other:
+        kv.mset({"a": 1, "b": 1})
+        io = kv._backend._io
+        real_put = io.put
+        aborted: list[str] = []
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            if _is_commit(kv, name) and not aborted:
+                aborted.append(name)
+                other._backend._io.put(name, ABORTED, create=True)
+            return str(real_put(name, body, **conditions))
+
+        io.put = put
+        kv.mset({"a": 2, "b": 2})
+        assert aborted and kv.dump() == {"a": 2, "b": 2}
+        for key in ("a", "b"):
+            entry = kv.get_entry(key)
+            assert entry is not None and entry.version == 2
+    assert _pending(url, options) == [] and _leftovers(url, options) == []
+
+
+# -- four processes ------------------------------------------------------------------
+
+
+def _batches(url: str, options: dict[str, Any], me: int, rounds: int, start: Any) -> None:
+    keys = ["a", "b", "c", "d"]
+    order = keys[me:] + keys[:me]  # every process meets the others' keys in another order
+    with keyshelf.open(url, **options) as kv:
+        start.wait()
+        for i in range(rounds):
+            kv.mset({key: f"{me}-{i}" for key in order})
+            if i % 3 == 2:
+                kv.increment("single")
+
+
+def test_batches_from_four_processes_are_each_applied_whole(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    rounds = 8
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [
+        context.Process(target=_batches, args=(url, options, me, rounds, start)) for me in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(600)
+        assert worker.exitcode == 0
+    with keyshelf.open(url, **options) as kv:
+        values = kv.get_many(["a", "b", "c", "d"])
+        # The last batch to commit wrote all four keys; every batch wrote every key once.
+        assert len(set(values.values())) == 1
+        for key in "abcd":
+            entry = kv.get_entry(key)
+            assert entry is not None and entry.version == 4 * rounds
+        assert kv.get("single") == 4 * (rounds // 3)
+    assert _pending(url, options) == [] and _leftovers(url, options) == []
