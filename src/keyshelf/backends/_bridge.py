@@ -14,7 +14,7 @@ sync one. The async store reaches them through :class:`AsyncBridge`:
 Inline calls never await, so a task calling them in a loop would never let
 other tasks run: before an inline call, the bridge yields to the loop
 (``asyncio.sleep(0)``) once every :data:`._fastpath.SLICE` seconds of
-back-to-back inline work.
+inline work per loop iteration (see :meth:`_AsyncBridge._turn`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class _AsyncBridge(AsyncBackend):
         self.location = backend.location
         self.multi_key_atomic = backend.multi_key_atomic
         self._closed = False
-        # When the current run of inline work must give the loop a turn.
-        self._turn_ends = 0.0
+        # When the current slice of inline work ends (see _turn), and when the
+        # call that starts the next one was scheduled (-inf: not scheduled).
+        self._turn_ends = -math.inf
+        self._turn_scheduled = -math.inf
         self._executor = (
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keyshelf")
             if threads
@@ -71,18 +73,36 @@ class _AsyncBridge(AsyncBackend):
         return StoreClosedError(f"The store {self.location} is closed")
 
     async def _turn(self) -> None:
-        """Give the loop a turn (inline work has run for a slice), then start a new slice.
+        """Give the loop a turn: inline work has run for a slice (or the store is closed).
 
         Also the closed check of the inline calls: :meth:`close` sets
         ``_turn_ends`` to minus infinity, so that a call on a closed store
         comes here, and the hot path pays for one comparison, not two.
+
+        The slice is shared by every task of the store, per loop iteration:
+        the first task to use it up schedules :meth:`_new_turn`, which runs
+        at the start of the next iteration (before the tasks that yielded)
+        and starts the next slice; a task that resumes after the slice is
+        used up again makes its one call and yields. So one iteration of the
+        loop runs about one slice of inline work plus one call per waiting
+        task, however many tasks share the store.
         """
         if self._closed:
             raise self._closed_error()
+        now = _clock()
+        # A scheduled _new_turn that has not run within 10 ms belongs to a
+        # loop (another thread's) that stopped before running it: schedule anew.
+        if now - self._turn_scheduled > 0.01:
+            self._turn_scheduled = now
+            asyncio.get_running_loop().call_soon(self._new_turn)
         await asyncio.sleep(0)
         if self._closed:  # closed while this task waited for its turn
             raise self._closed_error()
-        self._turn_ends = _clock() + SLICE
+
+    def _new_turn(self) -> None:
+        self._turn_scheduled = -math.inf
+        if not self._closed:
+            self._turn_ends = _clock() + SLICE
 
     def _inline(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         async def call(*args: Any, **kwargs: Any) -> Any:

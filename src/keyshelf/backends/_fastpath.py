@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-#: Seconds of inline work after which the bridge lets the event loop run other
-#: tasks (an ``asyncio.sleep(0)`` before the next inline call). Shared by every
-#: task of one store: with n tasks ready, the loop is back within ~n x SLICE.
-SLICE = 0.0002
+#: Seconds of inline work per loop iteration after which the bridge lets the
+#: event loop run other tasks (an ``asyncio.sleep(0)`` before the next inline
+#: call). Shared by every task of one store: with n tasks calling it, one loop
+#: iteration runs about SLICE plus one call per task.
+SLICE = 0.0001
 
 
 class WouldBlock(Exception):  # noqa: N818 (a signal between bridge and backend, not an error)

@@ -31,6 +31,15 @@ default): a commit there appends to the WAL without an fsync. With
 ``durable=true`` (``synchronous=FULL``) or another journal mode every commit
 fsyncs, which can take milliseconds, so writes go to a worker thread and only
 the reads run inline. The journal mode is read when the store opens.
+
+Checkpoints never run on the loop's thread: a commit that finds the WAL
+past SQLite's autocheckpoint size (1000 pages) copies the WAL into the
+database and fsyncs it, milliseconds to tens of milliseconds of I/O. The
+no-wait connection has ``wal_autocheckpoint=0``, and every
+:data:`CHECKPOINT_EVERY`-th inline write is handed to a worker thread, whose
+connection commits it and checkpoints when the WAL is due (as do the
+connections of other processes and of the sync API); the WAL stays within
+about a thousand pages more than SQLite's own bound.
 """
 
 from __future__ import annotations
@@ -46,6 +55,9 @@ if TYPE_CHECKING:
 #: The most keys (or items) a batch call may hold to run inline: 64 rows are
 #: read or written in ~50-150 µs.
 INLINE_BATCH = 64
+
+#: Every this many inline writes, one goes to the worker thread instead (below).
+CHECKPOINT_EVERY = 128
 
 #: Read primitives tried inline (point reads, small batches).
 INLINE_READS = ("get", "get_record", "exists", "time_left", "get_many", "sizes")
@@ -90,6 +102,7 @@ def _attempt(backend: SQLiteBackend, name: str) -> Callable[..., Any]:
         backend.enter_nowait()
 
     if name in _BATCHES:
+        # (Batch writes count as one write for the checkpoint hand-over.)
 
         def batch(ns: str, keys: Sequence[Any], *args: Any) -> Any:
             if len(keys) > INLINE_BATCH:
@@ -99,6 +112,21 @@ def _attempt(backend: SQLiteBackend, name: str) -> Callable[..., Any]:
             return fn(ns, keys, *args)
 
         return batch
+
+    if name in INLINE_WRITES:
+        writes = backend._inline_writes
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            if not getattr(backend._local, "nowait", False):
+                nowait()
+            writes[0] += 1
+            if writes[0] % CHECKPOINT_EVERY == 0:
+                # Lets the worker thread's connection, which checkpoints
+                # (SQLite's autocheckpoint), commit this one write; see above.
+                raise WouldBlock
+            return fn(*args, **kwargs)
+
+        return write
 
     def one(*args: Any, **kwargs: Any) -> Any:
         if not getattr(backend._local, "nowait", False):

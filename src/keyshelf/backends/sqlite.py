@@ -226,6 +226,8 @@ class SQLiteBackend(Backend):
         self._readonly = readonly
         self._uri = _file_uri(self.path, "ro" if readonly else "rwc" if create else "rw")
         self._local = threading.local()
+        # Writes run inline by the async fast path (_sqlite_fast), shared by its threads.
+        self._inline_writes = [0]
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         self._closed = False
@@ -577,6 +579,8 @@ class SQLiteBackend(Backend):
         """
         conn = self._connection()
         conn.execute("PRAGMA busy_timeout=0")
+        # Checkpoints are I/O-bound (fsync): the worker threads run them.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         self._local.nowait = True
 
     @contextlib.contextmanager

@@ -1,0 +1,565 @@
+"""Benchmark: the async API on the local backends, and how long it ever stalls the loop.
+
+Three comparisons, each in one run, interleaved by rounds (the rotation of
+:func:`benchmarks.timing.compare`, with the async contestants timed call by
+call inside their event loop):
+
+* SQLite: ``await kv.get/set/increment`` (AsyncStore) against the same calls
+  on the sync ``Store`` (target: within 2x) and against aiosqlite running the
+  equivalent raw statement on a table of the same shape (target: <= 0.2x);
+* memory: AsyncStore against Store (target: within 1.5x);
+* loop stall under writer contention: a heartbeat task that wants to run every
+  millisecond, while 8 tasks hammer one SQLite file through one AsyncStore and
+  2 other processes write to it as fast as they can; the stall is how late
+  each tick comes (p50, p99, max; target p99 <= 2 ms, max <= 20 ms).
+
+:func:`loop_stall` is also what ``tests/reliability/test_loop_stall.py`` runs,
+with writers that hold the write lock for long stretches and a generous bound.
+
+Run as the ``async`` group of ``python -m benchmarks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import random
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keyshelf
+
+from .timing import Summary, clock
+
+SQLITE_VS_SYNC = 2.0
+SQLITE_VS_AIOSQLITE = 0.2
+MEMORY_VS_SYNC = 1.5
+STALL_P99_MS = 2.0
+STALL_MAX_MS = 20.0
+
+OPS = ("get hit", "set", "increment")
+
+# ---------------------------------------------------------------------------
+# per-call latency, sync and async contestants interleaved
+# ---------------------------------------------------------------------------
+
+SyncOp = Callable[[int], Any]
+AsyncOp = Callable[[int], Awaitable[Any]]
+
+
+@dataclass
+class Contestant:
+    name: str
+    ops: dict[str, SyncOp | AsyncOp]
+    is_async: bool
+
+
+def _time_sync(op: SyncOp, calls: int, warmup: int, offset: int) -> list[int]:
+    for i in range(warmup):
+        op(offset + i)
+    samples = [0] * calls
+    start = offset + warmup
+    for i in range(calls):
+        t0 = clock()
+        op(start + i)
+        samples[i] = clock() - t0
+    return samples
+
+
+async def _time_async(op: AsyncOp, calls: int, warmup: int, offset: int) -> list[int]:
+    for i in range(warmup):
+        await op(offset + i)
+    samples = [0] * calls
+    start = offset + warmup
+    for i in range(calls):
+        t0 = clock()
+        await op(start + i)
+        samples[i] = clock() - t0
+    return samples
+
+
+def compare(
+    loop: asyncio.AbstractEventLoop,
+    contestants: list[Contestant],
+    op: str,
+    *,
+    rounds: int,
+    calls: int,
+    warmup: int,
+) -> dict[str, Summary]:
+    """Time ``op`` on every contestant, rounds rotated as in :func:`timing.compare`."""
+    results = {c.name: Summary() for c in contestants}
+    offsets = dict.fromkeys(results, 0)
+    for r in range(rounds):
+        order = contestants[r % len(contestants) :] + contestants[: r % len(contestants)]
+        for c in order:
+            fn = c.ops[op]
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                if c.is_async:
+                    samples = loop.run_until_complete(
+                        _time_async(fn, calls, warmup, offsets[c.name])  # type: ignore[arg-type]
+                    )
+                else:
+                    samples = _time_sync(fn, calls, warmup, offsets[c.name])  # type: ignore[arg-type]
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            results[c.name].add_round(samples)
+            offsets[c.name] += calls + warmup
+    return results
+
+
+def _keyshelf_sync(name: str, kv: keyshelf.Store) -> Contestant:
+    kv.set("hit", "value-0123456789")
+
+    def get(i: int) -> Any:
+        return kv.get("hit")
+
+    def put(i: int) -> Any:
+        return kv.set(f"k{i % 1000}", i)
+
+    def incr(i: int) -> Any:
+        return kv.increment("counter")
+
+    return Contestant(name, {"get hit": get, "set": put, "increment": incr}, False)
+
+
+def _keyshelf_async(
+    name: str, loop: asyncio.AbstractEventLoop, kv: keyshelf.AsyncStore
+) -> Contestant:
+    loop.run_until_complete(kv.set("hit", "value-0123456789"))
+
+    def get(i: int) -> Awaitable[Any]:
+        return kv.get("hit")
+
+    def put(i: int) -> Awaitable[Any]:
+        return kv.set(f"k{i % 1000}", i)
+
+    def incr(i: int) -> Awaitable[Any]:
+        return kv.increment("counter")
+
+    return Contestant(name, {"get hit": get, "set": put, "increment": incr}, True)
+
+
+_RAW_TABLE = """CREATE TABLE IF NOT EXISTS kv (
+    ns TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, value BLOB,
+    expires_at INTEGER, PRIMARY KEY (ns, key)) WITHOUT ROWID"""
+_RAW_GET = (
+    "SELECT type, value FROM kv WHERE ns = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
+_RAW_SET = (
+    "INSERT INTO kv (ns, key, type, value, expires_at) VALUES (?, ?, 's', ?, NULL) "
+    "ON CONFLICT (ns, key) DO UPDATE SET type = excluded.type, value = excluded.value, "
+    "expires_at = excluded.expires_at"
+)
+_RAW_INCR = (
+    "INSERT INTO kv (ns, key, type, value, expires_at) VALUES (?, ?, 'i', 1, NULL) "
+    "ON CONFLICT (ns, key) DO UPDATE SET value = value + 1 RETURNING value"
+)
+
+
+async def _aiosqlite(name: str, path: Path) -> tuple[Contestant, Callable[[], Awaitable[None]]]:
+    import aiosqlite
+
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")
+    await db.execute(_RAW_TABLE)
+    await db.execute(_RAW_SET, ("default", "hit", b"value-0123456789"))
+
+    async def get(i: int) -> Any:
+        async with db.execute(_RAW_GET, ("default", "hit", 0)) as cursor:
+            return await cursor.fetchone()
+
+    async def put(i: int) -> Any:
+        await db.execute(_RAW_SET, ("default", f"k{i % 1000}", i))
+
+    async def incr(i: int) -> Any:
+        async with db.execute(_RAW_INCR, ("default", "counter")) as cursor:
+            return await cursor.fetchone()
+
+    return Contestant(name, {"get hit": get, "set": put, "increment": incr}, True), db.close
+
+
+def latency(
+    workdir: Path, *, rounds: int, calls: int, warmup: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The two comparison groups: ``{"sqlite": Group, "memory": Group}``."""
+    from .run import Group
+
+    out: dict[str, Any] = {}
+    loop = asyncio.new_event_loop()
+    try:
+        sync_kv = keyshelf.open(f"sqlite:///{workdir / 'sync.db'}")
+        async_kv = keyshelf.open_async(f"sqlite:///{workdir / 'async.db'}")
+        raw, close_raw = loop.run_until_complete(_aiosqlite("aiosqlite", workdir / "raw.db"))
+        try:
+            group = Group("SQLite, async API", "keyshelf async", ["keyshelf sync", "aiosqlite"])
+            contestants = [
+                _keyshelf_async("keyshelf async", loop, async_kv),
+                _keyshelf_sync("keyshelf sync", sync_kv),
+                raw,
+            ]
+            _run_ops(loop, group, contestants, rounds, calls, warmup, log)
+            out["sqlite"] = group
+        finally:
+            sync_kv.close()
+            loop.run_until_complete(async_kv.aclose())
+            loop.run_until_complete(close_raw())
+        sync_mem = keyshelf.open("memory://")
+        async_mem = keyshelf.open_async("memory://")
+        try:
+            group = Group("memory, async API", "keyshelf async", ["keyshelf sync"])
+            contestants = [
+                _keyshelf_async("keyshelf async", loop, async_mem),
+                _keyshelf_sync("keyshelf sync", sync_mem),
+            ]
+            _run_ops(loop, group, contestants, rounds, calls, warmup, log)
+            out["memory"] = group
+        finally:
+            sync_mem.close()
+            loop.run_until_complete(async_mem.aclose())
+    finally:
+        loop.close()
+    return out
+
+
+def _run_ops(
+    loop: asyncio.AbstractEventLoop,
+    group: Any,
+    contestants: list[Contestant],
+    rounds: int,
+    calls: int,
+    warmup: int,
+    log: Callable[[str], None],
+) -> None:
+    for op in OPS:
+        group.results[op] = compare(
+            loop, contestants, op, rounds=rounds, calls=calls, warmup=warmup
+        )
+        line = " | ".join(f"{n} {s.median_us:.2f}" for n, s in group.results[op].items())
+        log(f"  {group.title}: {op:<10} {line} (µs median)")
+
+
+# ---------------------------------------------------------------------------
+# loop stall under writer contention
+# ---------------------------------------------------------------------------
+
+# A writer process: keyshelf's sync API as fast as it can (increments of its
+# own counter, sets of shared keys), and, with hold_ms > 0, one transaction
+# that keeps the write lock for hold_ms (on a table of its own), then as long
+# (at least 50 ms) of plain writes, and again.
+# It prints "ready" after its first write, or while it holds the lock the
+# first time (hold_ms > 0), so the tasks start under contention.
+_WRITER = textwrap.dedent(
+    """
+    import os, sqlite3, sys, time
+    import keyshelf
+    path, stop, me, hold_ms = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    kv = keyshelf.open("sqlite:///" + path)
+    raw = sqlite3.connect(path, isolation_level=None, timeout=60)
+    raw.execute("CREATE TABLE IF NOT EXISTS stall_writers (who TEXT, n INTEGER)")
+    n = 0
+    last_hold = 0.0
+    while True:
+        n += 1
+        kv.increment("writer:" + me)
+        kv.set("shared:%d" % (n % 50), n)
+        if hold_ms and time.monotonic() - last_hold > max(0.05, hold_ms / 1000):
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("INSERT INTO stall_writers VALUES (?, ?)", (me, n))
+            if n == 1:  # the test starts while this process holds the lock
+                print("ready", flush=True)
+            time.sleep(hold_ms / 1000)
+            raw.execute("COMMIT")
+            last_hold = time.monotonic()
+        elif n == 1:
+            print("ready", flush=True)
+        if (hold_ms or n % 16 == 0) and os.path.exists(stop):
+            break
+    kv.close()
+    raw.close()
+    print(n, flush=True)
+    """
+)
+
+
+@dataclass
+class StallResult:
+    ticks: int
+    stalls_ms: list[float]
+    task_calls: int
+    increments: int
+    counter: int
+    writer_calls: list[int]
+    writer_counters: list[int]
+    handed_over: int
+    longest_inline_ms: float
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.stalls_ms)
+
+    @property
+    def p99_ms(self) -> float:
+        ordered = sorted(self.stalls_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.stalls_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ticks": self.ticks,
+            "stall_p50_ms": round(self.p50_ms, 3),
+            "stall_p99_ms": round(self.p99_ms, 3),
+            "stall_max_ms": round(self.max_ms, 3),
+            "task_calls": self.task_calls,
+            "handed_to_thread": self.handed_over,
+            "longest_inline_call_ms": round(self.longest_inline_ms, 3),
+            "writer_calls": self.writer_calls,
+        }
+
+
+@contextlib.contextmanager
+def _writers(path: Path, count: int, hold_ms: float) -> Iterator[tuple[Path, list[Any]]]:
+    stop = path.with_suffix(".stop")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), str(stop), str(i), str(hold_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
+    try:
+        for p in procs:  # each has written at least once: contention is on
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a writer process did not start")
+        yield stop, procs
+    finally:
+        stop.touch()
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def loop_stall(
+    path: Path,
+    *,
+    seconds: float = 3.0,
+    tasks: int = 8,
+    writers: int = 2,
+    hold_ms: float = 0.0,
+    period: float = 0.001,
+    fast_path: bool = True,
+) -> StallResult:
+    """Run the contention scenario on a fresh SQLite file; every tick's lateness in ms.
+
+    The heartbeat sleeps ``period`` and records how much later than that it
+    woke (the loop's own timer rounding is included). The tasks run a mix of
+    get (1/2), set (1/4) and increment of one shared counter (1/4) until
+    ``seconds`` have passed; writers start first and stop last. Also
+    measured: the longest call that ran inline (on the loop's thread), and how
+    many calls went to the worker thread. ``fast_path=False``: every call
+    goes to the worker thread, as before the fast path (for comparison).
+    """
+    from keyshelf.backends import _sqlite_fast
+
+    url = f"sqlite:///{path}"
+    keyshelf.open(url).close()  # create the file before the writers race to
+    with _writers(path, writers, hold_ms) as (_stop, procs):
+
+        async def main() -> tuple[list[float], int, int, int, int, float]:
+            stalls: list[float] = []
+            calls = increments = 0
+            kv = keyshelf.open_async(url)
+            async with kv:
+                bridge = kv._backend  # count the hand-overs to the worker thread
+                handed = [0]
+                real = bridge._in_thread
+
+                async def counting(fn: Any, args: Any, kwargs: Any) -> Any:
+                    handed[0] += 1
+                    return await real(fn, args, kwargs)
+
+                bridge._in_thread = counting
+                done = asyncio.Event()
+
+                async def heartbeat() -> None:
+                    last = time.perf_counter()
+                    while not done.is_set():
+                        await asyncio.sleep(period)
+                        now = time.perf_counter()
+                        stalls.append(max(0.0, (now - last - period) * 1000))
+                        last = now
+
+                async def hammer(seed: int) -> tuple[int, int]:
+                    rng = random.Random(seed)
+                    n = mine = 0
+                    while not done.is_set():
+                        r = rng.random()
+                        if r < 0.5:
+                            await kv.get(f"shared:{rng.randrange(50)}")
+                        elif r < 0.75:
+                            await kv.set(f"task:{seed}:{rng.randrange(50)}", n)
+                        else:
+                            await kv.increment("tasks")
+                            mine += 1
+                        n += 1
+                    return n, mine
+
+                beat = asyncio.create_task(heartbeat())
+                workers = [asyncio.create_task(hammer(i)) for i in range(tasks)]
+                await asyncio.sleep(seconds)
+                done.set()
+                for n, mine in await asyncio.gather(*workers):
+                    calls += n
+                    increments += mine
+                await beat
+                counter = await kv.get("tasks", 0)
+            return stalls, calls, increments, counter, handed[0], longest[0] * 1000
+
+        longest = [0.0]
+
+        saved = _sqlite_fast.fast_path
+
+        def timed_fast_path(backend: Any) -> dict[str, Any]:
+            def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+                def call(*args: Any, **kwargs: Any) -> Any:
+                    t0 = time.perf_counter()
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:
+                        longest[0] = max(longest[0], time.perf_counter() - t0)
+
+                return call
+
+            return {name: timed(fn) for name, fn in saved(backend).items()} if fast_path else {}
+
+        _sqlite_fast.fast_path = timed_fast_path  # type: ignore[assignment]
+        try:
+            stalls, calls, increments, counter, handed, longest_ms = asyncio.run(main())
+        finally:
+            _sqlite_fast.fast_path = saved
+    outs = [int(p.stdout.read().strip() or 0) if p.stdout else 0 for p in procs]
+    with keyshelf.open(url) as kv:
+        counters = [kv.get(f"writer:{i}", 0) for i in range(writers)]
+    return StallResult(
+        ticks=len(stalls),
+        stalls_ms=stalls,
+        task_calls=calls,
+        increments=increments,
+        counter=counter,
+        writer_calls=outs,
+        writer_counters=counters,
+        handed_over=handed,
+        longest_inline_ms=longest_ms,
+    )
+
+
+#: The stall scenarios: label -> (writers' lock hold in ms, fast path on).
+SCENARIOS = {
+    "writers hammering": (0.0, True),
+    "writers hammering, every call in the thread (no fast path)": (0.0, False),
+    "writers holding the lock 100 ms at a time": (100.0, True),
+}
+
+
+def stall(workdir: Path, *, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """The loop-stall figures of the issue's scenario, and two variants for context."""
+    out: dict[str, Any] = {}
+    for n, (label, (hold, fast)) in enumerate(SCENARIOS.items()):
+        result = loop_stall(
+            workdir / f"stall-{n}.db", seconds=seconds, hold_ms=hold, fast_path=fast
+        )
+        if result.counter != result.increments or result.writer_counters != result.writer_calls:
+            raise AssertionError(f"lost updates under contention: {result}")
+        out[label] = result.as_dict()
+        log(
+            f"  loop stall, {label}: p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms, "
+            f"max {result.max_ms:.2f} ms over {result.ticks} ticks; longest inline call "
+            f"{result.longest_inline_ms:.2f} ms; {result.task_calls} task calls "
+            f"({result.handed_over} to the thread)"
+        )
+    return out
+
+
+def checks(groups: dict[str, Any], stalls: dict[str, Any] | None) -> list[Any]:
+    from .run import Check
+
+    out: list[Check] = []
+    sq, mem = groups.get("async sqlite"), groups.get("async memory")
+    for op in OPS:
+        if sq is not None:
+            mine = sq.median(op, sq.ours)
+            for anchor, limit in (
+                ("keyshelf sync", SQLITE_VS_SYNC),
+                ("aiosqlite", SQLITE_VS_AIOSQLITE),
+            ):
+                theirs = sq.median(op, anchor)
+                if mine is not None and theirs:
+                    out.append(Check(f"SQLite async {op} ÷ {anchor}", mine / theirs, limit))
+        if mem is not None:
+            mine, theirs = mem.median(op, mem.ours), mem.median(op, "keyshelf sync")
+            if mine is not None and theirs:
+                out.append(Check(f"memory async {op} ÷ sync", mine / theirs, MEMORY_VS_SYNC))
+    for label, r in (stalls or {}).items():
+        if label == "writers hammering":
+            out.append(Check(f"loop stall p99 ms ({label})", r["stall_p99_ms"], STALL_P99_MS))
+            out.append(Check(f"loop stall max ms ({label})", r["stall_max_ms"], STALL_MAX_MS))
+    return out
+
+
+def render(stalls: dict[str, Any]) -> str:
+    from .timing import markdown_table
+
+    rows = [
+        [
+            label,
+            str(r["ticks"]),
+            f"{r['stall_p50_ms']:.3f}",
+            f"{r['stall_p99_ms']:.3f}",
+            f"{r['stall_max_ms']:.2f}",
+            f"{r['longest_inline_call_ms']:.2f}",
+            f"{r['task_calls']:,} ({r['handed_to_thread']:,})",
+        ]
+        for label, r in stalls.items()
+    ]
+    return "### Event-loop stall: 8 tasks on one SQLite file, 2 writer processes\n\n" + (
+        markdown_table(
+            [
+                "scenario",
+                "ticks",
+                "stall p50 ms",
+                "p99 ms",
+                "max ms",
+                "longest inline call ms",
+                "task calls (to thread)",
+            ],
+            rows,
+            "l",
+        )
+    )
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(stall(Path(tmp), seconds=3.0, log=print))
