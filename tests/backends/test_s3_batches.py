@@ -322,3 +322,97 @@ def test_batches_from_four_processes_are_each_applied_whole(
             assert entry is not None and entry.version == 4 * rounds
         assert kv.get("single") == 4 * (rounds // 3)
     assert _pending(url, options) == [] and _leftovers(url, options) == []
+
+
+# -- multi-key commits (update_many: atomic(), transaction()) -------------------------
+
+
+def _moves(me: int, rounds: int) -> list[tuple[str, str, int]]:
+    """(source, target, amount) of each transfer process ``me`` makes."""
+    accounts = "abcd"
+    return [(accounts[(me + i) % 4], accounts[(me + 1 + i) % 4], me + 1) for i in range(rounds)]
+
+
+def _transfers(url: str, options: dict[str, Any], me: int, rounds: int, start: Any) -> None:
+    with keyshelf.open(url, **options) as kv:
+        start.wait()
+        for source, target, amount in _moves(me, rounds):
+
+            def move(
+                tx: Any, source: str = source, target: str = target, amount: int = amount
+            ) -> None:
+                tx.set(source, tx.get(source) - amount)
+                tx.set(target, tx.get(target) + amount)
+                tx.increment("moves")
+
+            kv.transaction(move, retries=1000)
+
+
+def test_transactions_from_four_processes_keep_the_total(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    rounds = 7  # not a multiple of 4: the balances move
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": 100, "b": 100, "c": 100, "d": 100, "moves": 0})
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [
+        context.Process(target=_transfers, args=(url, options, me, rounds, start))
+        for me in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(600)
+        assert worker.exitcode == 0
+    with keyshelf.open(url, **options) as kv:
+        # Transfers commute: whatever the order, every one applied once gives these.
+        expected = dict.fromkeys("abcd", 100)
+        for me in range(4):
+            for source, target, amount in _moves(me, rounds):
+                expected[source] -= amount
+                expected[target] += amount
+        assert kv.get_many(["a", "b", "c", "d"]) == expected
+        assert kv.get("moves") == 4 * rounds
+    assert _pending(url, options) == [] and _leftovers(url, options) == []
+
+
+def _crash_commit(url: str, options: dict[str, Any]) -> None:
+    with keyshelf.open(url, **options) as kv:
+        io = kv._backend._io
+        real_put = io.put
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            if _is_commit(kv, name) and body == COMMITTED:
+                os._exit(3)
+            return str(real_put(name, body, **conditions))
+
+        io.put = put
+        kv.atomic().check("a", 1).check("absent", None).set("a", 2).delete("b").commit()
+    raise AssertionError("the commit should have stopped the process")
+
+
+def test_a_multi_key_commit_whose_writer_died_is_invisible_and_holds_its_keys(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # Even the keys a commit only checks are held (a pending object each) until
+    # it is decided: a checked-absent key cannot be created behind its back.
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset({"a": 1, "b": 1})
+    context = multiprocessing.get_context("spawn")
+    worker = context.Process(target=_crash_commit, args=(url, options))
+    worker.start()
+    worker.join(120)
+    assert worker.exitcode == 3
+    assert sorted(_pending(url, options)) == ["d/default/a", "d/default/absent", "d/default/b"]
+    with keyshelf.open(url, readonly=True, **options) as reader:
+        assert reader.dump() == {"a": 1, "b": 1}
+    later = time.time() + 60  # the dead commit is stale for this writer
+    with keyshelf.open(url, clock=lambda: later, **options) as kv:
+        assert kv.setnx("absent", "mine") is True
+        outcome = kv.atomic().check("a", 1).set("a", 3).delete("b").commit()
+        assert outcome.ok
+        assert kv.dump() == {"a": 3, "absent": "mine"}

@@ -54,6 +54,7 @@ from ..records import (
     KEEP,
     Decision,
     Meta,
+    MultiDecision,
     R,
     Record,
     Value,
@@ -113,6 +114,10 @@ Action = Record | _Tombstone | None
 Step = Callable[[Record | None, Stored | None], tuple[Action, Any]]
 
 
+class _MovedError(Exception):
+    """A key of a multi-key commit changed between its read and its pending write."""
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """One key of a batch after its pending object was written (or no write was needed)."""
@@ -130,6 +135,9 @@ class _Prepared:
 
 class AsyncS3Backend(AsyncBackend):
     """Keyshelf records as objects of one bucket, under one prefix."""
+
+    #: update_many (atomic() commits, transaction()) works: through a batch.
+    multi_key_atomic = True
 
     def __init__(self, settings: S3Settings) -> None:
         self.location = settings.location
@@ -409,9 +417,22 @@ class AsyncS3Backend(AsyncBackend):
         except Exception:
             await self._undo(ns, batch, done, intents)
             raise
+        if not await self._commit(ns, batch, prepared, done, intents):
+            return None
+        return [p.result for p in prepared]
+
+    async def _commit(
+        self,
+        ns: str,
+        batch: str,
+        prepared: list[_Prepared],
+        done: list[_Prepared],
+        intents: list[str],
+    ) -> bool:
+        """Create the commit object and roll forward; False if another writer aborted it."""
         if all(p.etag is None for p in prepared):
-            await self._io.each(self._io.delete, intents)
-            return [p.result for p in prepared]
+            await self._io.each(self._io.delete, intents)  # nothing to change
+            return True
         commit = self._layout.batch(batch)
         try:
             await self._io.put(commit, COMMITTED, create=True)
@@ -420,10 +441,125 @@ class AsyncS3Backend(AsyncBackend):
             if decided is None or decided[0] != COMMITTED:  # else: our reply was lost
                 # Aborted by a writer that waited on it too long, or by an older batch.
                 await self._undo(ns, batch, done, intents)
-                return None
+                return False
         self._decided[batch] = COMMITTED
         await self._finish(ns, batch, prepared, intents)
-        return [p.result for p in prepared]
+        return True
+
+    async def update_many(
+        self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]
+    ) -> R:
+        """Read every key, decide, and apply the actions as one batch (optimistically).
+
+        Every key gets a pending object, written conditionally on the object
+        its record was read from (``If-Match``/``If-None-Match``), even a key
+        the decision leaves alone: so no key read can change, or appear,
+        before the commit makes the writes visible. A key changed by another
+        writer between the read and the pending write aborts the attempt,
+        and the whole decision runs again on fresh reads.
+        """
+        if self._readonly:
+            raise self._read_only()
+        wanted = sorted(set(keys))
+        for key in wanted:
+            self._name(ns, key)
+        for attempt in range(self._retries):
+            finished, result = await self._try_many(ns, wanted, now, decide)
+            if finished:
+                return result  # type: ignore[return-value]
+            await self._io.sleep(random.uniform(0, min(0.005 * 2**attempt, 1.0)))
+        raise BackendError(
+            f"S3 {self.location}: gave up on a commit of {len(wanted)} keys in namespace "
+            f"{ns!r} after {self._retries} attempts meeting concurrent writers "
+            "(option conflict_retries); nothing was changed"
+        )
+
+    async def _try_many(
+        self, ns: str, wanted: list[str], now: int, decide: MultiDecision[R]
+    ) -> tuple[bool, R | None]:
+        """One try of :meth:`update_many`: (True, result), or (False, None) to try again."""
+        batch = new_nonce()
+        intents = [self._layout.marker(ns, key, _INTENT + batch) for key in wanted]
+        done: list[_Prepared] = []
+        try:
+            await self._io.each(lambda intent: self._io.put(intent, b""), intents)
+            reads = await self._io.each(
+                lambda key: self._settled(ns, key, now, (now, batch)), wanted
+            )
+            records: dict[str, Record | None] = {}
+            for key, (_, body) in zip(wanted, reads, strict=True):
+                stored = self._parse(body, self._name(ns, key))
+                live = None
+                if stored is not None and is_live(stored.record.expires_at, now):
+                    live = stored.record
+                records[key] = live
+            actions, result = decide(records)
+            prepared = await self._io.each(
+                lambda item: self._lock_key(
+                    ns, item[0], item[1], records[item[0]], actions.get(item[0]), now, batch, done
+                ),
+                list(zip(wanted, reads, strict=True)),
+            )
+        except _MovedError:
+            await self._undo(ns, batch, done, intents)
+            return False, None
+        except Exception:
+            await self._undo(ns, batch, done, intents)
+            raise
+        if not await self._commit(ns, batch, prepared, done, intents):
+            return False, None
+        return True, result
+
+    async def _settled(
+        self, ns: str, key: str, now: int, mine: tuple[int, str]
+    ) -> tuple[tuple[bytes, str] | None, bytes]:
+        name = self._name(ns, key)
+        return await self._settle(name, await self._fetch(name), now, writing=True, mine=mine)
+
+    async def _lock_key(
+        self,
+        ns: str,
+        key: str,
+        read: tuple[tuple[bytes, str] | None, bytes],
+        live: Record | None,
+        action: Any,
+        now: int,
+        batch: str,
+        done: list[_Prepared],
+    ) -> _Prepared:
+        """Write the pending object of one key of :meth:`update_many`, conditionally on ``read``.
+
+        Raises :class:`_MovedError` if the object changed since it was read.
+        """
+        name = self._name(ns, key)
+        got, prior_body = read
+        stored = self._parse(prior_body, name)
+        marker = None if stored is None else stored.marker
+        fresh = False
+        if isinstance(action, Write):
+            new, marker, fresh = await self._body(
+                ns, key, new_record(action, live, now), stored, new_nonce()
+            )
+        elif action is not None and stored is not None:
+            new, marker = b"", None  # removed: a tombstone
+        else:
+            new = prior_body  # unchanged, but held until the commit
+        body = wrap(Pending(batch, now, new, prior_body))
+        try:
+            etag = await self._io.put(
+                name, body, create=got is None, etag=None if got is None else got[1]
+            )
+        except ConflictError:
+            again = await self._fetch(name)
+            if again is None or again[0] != body:
+                if fresh and marker is not None:
+                    await self._io.delete(self._layout.marker(ns, key, marker))
+                raise _MovedError(key) from None
+            etag = again[1]  # the reply was lost; the write landed
+        self._remember(name, body, etag)
+        prepared = _Prepared(key, name, etag, new, prior_body, stored, marker, fresh, None)
+        done.append(prepared)
+        return prepared
 
     async def _prepare(
         self,
