@@ -466,3 +466,33 @@ def test_benchmark_smoke() -> None:
     assert [row["case"] for row in rows] == ["get", "set", "list 30 keys"]
     assert all(row["keyshelf_ms"] > 0 and row["raw_ms"] > 0 for row in rows)
     assert bench_s3.render(rows[0]).startswith("get")
+
+
+def test_list_namespaces_costs_one_get_and_one_list_per_live_namespace(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # Namespaces emptied by deletes keep their tombstones (docs/s3.md); the
+    # listing streams them 1000 per LIST page instead of one LIST per namespace.
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        for n in range(40):
+            kv.namespace(f"ns{n:02d}").mset({"a": 1, "b": 2})
+        for n in range(40):
+            if n not in (3, 17, 39):
+                kv.namespace(f"ns{n:02d}").clear()
+        kv.namespace("ns17").delete("a")  # its first object is a tombstone now
+        io = kv._backend._io
+        calls = {"get": 0, "list": 0}
+        real_get, real_pages = io.get, io.pages
+
+        def get(name: str) -> Any:
+            calls["get"] += 1
+            return real_get(name)
+
+        def pages(directory: str, after: str | None) -> Any:
+            calls["list"] += 1
+            return real_pages(directory, after)
+
+        io.get, io.pages = get, pages
+        assert kv.list_namespaces() == ["ns03", "ns17", "ns39"]
+        assert calls == {"get": 3, "list": 4}

@@ -819,15 +819,37 @@ class AsyncS3Backend(AsyncBackend):
         return found
 
     async def namespaces(self, now: int) -> list[str]:
+        """One walk over every namespace's objects, skipping a namespace once it is live.
+
+        The tombstones of namespaces without a live key stream by 1000 per
+        LIST page; the first non-empty object of a namespace is read (it may
+        have expired, or belong to an undecided batch) and, if live, the walk
+        starts again past the namespace: one GET and one LIST per live
+        namespace, whatever it holds.
+        """
         if self._closed:
             raise StoreClosedError(f"The store {self.location} is closed")
+        base = self._layout.root + "d/"
         found: list[str] = []
-        for folder in await self._io.folders(self._layout.root + "d"):
-            ns = unescape(folder.rstrip("/").rpartition("/")[2])
-            async for _ in self._live(ns, _ALL, now, None, False):
-                found.append(ns)
-                break
-        return sorted(found)
+        offset: str | None = None
+        while True:
+            beyond = None
+            async for page in self._io.pages(self._layout.root + "d", offset):
+                for meta in page:
+                    if meta["size"] == 0:
+                        continue  # a tombstone
+                    space, _, key = str(meta["path"])[len(base) :].partition("/")
+                    if await self.get_record(unescape(space), unescape(key), now) is not None:
+                        found.append(unescape(space))
+                        # Above every "<space>/..." name, below every later namespace
+                        # (an escaped name holds no "/", and "0" follows "/").
+                        beyond = base + space + "0"
+                        break
+                if beyond is not None:
+                    break
+            if beyond is None:
+                return sorted(found)
+            offset = beyond
 
     async def stats(self, ns: str, now: int) -> dict[str, Any]:
         total = active = with_ttl = 0
