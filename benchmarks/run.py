@@ -7,7 +7,7 @@ Usage (``make bench`` runs the defaults)::
                          [--rounds 5] [--calls 2000] [--warmup 300]
                          [--listing-keys 100000] [--bulk 1000000]
                          [--procs 4] [--proc-calls 5000]
-                         [--stream-keys 1000000] [--stream-rounds 3]
+                         [--stream-keys 1000000] [--stream-rounds 3] [--stall-seconds 5]
                          [--redis-url URL] [--postgres-url URL] [--json PATH]
 
 Every group measures keyshelf and its anchors in the same run, interleaved
@@ -42,7 +42,18 @@ from .workload import OPS, expected_listing
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-GROUPS = ("memory", "sqlite", "bulk", "procs", "redis", "postgres", "stream", "locks", "memoize")
+GROUPS = (
+    "memory",
+    "sqlite",
+    "bulk",
+    "procs",
+    "redis",
+    "postgres",
+    "stream",
+    "locks",
+    "memoize",
+    "async",
+)
 #: Run only when named in --only: "s3" starts its own moto server (bench_s3.py).
 OPTIONAL_GROUPS = ("s3",)
 
@@ -379,6 +390,10 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
     for name, r in (report.get("procs") or {}).items():
         if name.startswith("keyshelf"):
             out.append(Check(f"{name} lost updates", r["lost_updates"], 0))
+    if "async sqlite" in groups or "async memory" in groups or report.get("loop_stall"):
+        from .bench_async import checks as async_checks
+
+        out += async_checks(groups, report.get("loop_stall"))
     if "memoize sqlite" in groups or "memoize memory" in groups:
         from .bench_memoize import checks as memoize_checks
 
@@ -454,6 +469,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--proc-calls", type=int, default=5000)
     p.add_argument("--stream-keys", type=int, default=1_000_000, help="keys of the stream group")
     p.add_argument("--stream-rounds", type=int, default=3)
+    p.add_argument(
+        "--stall-seconds", type=float, default=5.0, help="each loop-stall run (async group)"
+    )
     p.add_argument("--redis-url", default=os.environ.get("KEYSHELF_TEST_REDIS_URL", DEFAULT_REDIS))
     p.add_argument(
         "--postgres-url", default=os.environ.get("KEYSHELF_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
@@ -522,6 +540,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["stream"] = stream.run(
                 workdir / "stream.db", args.stream_keys, args.stream_rounds, log
             )
+        if "async" in args.only:
+            from . import bench_async
+
+            (workdir / "async").mkdir()
+            timed = bench_async.latency(
+                workdir / "async",
+                rounds=args.rounds,
+                calls=args.calls,
+                warmup=args.warmup,
+                log=log,
+            )
+            for key, group in timed.items():
+                groups[f"async {key}"] = group
+                report["groups"][f"async {key}"] = group.as_dict()
+            if args.stall_seconds:
+                report["loop_stall"] = bench_async.stall(
+                    workdir / "async", seconds=args.stall_seconds, log=log
+                )
         if "memoize" in args.only:
             from . import bench_memoize
 
@@ -637,6 +673,11 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             "",
             markdown_table(["listing", "seconds", "spread", "÷ keys(prefix)"], rows, "l"),
         ]
+    stalls = report.get("loop_stall")
+    if stalls:
+        from .bench_async import render as render_stalls
+
+        parts += ["", render_stalls(stalls)]
     locks = report.get("locks")
     if locks:
         from .bench_locks import LOCK, SETNX

@@ -710,7 +710,14 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
         raise BackendUnavailableError(f"Cannot open {path}: {exc.strerror}") from exc
     # Calls take a lock and may block on disk or on another process: run
     # them in a worker thread so the event loop never waits.
-    return AsyncBridge(backend, threads=2) if asynchronous else backend
+    if not asynchronous:
+        return backend
+    # Reads of the document in memory run inline on the event loop's thread;
+    # writes (file lock, save, fsync) and reloads run in the worker threads
+    # (_file_fast.py says which go where).
+    from ._file_fast import fast_path
+
+    return AsyncBridge(backend, threads=2, inline=fast_path(backend))
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FileBackend", "create"]

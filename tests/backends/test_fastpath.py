@@ -1,0 +1,234 @@
+"""The async fast path (issue 19): what runs inline, what goes to the thread, what is left.
+
+The conformance suite checks that the async API means the same as the sync
+one on every backend; these tests check the fast path's own promises on the
+local backends (src/keyshelf/backends/_sqlite_fast.py, _file_fast.py,
+_bridge.py): a call that finds SQLite locked goes to the worker thread while
+the loop keeps running and leaves nothing open on the loop's connection; a
+COMMIT that fails leaves nothing half-done; batches go where their size says;
+inline calls let other tasks run; one store serves several event loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import keyshelf
+from keyshelf.backends import _bridge, _sqlite_fast
+from keyshelf.backends._base_async import AsyncBackend
+from keyshelf.backends.sqlite import SQLiteBackend
+from keyshelf.errors import BackendError
+
+
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection holding SQLite's write lock (BEGIN IMMEDIATE) until the block ends."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE IF NOT EXISTS other (x)")
+        conn.execute("INSERT INTO other VALUES (1)")
+        yield conn
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def test_hot_primitives_take_exactly_the_arguments_the_bridge_passes() -> None:
+    for name, arity in _bridge._POSITIONAL.items():
+        params = list(inspect.signature(getattr(AsyncBackend, name)).parameters.values())[1:]
+        assert len(params) == arity, name
+        assert all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params)
+
+
+async def test_a_locked_write_waits_in_the_thread_while_the_loop_runs(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with keyshelf.open_async(f"sqlite:///{path}") as kv:
+        await kv.set("seen", "before")
+        backend = kv._backend.backend
+        with write_lock(path):
+            writes = [
+                asyncio.create_task(kv.set("k", 1)),
+                asyncio.create_task(kv.increment("missing")),  # a BEGIN IMMEDIATE transaction
+                asyncio.create_task(kv.increment("seen-count")),  # the one-statement UPDATE path
+            ]
+            # The loop runs: inline reads complete while the lock is held (WAL).
+            for _ in range(20):
+                assert await kv.get("seen") == "before"
+                await asyncio.sleep(0)
+            assert not any(task.done() for task in writes)
+            # The failed inline attempts left the loop's connection clean.
+            assert getattr(backend._local, "nowait", False)
+            assert not backend._local.conn.in_transaction
+        assert [await task for task in writes] == [True, 1, 1]
+        assert await kv.get_many(["k", "missing", "seen-count"]) == {
+            "k": 1,
+            "missing": 1,
+            "seen-count": 1,
+        }
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_busy_commit_leaves_nothing_half_done(tmp_path: Path, api: str) -> None:
+    # Rollback-journal mode: COMMIT needs every reader gone. A reader holding
+    # its lock makes the COMMIT of a transaction fail with SQLITE_BUSY after
+    # the (short) timeout; the transaction must be rolled back, not left open
+    # on the connection to be committed, or read, by a later call.
+    path = tmp_path / "j.db"
+    url = f"sqlite:///{path}?journal_mode=DELETE&timeout=0.02"
+    reader = sqlite3.connect(path, isolation_level=None)
+
+    def hold_read_lock() -> None:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM keyshelf").fetchone()
+
+    try:
+        if api == "sync":
+            with keyshelf.open(url) as kv:
+                kv.set("n", 10)
+                hold_read_lock()
+                with pytest.raises(BackendError, match="locked"):
+                    kv.append("fresh", "x")  # update(): BEGIN IMMEDIATE ... COMMIT
+                assert not kv._backend._local.conn.in_transaction
+                reader.execute("ROLLBACK")
+                assert kv.get("fresh") is None
+                assert kv.append("fresh", "y") == "y"
+                assert kv.get_many(["n", "fresh"]) == {"n": 10, "fresh": "y"}
+        else:
+
+            async def main() -> None:
+                async with keyshelf.open_async(url) as kv:
+                    await kv.set("n", 10)
+                    hold_read_lock()
+                    with pytest.raises(BackendError, match="locked"):
+                        await kv.append("fresh", "x")  # in the worker thread
+                    reader.execute("ROLLBACK")
+                    assert await kv.get("fresh") is None
+                    assert await kv.append("fresh", "y") == "y"
+                    assert await kv.get_many(["n", "fresh"]) == {"n": 10, "fresh": "y"}
+
+            asyncio.run(main())
+    finally:
+        reader.close()
+    # What another connection sees: the failed call wrote nothing.
+    with keyshelf.open(f"sqlite:///{path}") as kv:
+        assert kv.get("fresh") == "y"
+
+
+async def test_writes_run_inline_only_without_fsync_per_commit(tmp_path: Path) -> None:
+    for query, inline in (("", True), ("?durable=true", False), ("?journal_mode=DELETE", False)):
+        kv = keyshelf.open_async(f"sqlite:///{tmp_path / 'w.db'}{query}")
+        async with kv:
+            assert _sqlite_fast.writes_inline(kv._backend.backend) is inline, query
+
+
+async def test_batches_run_inline_up_to_the_documented_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    where: dict[str, list[int]] = {"get_many": [], "purge_expired": []}
+    for name in where:
+        original = getattr(SQLiteBackend, name)
+
+        def recording(self: Any, *args: Any, _name: str = name, _fn: Any = original) -> Any:
+            where[_name].append(threading.get_ident())
+            return _fn(self, *args)
+
+        monkeypatch.setattr(SQLiteBackend, name, recording)
+    loop_thread = threading.get_ident()
+    async with keyshelf.open_async(f"sqlite:///{tmp_path / 'b.db'}") as kv:
+        small = [f"k{i}" for i in range(_sqlite_fast.INLINE_BATCH)]
+        big = [*small, "one-more"]
+        await kv.get_many(small)
+        await kv.get_many(big)
+        await kv.delete_expired()
+    assert where["get_many"][0] == loop_thread
+    assert where["get_many"][1] != loop_thread
+    assert where["purge_expired"] and where["purge_expired"][0] != loop_thread
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite", "file"])
+async def test_a_task_calling_inline_primitives_lets_other_tasks_run(
+    tmp_path: Path, scheme: str
+) -> None:
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path / 'y.db'}",
+        "file": f"file://{tmp_path / 'y.json'}",
+    }[scheme]
+    async with keyshelf.open_async(url) as kv:
+        await kv.set("k", 1)
+        for _ in range(20):  # inline calls: the store's first slice has begun
+            await kv.get("k")
+        other_ran = asyncio.Event()
+
+        async def spinner() -> int:
+            # Nothing here awaits but the store: without the bridge's turns,
+            # the other task could not run until this one ends.
+            for n in range(200_000):
+                if other_ran.is_set():
+                    return n
+                await kv.get("k")
+            raise AssertionError("the other task never ran")
+
+        async def other() -> None:
+            other_ran.set()
+
+        spin = asyncio.create_task(spinner())
+        await asyncio.sleep(0)  # the spinner starts first
+        await other()
+        assert await spin < 200_000
+
+
+def test_one_store_serves_several_event_loops(tmp_path: Path) -> None:
+    kv = keyshelf.open_async(f"sqlite:///{tmp_path / 'm.db'}")
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def in_its_own_loop() -> None:
+        async def work() -> None:
+            barrier.wait()
+            for _ in range(300):
+                await kv.increment("n")
+
+        try:
+            asyncio.run(work())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=in_its_own_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    backend = kv._backend.backend
+
+    async def finish() -> Any:
+        try:
+            return await kv.get("n")
+        finally:
+            await kv.aclose()
+
+    assert asyncio.run(finish()) == 600
+    assert backend._closed
+
+
+async def test_file_reads_see_other_writers(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'f.json'}"
+    async with keyshelf.open_async(url) as kv:
+        await kv.set("k", "mine")
+        assert await kv.get("k") == "mine"
+        with keyshelf.open(url) as other:
+            other.set("k", "theirs")
+        # The file changed: the read reloads it (in the worker thread).
+        assert await kv.get("k") == "theirs"
+        assert await kv.get_many(["k"]) == {"k": "theirs"}
