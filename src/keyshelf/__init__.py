@@ -17,12 +17,14 @@ from ._store_async import AsyncStore
 from ._store_sync import Store
 from ._transactions_async import AsyncAtomic, AsyncTransaction
 from ._transactions_sync import Atomic, Transaction
+from .changes import ChangeEvent
 from .codec import Codec, PickleCodec
 from .entry import Entry
 from .errors import (
     AppendTypeError,
     BackendError,
     BackendUnavailableError,
+    ChangesCompactedError,
     ExportFormatError,
     IncompatibleStoreError,
     IncrementOverflowError,
@@ -62,6 +64,8 @@ __all__ = [
     "Atomic",
     "BackendError",
     "BackendUnavailableError",
+    "ChangeEvent",
+    "ChangesCompactedError",
     "Codec",
     "CommitResult",
     "Entry",

@@ -22,6 +22,7 @@ dataknobs-kv and kv-store-adapter already catch, so ``except ValueError`` keeps 
     ├── LockNotOwnedError                              extend/release of a lock no longer held
     ├── TransactionConflictError                       transaction(): conflicts beyond retries
     ├── UnsupportedOperationError                      not on this backend (multi-key commit)
+    ├── ChangesCompactedError                          watch(since=N): history pruned past N
     └── BackendError                                   the storage failed
         ├── BackendUnavailableError                    cannot connect / timed out
         ├── StoreClosedError                           the store was closed
@@ -160,6 +161,22 @@ class UnsupportedOperationError(KVError):
     """
 
 
+class ChangesCompactedError(KVError):
+    """``kv.watch(since=N)``: changes after revision ``N`` were pruned from the history.
+
+    ``oldest`` is the oldest revision still kept: every change with a revision
+    ``>= oldest`` can be replayed, so ``watch(since=err.oldest - 1)`` works
+    (docs/changes.md). Nothing was delivered for the pruned range.
+    """
+
+    def __init__(self, message: str, oldest: int) -> None:
+        super().__init__(message)
+        self.oldest = oldest
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.oldest))
+
+
 class BackendError(KVError):
     """The storage backend failed; the driver's exception is chained."""
 
@@ -188,6 +205,7 @@ __all__ = [
     "AppendTypeError",
     "BackendError",
     "BackendUnavailableError",
+    "ChangesCompactedError",
     "ExportFormatError",
     "IncompatibleStoreError",
     "IncrementOverflowError",

@@ -23,10 +23,12 @@ atomic. Every method may raise :class:`keyshelf.errors.BackendError`.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..changes import FEED_POLL_INTERVAL, Change
 from ..codec import payload_size
 from ..errors import UnsupportedOperationError
 from ..patterns import Matcher, compile_pattern
@@ -63,6 +65,11 @@ class Backend(ABC):
     #: step. False by default, so a backend written before it existed keeps
     #: working (multi-key commits on it raise UnsupportedOperationError).
     multi_key_atomic: bool = False
+
+    #: True if the change-feed primitives work (:meth:`enable_changes`,
+    #: :meth:`revision`, :meth:`changes`, :meth:`wait_changes`). False by
+    #: default: the defaults raise UnsupportedOperationError.
+    change_feed: bool = False
 
     # -- abstract primitives: every backend writes these ----------------------
 
@@ -329,6 +336,56 @@ class Backend(ABC):
         """
         for key, write in items:
             self.put(ns, key, (write.tag, write.payload), write.expires_at, write.meta, now)
+
+    # -- change feed (docs/changes.md): not abstract, off by default -------------
+
+    def _no_feed(self) -> UnsupportedOperationError:
+        name = type(self).__name__
+        where = f" ({self.location})" if self.location else ""
+        return UnsupportedOperationError(
+            f"The {name} backend{where} has no change feed: revision() and watch() "
+            "are not available on it; nothing was changed"
+        )
+
+    def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        """Switch the change feed on for the whole store, or set its retention.
+
+        Persisted in the store: every writer of every process records from
+        its next write. Keeps at most the latest ``history_count`` changes
+        and/or the changes younger than ``history_ms`` (at least one is given;
+        with both, a change beyond either bound is pruned). Idempotent.
+        """
+        raise self._no_feed()
+
+    def changes_enabled(self) -> bool:
+        """True once :meth:`enable_changes` ran on this store (from any process)."""
+        raise self._no_feed()
+
+    def revision(self, now: int) -> int:
+        """The latest recorded revision (0 if none); it never goes down."""
+        raise self._no_feed()
+
+    def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        """Recorded changes with revision > ``after``, ascending.
+
+        Of namespace ``ns`` (every namespace if None); at most ``limit``
+        changes, except that the changes of one revision are never split
+        (the caller resumes after the last revision returned). Raises
+        :class:`~keyshelf.errors.ChangesCompactedError` when a change with a
+        revision > ``after`` was pruned. Returns [] if nothing is recorded.
+        """
+        raise self._no_feed()
+
+    def wait_changes(self, after: int, timeout: float) -> None:
+        """Return when the revision may be > ``after``, or after ``timeout`` seconds.
+
+        A doorbell only: spurious returns are allowed, the caller re-reads
+        :meth:`changes`. Returns promptly once the backend is closed, and
+        releases what it waits on when the awaiting task is cancelled. The
+        default sleeps :data:`~keyshelf.changes.FEED_POLL_INTERVAL` (at most
+        ``timeout``); backends override it with their own means.
+        """
+        time.sleep(min(timeout, FEED_POLL_INTERVAL))
 
 
 # Every key, for the defaults above.
