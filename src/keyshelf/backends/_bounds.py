@@ -48,7 +48,7 @@ from ..records import Record
 POLICIES = ("lru", "lfu", "fifo", "none")
 
 #: At most this many keys of headroom (see :func:`key_headroom`).
-MAX_KEY_HEADROOM = 64
+MAX_KEY_HEADROOM = 4096
 
 #: The backend primitives that write: a bounded in-process backend wraps each
 #: in :meth:`Tracker.write` (nested calls, e.g. ``append`` -> ``update``, count once).
@@ -116,7 +116,7 @@ class Limits:
 
 
 def key_headroom(max_keys: int) -> int:
-    """Keys an eviction frees beyond the limit: ``min(64, max_keys // 16)``.
+    """Keys an eviction frees beyond the limit: ``min(4096, max_keys // 16)``.
 
     0 for stores of fewer than 32 keys, where every eviction is exact.
     """

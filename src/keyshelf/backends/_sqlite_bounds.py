@@ -3,24 +3,32 @@
 Rules in :mod:`._bounds`. The layout, beside keyshelf's data table ``t``:
 
 * ``t_bounds``: one row with the limits (``max_keys``, ``max_bytes``,
-  ``policy``), the running totals (``keys``, ``bytes``), a logical clock
-  (``tick``, one step per write) and the eviction count;
-* ``t_ranks``: one row per record, ``(ns, key, rank, size)``, indexed by
-  ``rank``: the eviction order (lowest rank goes first). LRU: the tick of the
-  last use; LFU: the number of uses; FIFO: the tick of the insertion;
-* three triggers on ``t`` (``AFTER INSERT``, ``AFTER UPDATE``, ``AFTER
-  DELETE``) that keep both current and, after a write that took the store
-  above a limit, evict (``DELETE`` of the lowest-ranked rows, never the row
-  just written) or, under ``"none"``, ``RAISE(ABORT)``: SQLite then undoes
-  the whole statement, and a transaction's caller rolls back the rest.
+  ``policy``), the running totals (``keys``, ``bytes``) and the eviction
+  count;
+* ``t_reads``: the reads of LRU and LFU stores that processes flushed
+  (``(ns, key, at, hits)``: the last read's instant and how many reads);
+* five triggers on ``t``: ``AFTER INSERT``, ``AFTER UPDATE`` and ``AFTER
+  DELETE`` ones that keep the totals current, and ``AFTER INSERT`` /
+  ``AFTER UPDATE`` ones that run only after a write that took the store
+  above a limit and evict (``DELETE`` of the first rows in eviction order,
+  never the row just written) or, under ``"none"``, ``RAISE(ABORT)``: SQLite
+  then undoes the whole statement, and a transaction's caller rolls back.
+
+The eviction order comes from the data table's own columns (``updated_at``
+for LRU, ``created_at`` for FIFO, ``version`` for LFU) joined with
+``t_reads``, so a write touches one more page than on an unbounded store
+(the totals row); finding victims scans the table, which the headroom makes
+rare: one scan per batch of ``min(4096, max_keys // 16)`` keys.
 
 Because the triggers live in the file, every write path of every process
 (single statements, ``update``/``update_many`` transactions, imports) is
-bound by them, including keyshelf versions that know nothing of bounds:
-those refuse a table with triggers at open. Reads do not write: an LRU or LFU
-store remembers which keys this process read and adds them to the ranking in
-one transaction at the next write of this process, when 1,024 distinct keys
-are pending, or a second after the last flush, whichever comes first.
+bound by them; keyshelf versions that know nothing of bounds refuse a table
+with triggers at open. Every connection of a bounded store turns on
+``recursive_triggers``, so a row that ``INSERT OR REPLACE`` replaces is
+counted out by the delete trigger. Reads do not write: an LRU or LFU store
+remembers which keys this process read and adds them to ``t_reads`` in one
+transaction at the next write of this process, when 1,024 distinct keys are
+pending, or at a read a second after the last flush, whichever comes first.
 Another process's eviction sees only the reads flushed so far: that is how
 cross-process recency is approximated.
 """
@@ -41,7 +49,7 @@ from ..errors import (
     ValueTooLargeError,
 )
 from ..records import DELETE, MultiDecision, R, Value
-from ._bounds import WRITE_METHODS, Limits
+from ._bounds import MAX_KEY_HEADROOM, WRITE_METHODS, Limits
 from .sqlite import _SIZE, SQLiteBackend, _tokens
 
 #: The messages the triggers abort with (mapped to keyshelf's errors).
@@ -62,81 +70,114 @@ def bounds_table_sql(t: str) -> str:
     return (
         f"CREATE TABLE {t}_bounds (id INTEGER PRIMARY KEY CHECK (id = 0), "
         "max_keys INTEGER, max_bytes INTEGER, policy TEXT NOT NULL, "
-        "keys INTEGER NOT NULL, bytes INTEGER NOT NULL, tick INTEGER NOT NULL, "
+        "keys INTEGER NOT NULL, bytes INTEGER NOT NULL, "
         "evictions INTEGER NOT NULL, evicting INTEGER NOT NULL)"
     )
 
 
-def ranks_table_sql(t: str) -> str:
+def reads_table_sql(t: str) -> str:
     return (
-        f"CREATE TABLE {t}_ranks (ns TEXT NOT NULL, key TEXT NOT NULL, "
-        "rank INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID"
+        f"CREATE TABLE {t}_reads (ns TEXT NOT NULL, key TEXT NOT NULL, "
+        "at INTEGER NOT NULL, hits INTEGER NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID"
     )
 
 
-def ranks_index_sql(t: str) -> str:
-    return f"CREATE INDEX {t}_ranks_order ON {t}_ranks (rank)"
+def _victims(t: str, mine: str, limit: str) -> str:
+    """Rows of ``t`` in eviction order (not ``mine``), at most ``limit``.
+
+    LRU: the later of the last write (``updated_at``) and the last flushed
+    read, a read winning a tie; LFU: writes (``version``) plus flushed reads,
+    then LRU order; FIFO: ``created_at``. Ties end in key order. A scan of
+    the table: the headroom makes it rare (one per batch of evictions).
+    """
+    b, r = f"{t}_bounds", f"{t}_reads"
+    policy = f"(SELECT policy FROM {b})"
+    recency = "max(d.updated_at, coalesce(r.at, 0))"
+    read_last = "(r.at IS NOT NULL AND r.at >= d.updated_at)"
+    return f"""SELECT d.ns, d.key, {_size("d")} AS size FROM {t} AS d
+            LEFT JOIN {r} AS r ON r.ns = d.ns AND r.key = d.key
+            WHERE NOT (d.{mine.replace(" AND key", " AND d.key")})
+            ORDER BY CASE {policy} WHEN 'lfu' THEN d.version + coalesce(r.hits, 0)
+                                   WHEN 'fifo' THEN d.created_at ELSE {recency} END,
+                     CASE {policy} WHEN 'lfu' THEN {recency} WHEN 'fifo' THEN 0
+                                   ELSE {read_last} END,
+                     d.ns, d.key
+            LIMIT {limit}"""
+
+
+_OVER_KEYS = "(max_keys IS NOT NULL AND keys > max_keys)"
+_OVER_BYTES = "(max_bytes IS NOT NULL AND bytes > max_bytes)"
 
 
 def _write_trigger_sql(t: str, event: str) -> str:
-    """The AFTER INSERT / AFTER UPDATE trigger: account, rank, refuse or evict."""
-    b, r = f"{t}_bounds", f"{t}_ranks"
+    """The AFTER INSERT / AFTER UPDATE trigger that keeps the totals, or refuses."""
+    b = f"{t}_bounds"
     size = _size("new")
-    mine = "ns = new.ns AND key = new.key"
-    over_keys = "(max_keys IS NOT NULL AND keys > max_keys)"
-    over_bytes = "(max_bytes IS NOT NULL AND bytes > max_bytes)"
-    # Keys beyond the goal max_keys - key_headroom(max_keys) (see _bounds).
-    headroom = "min(64, max_keys / 16)"
-    byte_goal = "(max_bytes - max_bytes / 16)"
+    if event == "UPDATE":  # the key was there: only its size may change
+        totals = f"bytes = bytes + {size} - {_size('old')} WHERE {size} <> {_size('old')}"
+    else:
+        totals = f"keys = keys + 1, bytes = bytes + {size}"
     return f"""CREATE TRIGGER {t}_bounds_{event.lower()} AFTER {event} ON {t}
 BEGIN
-    UPDATE {b} SET
-        keys = keys + NOT EXISTS (SELECT 1 FROM {r} WHERE {mine}),
-        bytes = bytes + {size} - coalesce((SELECT size FROM {r} WHERE {mine}), 0),
-        tick = tick + 1;
-    UPDATE {r} SET size = {size}, rank = (SELECT CASE policy
-            WHEN 'lfu' THEN {r}.rank + 1
-            WHEN 'fifo' THEN CASE WHEN new.version = 1 THEN tick ELSE {r}.rank END
-            ELSE tick END FROM {b})
-        WHERE {mine};
-    INSERT INTO {r} (ns, key, rank, size)
-        SELECT new.ns, new.key, CASE policy WHEN 'lfu' THEN 1 ELSE tick END, {size} FROM {b}
-        WHERE NOT EXISTS (SELECT 1 FROM {r} WHERE {mine});
+    UPDATE {b} SET {totals};
     SELECT RAISE(ABORT, '{TOO_LARGE}') FROM {b}
         WHERE max_bytes IS NOT NULL AND {size} > max_bytes;
     SELECT RAISE(ABORT, '{FULL}') FROM {b}
-        WHERE policy = 'none' AND ({over_keys} OR {over_bytes});
-    UPDATE {b} SET evicting = 1 WHERE policy <> 'none' AND ({over_keys} OR {over_bytes});
-    DELETE FROM {t} WHERE (SELECT evicting FROM {b}) AND (ns, key) IN (
-        SELECT ns, key FROM {r} WHERE NOT ({mine}) ORDER BY rank
-        LIMIT (SELECT CASE WHEN {over_keys} THEN keys - max_keys + {headroom} ELSE 0 END
-               FROM {b}));
-    DELETE FROM {t} WHERE (SELECT evicting AND max_bytes IS NOT NULL AND bytes > {byte_goal}
-                           FROM {b}) AND (ns, key) IN (
+        WHERE policy = 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES});
+END"""
+
+
+def _evict_trigger_sql(t: str, event: str) -> str:
+    """The AFTER INSERT / AFTER UPDATE trigger that evicts, only when a limit is exceeded.
+
+    SQLite runs the triggers of one event newest first, so this one, created
+    before the totals trigger of its event, runs after it and sees the write
+    counted. (The conformance tests check the limits after every write: a
+    SQLite running them in another order would fail them.)
+    """
+    b = f"{t}_bounds"
+    mine = "ns = new.ns AND key = new.key"
+    # The goals: max_keys - key_headroom(max_keys), max_bytes - byte_headroom(max_bytes).
+    headroom = f"min({MAX_KEY_HEADROOM}, max_keys / 16)"
+    byte_goal = "(max_bytes - max_bytes / 16)"
+    key_count = (
+        f"(SELECT CASE WHEN {_OVER_KEYS} THEN keys - max_keys + {headroom} ELSE 0 END FROM {b})"
+    )
+    byte_scan = (
+        f"(SELECT CASE WHEN max_bytes IS NOT NULL AND bytes > {byte_goal} "
+        f"THEN -1 ELSE 0 END FROM {b})"
+    )
+    return f"""CREATE TRIGGER {t}_bounds_evict_{event.lower()} AFTER {event} ON {t}
+WHEN (SELECT policy <> 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES}) FROM {b})
+BEGIN
+    UPDATE {b} SET evicting = 1;
+    DELETE FROM {t} WHERE (ns, key) IN (
+        SELECT ns, key FROM ({_victims(t, mine, key_count)}));
+    DELETE FROM {t} WHERE (ns, key) IN (
         SELECT ns, key FROM (
-            SELECT ns, key, size, sum(size) OVER (ORDER BY rank ROWS UNBOUNDED PRECEDING) AS freed
-            FROM {r} WHERE NOT ({mine}))
+            SELECT ns, key, size, sum(size) OVER (ROWS UNBOUNDED PRECEDING) AS freed
+            FROM ({_victims(t, mine, byte_scan)}))
         WHERE freed - size < (SELECT bytes - {byte_goal} FROM {b}));
-    UPDATE {b} SET evicting = 0 WHERE evicting;
+    UPDATE {b} SET evicting = 0;
 END"""
 
 
 def _delete_trigger_sql(t: str) -> str:
-    b, r = f"{t}_bounds", f"{t}_ranks"
-    mine = "ns = old.ns AND key = old.key"
+    b, r = f"{t}_bounds", f"{t}_reads"
     return f"""CREATE TRIGGER {t}_bounds_delete AFTER DELETE ON {t}
 BEGIN
-    UPDATE {b} SET keys = keys - 1,
-        bytes = bytes - (SELECT size FROM {r} WHERE {mine}),
-        evictions = evictions + evicting
-        WHERE EXISTS (SELECT 1 FROM {r} WHERE {mine});
-    DELETE FROM {r} WHERE {mine};
+    UPDATE {b} SET keys = keys - 1, bytes = bytes - {_size("old")},
+        evictions = evictions + evicting;
+    DELETE FROM {r} WHERE ns = old.ns AND key = old.key;
 END"""
 
 
 def trigger_sql(t: str) -> dict[str, str]:
     """Name -> definition of every trigger a bounded store puts on table ``t``."""
+    # In creation order: each evict trigger before the totals trigger of its event.
     return {
+        f"{t}_bounds_evict_insert": _evict_trigger_sql(t, "INSERT"),
+        f"{t}_bounds_evict_update": _evict_trigger_sql(t, "UPDATE"),
         f"{t}_bounds_insert": _write_trigger_sql(t, "INSERT"),
         f"{t}_bounds_update": _write_trigger_sql(t, "UPDATE"),
         f"{t}_bounds_delete": _delete_trigger_sql(t),
@@ -177,12 +218,12 @@ class BoundedSQLiteBackend(SQLiteBackend):
 
     ``limits`` None: open a store that is already bounded with its own
     limits. Limits given to a bounded store replace the stored ones (every
-    process then follows the new ones; a policy change restarts the ranking).
+    process then follows the new ones from its next write).
     """
 
     def __init__(self, path: Any, *, limits: Limits | None, **options: Any) -> None:
         super().__init__(path, **options)
-        self._pending: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], list[int]] = {}
         self._flushed_at = time.monotonic()
         try:
             self._limits = self._run("open", lambda conn: self._install(conn, limits))
@@ -192,6 +233,15 @@ class BoundedSQLiteBackend(SQLiteBackend):
         self._records_reads = self._limits.policy in ("lru", "lfu") and not self._readonly
 
     # -- schema ---------------------------------------------------------------
+
+    def _connection(self, *, check: bool = False) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        conn = super()._connection(check=check)
+        # A row replaced by INSERT OR REPLACE then fires the delete trigger.
+        conn.execute("PRAGMA recursive_triggers = ON")
+        return conn
 
     def _install(self, conn: sqlite3.Connection, limits: Limits | None) -> Limits:
         t = self._table
@@ -205,26 +255,16 @@ class BoundedSQLiteBackend(SQLiteBackend):
                 if limits is None:
                     raise IncompatibleStoreError(f"{self.path}: table {t} is not bounded")
                 conn.execute(bounds_table_sql(t))
-                conn.execute(ranks_table_sql(t))
-                conn.execute(ranks_index_sql(t))
-                # Records already there join the ranking in key order, all
-                # with the lowest rank (their uses are unknown).
+                conn.execute(reads_table_sql(t))
                 conn.execute(
-                    f"INSERT INTO {t}_ranks (ns, key, rank, size) "
-                    f"SELECT ns, key, 0, {_SIZE} FROM {t}"
-                )
-                conn.execute(
-                    f"INSERT INTO {t}_bounds VALUES (0, NULL, NULL, 'lru', "
-                    f"(SELECT count(*) FROM {t}_ranks), "
-                    f"(SELECT coalesce(sum(size), 0) FROM {t}_ranks), 1, 0, 0)"
+                    f"INSERT INTO {t}_bounds SELECT 0, NULL, NULL, 'lru', count(*), "
+                    f"coalesce(sum({_SIZE}), 0), 0, 0 FROM {t}"
                 )
                 for sql in trigger_sql(t).values():
                     conn.execute(sql)
             self._check_shape(conn)
             current = self._read_limits(conn)
             if limits is not None and limits != current:
-                if limits.policy != current.policy:
-                    conn.execute(f"UPDATE {t}_ranks SET rank = 0")
                 conn.execute(
                     f"UPDATE {t}_bounds SET max_keys = ?, max_bytes = ?, policy = ?",
                     (limits.max_keys, limits.max_bytes, limits.policy),
@@ -236,8 +276,7 @@ class BoundedSQLiteBackend(SQLiteBackend):
         t = self._table
         want = {
             f"{t}_bounds": bounds_table_sql(t),
-            f"{t}_ranks": ranks_table_sql(t),
-            f"{t}_ranks_order": ranks_index_sql(t),
+            f"{t}_reads": reads_table_sql(t),
             **trigger_sql(t),
         }
         found = dict(
@@ -270,36 +309,42 @@ class BoundedSQLiteBackend(SQLiteBackend):
     def get(self, ns: str, key: str, now: int) -> Value | None:
         value = super().get(ns, key, now)
         if value is not None and self._records_reads:
-            pending = self._pending
             slot = (ns, key)
-            # LRU: the order of the dict is the order of last use.
-            uses = pending.pop(slot, 0)
-            pending[slot] = uses + 1
-            if len(pending) >= FLUSH_KEYS or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            seen = self._pending.get(slot)
+            if seen is None:
+                self._pending[slot] = [now, 1]
+            else:
+                seen[0] = max(seen[0], now)
+                seen[1] += 1
+            if (
+                len(self._pending) >= FLUSH_KEYS
+                or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
+            ):
                 self.flush_reads()
         return value
 
     def flush_reads(self) -> None:
-        """Add the reads pending in this process to the shared ranking (one transaction)."""
+        """Add the reads pending in this process to ``t_reads`` (one transaction).
+
+        Only keys still present are recorded: a read of a key deleted since
+        leaves nothing behind.
+        """
         self._flushed_at = time.monotonic()
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
         t = self._table
-        if self._limits.policy == "lfu":
-            rows = [(uses, ns, key) for (ns, key), uses in pending.items()]
-            sql = f"UPDATE {t}_ranks SET rank = rank + ? WHERE ns = ? AND key = ?"
-        else:
-            rows = [(i, ns, key) for i, (ns, key) in enumerate(pending, 1)]
-            sql = (
-                f"UPDATE {t}_ranks SET rank = (SELECT tick FROM {t}_bounds) + ? "
-                "WHERE ns = ? AND key = ?"
-            )
+        rows = [(ns, key, at, hits) for (ns, key), (at, hits) in pending.items()]
+        sql = (
+            f"INSERT INTO {t}_reads (ns, key, at, hits) SELECT ?1, ?2, ?3, ?4 "
+            f"WHERE EXISTS (SELECT 1 FROM {t} WHERE ns = ?1 AND key = ?2) "
+            "ON CONFLICT (ns, key) DO UPDATE SET at = max(at, excluded.at), "
+            "hits = hits + excluded.hits"
+        )
 
         def work(conn: sqlite3.Connection) -> None:
             with self._transaction(conn):
                 conn.executemany(sql, rows)
-                conn.execute(f"UPDATE {t}_bounds SET tick = tick + ?", (len(rows),))
 
         self._run("record reads", work)
 

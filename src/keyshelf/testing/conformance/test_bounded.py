@@ -32,6 +32,15 @@ def _bounded(opener: Any, **limits: Any) -> Any:
         return None
 
 
+def _later(clock: Any) -> None:
+    """Move a fake clock on by 1 ms: each write and read at its own instant.
+
+    (SQLite orders LRU and FIFO victims by the records' instants, ties by key.)
+    """
+    if not clock.server_clock:
+        clock.advance(0.001)
+
+
 def _keys_everywhere(kv: Any) -> int:
     """Every record of the store, over all namespaces (what ``max_keys`` counts)."""
     return sum(kv.namespace(ns).key_count() for ns in kv.list_namespaces())
@@ -98,7 +107,7 @@ def test_the_byte_limit_holds_and_a_value_too_large_is_refused(opener: Any) -> N
     assert kv.stats()["max_bytes"] == 1000 and kv.stats()["evictions"] > 0
 
 
-def test_lru_keeps_recently_read_keys(opener: Any, backend_name: str) -> None:
+def test_lru_keeps_recently_read_keys(opener: Any, backend_name: str, clock: Any) -> None:
     kv = _bounded(opener, max_keys=LIMIT, eviction="lru")
     if kv is None:
         return
@@ -106,14 +115,17 @@ def test_lru_keeps_recently_read_keys(opener: Any, backend_name: str) -> None:
         pytest.skip("the cache tier answers reads itself: they never reach the ranking")
     for i in range(LIMIT):
         kv.set(f"k{i}", i)
+        _later(clock)
     for i in range(5):
         assert kv.get(f"k{i}") == i
+        _later(clock)
     for i in range(5):
         kv.set(f"new{i}", i)
+        _later(clock)
     assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(5)] + [f"new{i}" for i in range(5)])
 
 
-def test_lfu_keeps_frequently_read_keys(opener: Any, backend_name: str) -> None:
+def test_lfu_keeps_frequently_read_keys(opener: Any, backend_name: str, clock: Any) -> None:
     kv = _bounded(opener, max_keys=LIMIT, eviction="lfu")
     if kv is None:
         return
@@ -121,27 +133,33 @@ def test_lfu_keeps_frequently_read_keys(opener: Any, backend_name: str) -> None:
         pytest.skip("the cache tier answers reads itself: they never reach the ranking")
     for i in range(LIMIT):
         kv.set(f"k{i}", i)
+        _later(clock)
     for _ in range(3):
         for i in range(5, LIMIT):
             assert kv.get(f"k{i}") == i
+            _later(clock)
     for i in range(5):
         kv.set(f"new{i}", i)
+        _later(clock)
     kept = set(kv.keys())
     assert {f"k{i}" for i in range(5, LIMIT)} <= kept
     assert len(kept) == LIMIT and "new4" in kept
 
 
-def test_fifo_evicts_the_oldest_even_if_read(opener: Any) -> None:
+def test_fifo_evicts_the_oldest_even_if_read(opener: Any, clock: Any) -> None:
     kv = _bounded(opener, max_keys=LIMIT, eviction="fifo")
     if kv is None:
         return
-    for i in range(LIMIT):
+    for i in reversed(range(LIMIT)):  # k9 first: the oldest is not the first key
         kv.set(f"k{i}", i)
-    assert kv.get("k0") == 0
-    kv.set("k1", "overwritten: still as old as its insertion")
+        _later(clock)
+    assert kv.get("k9") == 9
+    kv.set("k8", "overwritten: still as old as its insertion")
+    _later(clock)
     kv.set("new", 1)
+    _later(clock)
     kv.set("new2", 2)
-    assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(2, LIMIT)] + ["new", "new2"])
+    assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(LIMIT - 2)] + ["new", "new2"])
 
 
 def test_none_refuses_and_changes_nothing(opener: Any) -> None:
@@ -173,7 +191,7 @@ def test_none_refuses_and_changes_nothing(opener: Any) -> None:
     assert kv.stats()["evictions"] == 0
 
 
-def test_limits_survive_reopening_and_bind_another_store(opener: Any) -> None:
+def test_limits_survive_reopening_and_bind_another_store(opener: Any, clock: Any) -> None:
     first = _bounded(opener, max_keys=LIMIT, eviction="fifo")
     if first is None:
         return
@@ -181,12 +199,15 @@ def test_limits_survive_reopening_and_bind_another_store(opener: Any) -> None:
     assert second.stats()["max_keys"] == LIMIT
     for i in range(LIMIT * 2):
         second.set(f"k{i}", i)
+        _later(clock)
         assert _keys_everywhere(first) <= LIMIT
     assert sorted(second.keys()) == sorted(f"k{i}" for i in range(LIMIT, LIMIT * 2))
     assert first.stats()["evictions"] == second.stats()["evictions"] == LIMIT
 
 
-def test_imports_and_multi_key_commits_respect_the_limits(opener: Any, tmp_path: Any) -> None:
+def test_imports_and_multi_key_commits_respect_the_limits(
+    opener: Any, tmp_path: Any, clock: Any
+) -> None:
     kv = _bounded(opener, max_keys=LIMIT)
     if kv is None:
         return
@@ -197,9 +218,11 @@ def test_imports_and_multi_key_commits_respect_the_limits(opener: Any, tmp_path:
     source.close()
     kv.import_(dump)
     assert _keys_everywhere(kv) <= LIMIT
+    _later(clock)
     result = kv.atomic().set("c1", 1).set("c2", 2).increment("c3").commit()
     assert result.ok and {"c1", "c2", "c3"} <= set(kv.keys())
     assert _keys_everywhere(kv) <= LIMIT
+    _later(clock)
     batch = kv.atomic()
     for i in range(LIMIT + 4):
         batch.set(f"t{i}", i)
