@@ -145,6 +145,13 @@ def test_a_batch_whose_writer_died_before_its_commit_is_invisible(
         # A new batch over the same keys settles them and commits.
         assert kv.mset({"b": 2, "c": 3}) is True
         assert kv.dump() == {"a": "old!", "b": 2, "c": 3, "n": 1}
+    assert _raw_names(url, options, "b") != []  # the dead batch's "aborted"
+    # An hour on, the sweep removes what the dead batch left: intents, commit object.
+    later = time.time() + 2 * 3600
+    with keyshelf.open(url, clock=lambda: later, **options) as kv:
+        assert kv.delete_expired() == 0
+        assert kv.dump() == {"a": "old!", "b": 2, "c": 3, "n": 1}
+    assert _pending(url, options) == [] and _leftovers(url, options) == []
 
 
 def test_a_batch_whose_writer_died_after_its_commit_is_visible_whole(
@@ -170,7 +177,7 @@ def test_a_batch_whose_writer_died_after_its_commit_is_visible_whole(
         assert kv.delete_expired() == 0
         assert _pending(url, options) == []
         assert kv.dump() == {"a": "new!", "b": "new", "c": "new"}
-    assert _raw_names(url, options, "x") == []
+    assert _leftovers(url, options) == []
 
 
 @pytest.mark.parametrize("call", ["delete_pattern", "delete_many"])

@@ -976,14 +976,23 @@ class AsyncS3Backend(AsyncBackend):
             async for key, nonce, meta in self._markers(space, ""):
                 by_key.setdefault(key, []).append((nonce, meta))
             grace = MARKER_GRACE.total_seconds() * 1000
+            # Intents per batch: seen in the listing, and removed here.
+            intents: dict[str, int] = {}
+            cleared: dict[str, int] = {}
             for key, found in by_key.items():
                 markers = [(m, meta) for m, meta in found if not m.startswith(_INTENT)]
                 for intent, meta in found:
-                    if intent.startswith(_INTENT) and age_ms(meta, now) > grace:
-                        # A batch's intent left by a writer that died: settle the
-                        # key's object, after which no listing needs the intent.
-                        await self._settle_object(space, key, now)
+                    if not intent.startswith(_INTENT):
+                        continue
+                    batch = intent[len(_INTENT) :]
+                    intents[batch] = intents.get(batch, 0) + 1
+                    # Left by a writer that died an hour ago: settle the key's
+                    # object, after which no listing needs the intent.
+                    if age_ms(meta, now) > grace and await self._settle_object(
+                        space, key, batch, now
+                    ):
                         await self._io.delete(self._layout.marker(space, key, intent))
+                        cleared[batch] = cleared.get(batch, 0) + 1
                 if all(marker_expiry(marker) > now for marker, _ in markers):
                     continue  # every expiry it may have is still ahead
                 removed += bool(await self._cas(space, key, now, _purge_step))
@@ -994,22 +1003,36 @@ class AsyncS3Backend(AsyncBackend):
                     # refers to it, and it is too old to belong to a write in flight.
                     if marker != current and age_ms(meta, now) > grace:
                         await self._io.delete(self._layout.marker(space, key, marker))
+            for batch, count in cleared.items():
+                # A batch writes all its intents when it starts (all in one
+                # namespace): none is left, so no object names the batch.
+                if count == intents[batch]:
+                    await self._io.delete(self._layout.batch(batch))
         return removed
 
-    async def _settle_object(self, ns: str, key: str, now: int) -> None:
-        """Rewrite a pending object of ``key`` as the plain body it settles to."""
+    async def _settle_object(self, ns: str, key: str, batch: str, now: int) -> bool:
+        """Rewrite the pending object ``batch`` left on ``key`` as the body it settles to.
+
+        True once the key's object no longer names ``batch`` (False: it kept
+        changing under conflicting writers).
+        """
         name = self._name(ns, key)
         async with self._locks[hash((ns, key)) % _STRIPES]:
             for _ in range(self._retries):
                 got = await self._fetch(name)
-                if got is None or unwrap(got[0], name) is None:
-                    return
+                pending = None if got is None else unwrap(got[0], name)
+                if pending is None or pending.batch != batch:
+                    return True
                 got, body = await self._settle(name, got, now, writing=True)
-                if got is None or unwrap(got[0], name) is None:
-                    return  # settled meanwhile by another writer
-                with contextlib.suppress(ConflictError):
+                pending = None if got is None else unwrap(got[0], name)
+                if got is None or pending is None or pending.batch != batch:
+                    return True  # settled meanwhile by another writer
+                try:
                     self._remember(name, body, await self._io.put(name, body, etag=got[1]))
-                    return
+                except ConflictError:
+                    continue
+                return True
+        return False
 
     async def close(self) -> None:
         self._closed = True
