@@ -275,6 +275,111 @@ class Statements:
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW} + %s::bigint, {NOW}, {NOW}, 1)
             ON CONFLICT (ns, key) DO NOTHING"""
         self.delete_one = f"DELETE FROM {t} WHERE ns = %s AND key = %s RETURNING {live()}"
+        # -- the checked commit in one statement (Backend.commit) ------------
+        # One row per key (sorted; at most one mutation each): its check (ck
+        # 0 none, 1 absent, 2 version cv) and mutation (op '' none, 's' set,
+        # 'd' delete, 'i' increment by di (int) or df (float), 'e' expire).
+        # Rows are locked FOR UPDATE in key order. Nothing is written unless
+        # every check holds ("ok") and every increment is one SQL can do
+        # exactly ("fast": else the caller takes the general path, which also
+        # raises the errors). A key read as absent that another writer
+        # created meanwhile leaves its insert undone: the statement then
+        # fails on purpose (keyshelf-commit-retry), so its transaction rolls
+        # back whole, and the caller takes the general path.
+        i_int = f"j.live AND j.otag = '{TAG_INT}' AND j.oival IS NOT NULL AND j.di IS NOT NULL"
+        i_fast = (
+            f"(j.di IS NOT NULL AND (NOT j.live OR (j.otag = '{TAG_INT}' AND j.oival IS NOT NULL"
+            f" AND ((j.di >= 0 AND j.oival <= {INT64_MAX} - j.di)"
+            f" OR (j.di < 0 AND j.oival >= {INT64_MIN} - j.di)))"
+            f" OR (j.otag = '{TAG_FLOAT}' AND j.ofval IS NOT NULL"
+            f" AND abs(j.ofval) < {FLOAT_FAST_LIMIT:g})))"
+            f" OR (j.df IS NOT NULL AND (NOT j.live"
+            f" OR (j.otag = '{TAG_INT}' AND j.oival IS NOT NULL)"
+            f" OR (j.otag = '{TAG_FLOAT}' AND j.ofval IS NOT NULL"
+            f" AND abs(j.ofval) < {FLOAT_FAST_LIMIT:g})))"
+        )
+        old_num = "coalesce(j.ofval, j.oival::float8)"
+        self.commit = f"""
+            WITH i AS (
+                SELECT * FROM unnest(
+                    %(keys)s::text[], %(ck)s::int[], %(cv)s::bigint[], %(op)s::text[],
+                    %(tag)s::text[], %(ival)s::bigint[], %(fval)s::float8[], %(tval)s::text[],
+                    %(bval)s::bytea[], %(setmeta)s::bool[], %(meta)s::bytea[], %(ttl)s::bigint[],
+                    %(di)s::bigint[], %(df)s::float8[]
+                ) AS i(key, ck, cv, op, tag, ival, fval, tval, bval, setmeta, meta, ttl, di, df)
+            ),
+            c AS (
+                SELECT r.key, r.tag, r.ival, r.fval, r.tval, r.bval, r.expires_at, r.meta,
+                       r.created_at, r.version, {live("r")} AS live
+                FROM {t} r WHERE r.ns = %(ns)s AND r.key = ANY(%(keys)s::text[])
+                ORDER BY r.key FOR UPDATE
+            ),
+            j AS (
+                SELECT i.*, c.key IS NOT NULL AS present, coalesce(c.live, false) AS live,
+                       c.tag AS otag, c.ival AS oival, c.fval AS ofval, c.tval AS otval,
+                       c.bval AS obval, c.expires_at AS oexp, c.meta AS ometa,
+                       c.created_at AS ocreated, c.version AS over
+                FROM i LEFT JOIN c ON c.key = i.key
+            ),
+            verdict AS (
+                SELECT coalesce(bool_and(CASE j.ck WHEN 0 THEN true WHEN 1 THEN NOT j.live
+                                         ELSE j.live AND j.over = j.cv END), true) AS ok,
+                       coalesce(bool_and(j.op <> 'i' OR {i_fast}), true) AS fast
+                FROM j
+            ),
+            w AS (
+                SELECT j.key, j.present,
+                    CASE j.op WHEN 's' THEN j.tag WHEN 'e' THEN j.otag
+                         ELSE CASE WHEN j.di IS NOT NULL AND (NOT j.live OR {i_int})
+                                   THEN '{TAG_INT}' ELSE '{TAG_FLOAT}' END END AS ntag,
+                    CASE j.op WHEN 's' THEN j.ival WHEN 'e' THEN j.oival
+                         ELSE CASE WHEN j.di IS NOT NULL AND NOT j.live THEN j.di
+                                   WHEN {i_int} THEN j.oival + j.di END END AS nival,
+                    CASE j.op WHEN 's' THEN j.fval WHEN 'e' THEN j.ofval
+                         ELSE CASE WHEN j.di IS NOT NULL AND (NOT j.live OR {i_int}) THEN NULL
+                                   WHEN NOT j.live THEN j.df
+                                   ELSE {old_num} + coalesce(j.df, j.di::float8) END
+                         END AS nfval,
+                    CASE j.op WHEN 's' THEN j.tval WHEN 'e' THEN j.otval END AS ntval,
+                    CASE j.op WHEN 's' THEN j.bval WHEN 'e' THEN j.obval END AS nbval,
+                    CASE WHEN j.op = 's' AND j.setmeta THEN j.meta
+                         WHEN j.live THEN j.ometa END AS nmeta,
+                    CASE j.op WHEN 's' THEN {NOW} + j.ttl WHEN 'e' THEN {NOW} + j.ttl
+                         ELSE CASE WHEN j.live THEN j.oexp END END AS nexp,
+                    CASE WHEN j.live THEN j.ocreated ELSE {NOW} END AS ncreated,
+                    CASE WHEN j.live THEN j.over + 1 ELSE 1 END AS nversion
+                FROM j, verdict
+                WHERE verdict.ok AND verdict.fast
+                  AND (j.op IN ('s', 'i') OR (j.op = 'e' AND j.live))
+            ),
+            ins AS (
+                INSERT INTO {t} ({columns_all})
+                SELECT %(ns)s, w.key, w.ntag, w.nival, w.nfval, w.ntval, w.nbval, w.nmeta,
+                       w.nexp, w.ncreated, {NOW}, w.nversion
+                FROM w WHERE NOT w.present
+                ON CONFLICT (ns, key) DO NOTHING
+                RETURNING key, version
+            ),
+            upd AS (
+                UPDATE {t} r SET tag = w.ntag, ival = w.nival, fval = w.nfval, tval = w.ntval,
+                    bval = w.nbval, meta = w.nmeta, expires_at = w.nexp,
+                    created_at = w.ncreated, updated_at = {NOW}, version = w.nversion
+                FROM w WHERE w.present AND r.ns = %(ns)s AND r.key = w.key
+                RETURNING r.key, r.version
+            ),
+            up AS (SELECT * FROM ins UNION ALL SELECT * FROM upd),
+            gone AS (
+                DELETE FROM {t} r USING j, verdict
+                WHERE verdict.ok AND verdict.fast AND j.op = 'd' AND j.live
+                  AND r.ns = %(ns)s AND r.key = j.key
+                RETURNING r.key
+            )
+            SELECT v.ok, v.fast, (SELECT array_agg(up.key) FROM up),
+                   (SELECT array_agg(up.version) FROM up),
+                   CASE WHEN (SELECT count(*) FROM up) <> (SELECT count(*) FROM w)
+                        THEN (SELECT ('keyshelf-commit-retry ' || count(*))::int FROM gone)
+                   END
+            FROM verdict v"""
         # -- several keys in one transaction (update_many) ---------------------
         # Transaction-scoped advisory locks on the keys' ids (sorted by the
         # caller, taken in array order): two multi-key transactions sharing a

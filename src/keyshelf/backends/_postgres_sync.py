@@ -78,12 +78,18 @@ from ..records import (
     DELETE,
     INT64_MAX,
     INT64_MIN,
+    CommitOutcome,
     Decision,
+    DeleteOp,
+    ExpireOp,
+    IncrementOp,
     Keep,
     Meta,
     MultiDecision,
+    Op,
     R,
     Record,
+    SetOp,
     Value,
     Write,
     stats_dict,
@@ -119,6 +125,10 @@ _COPY_MIN = 1000
 _COPY_BACKOFF = 16
 
 
+# A connection left inside a transaction (a statement of the commit pipeline failed).
+_OPEN_TRANSACTION = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+
+
 class _InsertConflictError(Exception):
     """A key update_many read as absent was created meanwhile: roll back and retry."""
 
@@ -127,6 +137,58 @@ def _lock_id(ns: str, key: str) -> int:
     """The advisory lock id of one key: 64 bits of a hash of its namespace and name."""
     digest = hashlib.blake2b(f"{ns}\x00{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _commit_params(ns: str, checks: dict[str, int | None], ops: list[Op]) -> dict[str, Any] | None:
+    """Parameters of ``Statements.commit``, or None if the commit needs the general path."""
+    by_key: dict[str, Op] = {}
+    for op in ops:
+        if op.key in by_key:
+            return None  # several mutations of one key: applied in order by the decision
+        if isinstance(op, IncrementOp):
+            delta = op.delta
+            if type(delta) is int:
+                if not INT64_MIN <= delta <= INT64_MAX:
+                    return None
+            elif not (abs(delta) < FLOAT_FAST_LIMIT and (delta != 0.0 or copysign(1.0, delta) > 0)):
+                return None  # nan, infinities, -0.0 and huge floats
+        by_key[op.key] = op
+    keys = sorted({*checks, *by_key})
+    columns_of: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "ck", "cv", "op", "tag", "ival", "fval", "tval", "bval", "setmeta", "meta", "ttl",
+            "di", "df",
+        )
+    }  # fmt: skip
+    for key in keys:
+        check = checks.get(key)
+        row: dict[str, Any] = dict.fromkeys(columns_of)
+        row["ck"] = 0 if key not in checks else (1 if check is None else 2)
+        row["cv"] = check if key in checks and check is not None else None
+        queued = by_key.get(key)
+        row["op"] = ""
+        row["setmeta"] = False
+        if isinstance(queued, SetOp):
+            row["op"] = "s"
+            row["tag"] = queued.value[0]
+            row["ival"], row["fval"], row["tval"], row["bval"] = columns(*queued.value)
+            if not isinstance(queued.meta, Keep):
+                row["setmeta"], row["meta"] = True, queued.meta
+            row["ttl"] = queued.ttl_ms
+        elif isinstance(queued, DeleteOp):
+            row["op"] = "d"
+        elif isinstance(queued, IncrementOp):
+            row["op"] = "i"
+            if type(queued.delta) is int:
+                row["di"] = queued.delta
+            else:
+                row["df"] = queued.delta
+        elif isinstance(queued, ExpireOp):
+            row["op"], row["ttl"] = "e", queued.ttl_ms
+        for name, value in row.items():
+            columns_of[name].append(value)
+    return {"ns": ns, "keys": keys, **columns_of}
 
 
 def connect_error(exc: psycopg.Error, location: str) -> BackendError:
@@ -593,6 +655,54 @@ class PostgresBackend(base.Backend):
             f"PostgreSQL at {self.location}: gave up a multi-key update in namespace {ns!r} "
             f"after {_ATTEMPTS} conflicting attempts"
         )
+
+    def commit(
+        self, ns: str, checks: dict[str, int | None], ops: list[Op], now: int
+    ) -> CommitOutcome:
+        """One pipelined round trip: BEGIN, the keys' advisory locks, one statement, COMMIT.
+
+        The statement (``Statements.commit``) locks the rows, evaluates every
+        check and applies every mutation with the rules of
+        :func:`records.decide_commit`, or writes nothing. The general path
+        (:meth:`update_many`, several round trips) serves what one statement
+        cannot do exactly: several mutations of one key, an increment by a
+        delta beyond 64 bits or a float delta that is not a plain finite one,
+        an increment of a stored value SQL cannot add (a non-number, a big
+        int, a result beyond 64 bits), and a key read as absent that another
+        writer created meanwhile.
+        """
+        params = _commit_params(ns, checks, ops)
+        if params is None:
+            return super().commit(ns, checks, ops, now)
+        sql = self._sql
+        ids = sorted({_lock_id(ns, key) for key in params["keys"]})
+        with self._connection("commit") as conn:
+            try:
+                # Sent together, answered together: one round trip. The
+                # connection is in autocommit mode, so BEGIN/COMMIT are ours.
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    conn.execute(sql.lock_ids, (ids,), prepare=True)
+                    cur = conn.execute(sql.commit, params, prepare=True)
+                    conn.execute("COMMIT")
+            except errors.InvalidTextRepresentation as exc:
+                if "keyshelf-commit-retry" not in str(exc):
+                    raise
+                retry = True
+            else:
+                retry = False
+            finally:
+                if conn.info.transaction_status in _OPEN_TRANSACTION:
+                    conn.execute("ROLLBACK")  # a failed statement: nothing was written
+            row = None if retry else cur.fetchone()
+        if row is None:  # rolled back whole: a key read as absent was created meanwhile
+            return super().commit(ns, checks, ops, now)
+        ok, fast, keys, versions, _ = row
+        if not ok:
+            return False, {}
+        if not fast:
+            return super().commit(ns, checks, ops, now)
+        return True, dict(zip(keys or [], versions or [], strict=True))
 
     def _apply(
         self,

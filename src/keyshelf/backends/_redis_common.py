@@ -202,6 +202,7 @@ PUT_RECORDS = _script("put_records")
 DELETE = _script("delete")
 SET_EXPIRY = _script("set_expiry")
 INCREMENT = _script("increment", "_float")
+COMMIT = _script("commit", "_float")
 APPEND = _script("append")
 COMPARE_AND_SWAP = _script("compare_and_swap")
 WRITE = _script("write")
@@ -214,6 +215,7 @@ CLEAR_RANGE = _script("clear_range")
 #: Every script: loaded (SCRIPT LOAD) when a store opens and again whenever
 #: the server reports one missing, so each operation costs one EVALSHA.
 SCRIPTS = (
+    COMMIT,
     GET_RECORD,
     GET_MANY,
     PUT,

@@ -71,13 +71,19 @@ from ..records import (
     DELETE,
     INT64_MAX,
     INT64_MIN,
+    CommitOutcome,
     Decision,
+    DeleteOp,
+    IncrementOp,
     Keep,
     MultiDecision,
+    Op,
     R,
     Record,
+    SetOp,
     Value,
     Write,
+    commit_keys,
     decide_append,
     decide_increment,
     encode_number,
@@ -617,6 +623,39 @@ class RedisBackend(Backend):
             f"gave up after {rc.WATCH_ATTEMPTS} attempts"
         )
 
+    def commit(
+        self, ns: str, checks: dict[str, int | None], ops: list[Op], now: int
+    ) -> CommitOutcome:
+        """One script (one round trip): every check, then every mutation, or nothing.
+
+        The script decides everything before its first write, with the rules
+        of :func:`records.decide_commit`. An increment it cannot compute
+        exactly (a stored integer beyond 64 bits, an int sum beyond 2^53, a
+        delta beyond 64 bits) sends the whole commit to the general path
+        (:meth:`update_many`), which has the same answers.
+        """
+        keys = commit_keys(checks, ops)
+        args = _commit_args(keys, checks, ops, now, self._layout.space(ns).base)
+        if args is None:
+            return super().commit(ns, checks, ops, now)
+        if not self._ready:
+            self._prepare()
+        space = self._layout.space(ns)
+        names = [space.catalog, space.expiring, *(space.base + key for key in keys)]
+        try:
+            reply = self._eval(rc.COMMIT, names, args)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "commit") from exc
+        code = reply[0]
+        if code == 0:
+            return False, {}
+        if code == 1:
+            versions = {key: int(v) for key, v in zip(keys, reply[1:], strict=True) if v}
+            return True, versions
+        if code == 2:
+            raise NotNumericError("Cannot increment non-numeric value")
+        return super().commit(ns, checks, ops, now)
+
     # -- listings -------------------------------------------------------------
 
     def scan(
@@ -852,6 +891,43 @@ def _write_args(key: str, write: Write, old: Record | None, now: int) -> list[An
         same = write.expires_at == old.expires_at
         px = "keep" if same else rc.px_for(write.expires_at, now)
     return [key, t, v, write.meta or b"", created, now, version, px]
+
+
+def _commit_args(
+    keys: list[str], checks: dict[str, int | None], ops: list[Op], now: int, base: str
+) -> list[Any] | None:
+    """ARGV of the COMMIT script, or None if an increment needs the general path."""
+    index = {key: str(i) for i, key in enumerate(keys, 1)}
+    args: list[Any] = [now, base]
+    for key in keys:
+        if key not in checks:
+            args.append("-")
+        else:
+            version = checks[key]
+            args.append("" if version is None else str(version))
+    for op in ops:
+        where = index[op.key]
+        if isinstance(op, SetOp):
+            t, v = rc.to_redis(op.value)
+            px = "" if op.ttl_ms is None else str(max(op.ttl_ms, 0))
+            if isinstance(op.meta, Keep):
+                args.extend(("s", where, t, v, px, "k", ""))
+            else:
+                args.extend(("s", where, t, v, px, "s", op.meta or b""))
+        elif isinstance(op, DeleteOp):
+            args.extend(("d", where))
+        elif isinstance(op, IncrementOp):
+            delta = op.delta
+            if type(delta) is int:
+                if not INT64_MIN <= delta <= INT64_MAX:
+                    return None
+                args.extend(("i", where, str(delta), "ii"))
+            else:
+                tag, _payload = encode_number(delta)
+                args.extend(("i", where, repr(delta), "sF" if tag == TAG_SPECIAL_FLOAT else "ff"))
+        else:
+            args.extend(("e", where, str(max(op.ttl_ms, 0))))
+    return args
 
 
 def open_error(exc: BaseException, settings: RedisSettings) -> Exception:
