@@ -51,6 +51,7 @@ GROUPS = (
     "postgres",
     "stream",
     "locks",
+    "transactions",
     "memoize",
     "async",
 )
@@ -402,6 +403,10 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
         )
     for backend, r in (report.get("locks") or {}).items():
         out.append(Check(f"{backend} lock acquire+release ÷ setnx+delete", r["ratio"], 2.0))
+    if report.get("transactions"):
+        from .bench_transactions import checks as transaction_checks
+
+        out += [Check(*found) for found in transaction_checks(report["transactions"])]
     streamed = report.get("stream")
     if streamed:
         res = streamed["results"]
@@ -504,8 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups: dict[str, Group] = {}
     remote: dict[str, str] = {}
     for kind, url in (("redis", args.redis_url), ("postgres", args.postgres_url)):
-        # The locks group measures every server that answers, too.
-        if kind in args.only or "locks" in args.only:
+        # The locks and transactions groups measure every server that answers, too.
+        if kind in args.only or "locks" in args.only or "transactions" in args.only:
             why = reachable(kind, url)
             if why is None:
                 remote[kind] = url
@@ -584,6 +589,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 report["locks"] = bench_locks.run(
                     lock_urls, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+                )
+            finally:
+                _drop_remote(remote, tag)
+        if "transactions" in args.only:
+            from . import bench_transactions
+
+            tag = f"keyshelf_bench_tx_{os.getpid()}"
+            tx_urls = {"sqlite": f"sqlite:///{workdir / 'transactions.db'}"}
+            if "redis" in remote:
+                tx_urls["redis"] = _with_query(remote["redis"], f"prefix={tag}")
+            if "postgres" in remote:
+                tx_urls["postgres"] = _with_query(remote["postgres"], f"schema={tag}")
+            try:
+                report["transactions"] = bench_transactions.run(
+                    tx_urls, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
                 )
             finally:
                 _drop_remote(remote, tag)
@@ -697,6 +717,36 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             "",
             markdown_table(
                 ["backend", f"{LOCK} µs median (p99)", f"{SETNX} µs median (p99)", "ratio"],
+                rows,
+                "l",
+            ),
+        ]
+    transactions = report.get("transactions")
+    if transactions:
+        from .bench_transactions import COMMIT, PLAIN
+
+        rows = [
+            [
+                backend,
+                f"{r[COMMIT]['median_us']:.1f} ({r[COMMIT]['p99_us']:.1f})",
+                f"{r[PLAIN]['median_us']:.1f} ({r[PLAIN]['p99_us']:.1f})",
+                f"{r['ratio']:.2f}x",
+                str(r["round_trips"]["commit"]) if "round_trips" in r else "-",
+            ]
+            for backend, r in transactions.items()
+        ]
+        parts += [
+            "",
+            "### Checked commit: kv.atomic() with 2 checks + 2 sets against 2 plain sets",
+            "",
+            markdown_table(
+                [
+                    "backend",
+                    f"{COMMIT} µs median (p99)",
+                    f"{PLAIN} µs median (p99)",
+                    "ratio",
+                    "round trips per commit",
+                ],
                 rows,
                 "l",
             ),

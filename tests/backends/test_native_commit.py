@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
+from benchmarks.roundtrips import RoundTrips, counting
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,74 +39,6 @@ from ..conftest import BACKENDS
 SERVERS = ("redis", "postgres")
 
 
-class RoundTrips:
-    """A loopback TCP proxy to ``upstream`` that counts round trips per connection.
-
-    A round trip is counted when the server starts answering after the
-    client has sent something: requests sent together (a pipeline, one
-    script) and answered together are one.
-    """
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.count = 0
-        self._guard = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = int(self._listener.getsockname()[1])
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            self._sockets += [client, server]
-            state = {"last": "server"}
-            for source, target, up in ((client, server, True), (server, client, False)):
-                thread = threading.Thread(
-                    target=self._pump, args=(source, target, up, state), daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def _pump(
-        self, source: socket.socket, target: socket.socket, up: bool, state: dict[str, str]
-    ) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                with self._guard:
-                    if not up and state["last"] == "client":
-                        self.count += 1
-                    state["last"] = "client" if up else "server"
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                target.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-
 @contextlib.contextmanager
 def store(backend: str, tmp_path: Path) -> Iterator[keyshelf.Store]:
     with BACKENDS[backend][0](tmp_path) as (url, options), keyshelf.open(url, **options) as kv:
@@ -117,18 +48,10 @@ def store(backend: str, tmp_path: Path) -> Iterator[keyshelf.Store]:
 @contextlib.contextmanager
 def counted(backend: str, tmp_path: Path) -> Iterator[tuple[keyshelf.Store, RoundTrips]]:
     """A store of ``backend`` whose connections go through a counting proxy."""
-    with BACKENDS[backend][0](tmp_path) as (url, options):
-        parts = urlsplit(url)
-        assert parts.hostname is not None and parts.port is not None
-        proxy = RoundTrips((parts.hostname, parts.port))
-        try:
-            netloc = parts.netloc.replace(
-                f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}"
-            )
-            with keyshelf.open(parts._replace(netloc=netloc).geturl(), **options) as kv:
-                yield kv, proxy
-        finally:
-            proxy.close()
+    with contextlib.ExitStack() as stack:
+        url, options = stack.enter_context(BACKENDS[backend][0](tmp_path))
+        proxy, through = stack.enter_context(counting(url))
+        yield stack.enter_context(keyshelf.open(through, **options)), proxy
 
 
 @pytest.mark.parametrize("backend", SERVERS)

@@ -511,6 +511,11 @@ class SQLiteBackend(Backend):
             # pages and a hot set of leaves of a multi-GB file.
             conn.execute(f"PRAGMA mmap_size={_MMAP_SIZE}")
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            # A bounded store's triggers (_sqlite_bounds) count a row that
+            # INSERT OR REPLACE replaces only if its delete trigger fires:
+            # every connection turns this on, whether it opened the store
+            # bounded or not (another process may bound it later).
+            conn.execute("PRAGMA recursive_triggers = ON")
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, "open") from exc
@@ -728,11 +733,15 @@ class SQLiteBackend(Backend):
 
         def work(conn: sqlite3.Connection) -> R:
             with self._transaction(conn):
-                records: dict[str, Record | None] = {}
-                for key in keys:
-                    row = conn.execute(self._sql.get_record, (ns, key, now)).fetchone()
-                    records[key] = None if row is None else Record(*row)
+                records: dict[str, Record | None] = dict.fromkeys(keys)
+                # One query per 500 keys (SQLite's bound-parameter limit).
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    sql = self._sql.records_many(len(chunk))
+                    for key, *fields in conn.execute(sql, (ns, now, *chunk)):
+                        records[key] = Record(*fields)
                 actions, result = decide(records)
+                rows = []
                 for key, action in actions.items():
                     if action is DELETE:
                         conn.execute(self._sql.delete_one, (ns, key)).fetchall()
@@ -742,8 +751,11 @@ class SQLiteBackend(Backend):
                             created, version = now, 1
                         else:
                             created, version = old.created_at, old.version + 1
-                        row = (ns, key, action.tag, action.payload, action.expires_at, action.meta)
-                        conn.execute(self._sql.replace, (*row, created, now, version))
+                        rows.append(
+                            (ns, key, *action, created, now, version)  # Write: tag..meta
+                        )
+                if rows:
+                    conn.executemany(self._sql.replace, rows)
                 return result
 
         return self._run("update_many", work)
@@ -1122,6 +1134,17 @@ class _Statements:
         if sql is None:
             sql = self._by_size[("get_many", n)] = (
                 f"SELECT key, type, value FROM {self._t} WHERE ns = ?1 AND "
+                f"key IN ({', '.join(f'?{i + 3}' for i in range(n))}) AND {_LIVE.format(now='?2')}"
+            )
+        return sql
+
+    def records_many(self, n: int) -> str:
+        """``key`` and the record columns of the live keys among ``n`` (update_many)."""
+        sql = self._by_size.get(("records_many", n))
+        if sql is None:
+            sql = self._by_size[("records_many", n)] = (
+                "SELECT key, type, value, expires_at, meta, created_at, updated_at, version "
+                f"FROM {self._t} WHERE ns = ?1 AND "
                 f"key IN ({', '.join(f'?{i + 3}' for i in range(n))}) AND {_LIVE.format(now='?2')}"
             )
         return sql
