@@ -15,6 +15,7 @@ from ._store_sync import Store
 from .backends._bounds import refuse_limits
 from .backends.cache import cache_options
 from .backends.cache import wrap as wrap_cache
+from .changes import parse_history
 from .codec import Codec, get_codec
 from .errors import InvalidKeyError, InvalidURLError
 from .expiry import Clock, system_clock
@@ -211,6 +212,10 @@ def _options(
         "cleanup_interval", merged.pop("cleanup_interval", 60.0), maximum=MAX_SECONDS
     )
     store["cleanup_interval"] = interval if auto_cleanup else None
+    history = merged.pop("history", None)
+    # history= switches the change feed on (docs/changes.md); checked before
+    # anything is created.
+    store["history"] = None if history is None else parse_history(history)
     _backend_flags(merged, auto_cleanup)
     # Before the factory: Redis, PostgreSQL and S3 cannot bound a store, and
     # the refusal says what to use instead (a bare "unknown option" would not).
@@ -236,7 +241,10 @@ def open(url: str | os.PathLike[str] | None = None, **options: Any) -> Store:
     true; ``False`` refuses to create a store that does not exist yet:
     :class:`~keyshelf.errors.StoreNotFoundError`, nothing created),
     ``readonly`` (SQLite: every write raises
-    :class:`~keyshelf.errors.ReadOnlyStoreError`), plus the backend's own.
+    :class:`~keyshelf.errors.ReadOnlyStoreError`), ``history`` (switches the
+    store's change feed on, for every writer, keeping that many changes or
+    changes of that age: ``history=10000``, ``history="1d"``; see
+    docs/changes.md), plus the backend's own.
 
     An unusable URL or option raises InvalidURLError now, before anything is
     created. That includes a bare path that is almost certainly a mistyped
@@ -246,7 +254,10 @@ def open(url: str | os.PathLike[str] | None = None, **options: Any) -> Store:
     names the URL most likely meant.
     """
     backend, store = _options(url, options, asynchronous=False)
+    history = store.pop("history")
     try:
+        if history is not None:
+            backend.enable_changes(*history)
         return Store(backend, **store)
     except BaseException:
         backend.close()
@@ -260,4 +271,7 @@ def open_async(url: str | os.PathLike[str] | None = None, **options: Any) -> Asy
     ``await kv.aclose()`` when done.
     """
     backend, store = _options(url, options, asynchronous=True)
-    return AsyncStore(backend, **store)
+    history = store.pop("history")
+    kv = AsyncStore(backend, **store)
+    kv._history = history  # applied by ``async with`` or the first feed call
+    return kv

@@ -26,6 +26,7 @@ from ._core import StoreCore, check_append, check_delta
 from ._locks_sync import Lock
 from ._transactions_sync import Atomic, run_transaction
 from ._transfer_sync import check_batch_size, export_store, import_store
+from ._watch_sync import Watch
 from .backends.base import Backend
 from .compute import DEFAULT_LOCK_TTL
 from .entry import Entry
@@ -34,6 +35,7 @@ from .errors import (
     KeyNotFoundError,
     KeysNotFoundError,
     SerializationError,
+    UnsupportedOperationError,
 )
 from .expiry import now_ms
 from .keys import check_key, check_keys, check_namespace
@@ -52,6 +54,9 @@ class Store(StoreCore[Backend]):
     def __init__(self, backend: Backend, **options: Any) -> None:
         super().__init__(backend, **options)
         self._sweeper: Sweeper | None = None
+        # history= of open(): (count, ms) still to apply to the backend (the
+        # async open does no I/O; the first feed call or ``async with`` does it).
+        self._history: tuple[int | None, int | None] | None = None
         if self._cleanup_interval is not None:
             self._sweeper = Sweeper(self._sweep, self._cleanup_interval)
             self._sweeper.start()
@@ -78,6 +83,7 @@ class Store(StoreCore[Backend]):
         # now, so a server that cannot work is refused by the with statement.
         try:
             self._backend.prepare()
+            self._apply_history()
         except BaseException:
             self.close()
             raise
@@ -606,3 +612,59 @@ class Store(StoreCore[Backend]):
             batch_size=check_batch_size(batch_size),
             opaque=bool(opaque),
         )
+
+    # -- change feed (docs/changes.md) ------------------------------------------
+
+    def _apply_history(self) -> None:
+        """Apply the ``history=`` option of open() (switches the feed on)."""
+        if self._history is not None:
+            count, ms = self._history
+            self._backend.enable_changes(count, ms)
+            self._history = None
+
+    def _feed_revision(self) -> int:
+        """The store's revision, refusing a store whose change feed is off."""
+        self._apply_history()
+        if not self._backend.changes_enabled():
+            raise UnsupportedOperationError(
+                f"The change feed of {self._backend.location or 'this store'} is off: "
+                "open the store once with history= (a count of changes or a duration, "
+                "e.g. history=10000 or history='1d') to switch it on for every writer"
+            )
+        return self._backend.revision(self._now())
+
+    def revision(self) -> int:
+        """The latest revision of the store's change feed (0 when nothing was recorded).
+
+        Store-wide (every namespace shares it). Raises UnsupportedOperationError
+        on a backend without a change feed, and 0 while the feed is off.
+        """
+        self._apply_history()
+        return self._backend.revision(self._now())
+
+    def watch(
+        self, pattern: str | None = None, *, since: int | None = None, prev: bool = False
+    ) -> Watch:
+        """Follow the changes of this namespace's keys matching ``pattern``.
+
+        Returns an iterator (async iterator: ``async for``) of
+        :class:`~keyshelf.changes.ChangeEvent`, in revision order, each
+        change once. ``since=None`` follows from now (the async watch: from
+        its first step or ``async with``); ``since=N`` first replays every
+        recorded change with a revision above ``N``, then follows live, with
+        no gap and no duplicate between the two. ``prev=True`` fills
+        ``.prev`` with the value before each change. The watch ends when
+        closed (``close()``, a ``with`` block, leaving the loop of a
+        generator that closes it) or when the store is closed.
+
+        Raises :class:`~keyshelf.errors.ChangesCompactedError` when changes
+        after ``since`` were pruned from the history, and
+        UnsupportedOperationError when the store's feed is off (open it with
+        ``history=``) or the backend has none. docs/changes.md has the details.
+        """
+        matcher = None if pattern is None else self._matcher(pattern)
+        if since is not None and (type(since) is not int or since < 0):
+            raise InvalidArgumentError(f"since must be a revision (an int >= 0), got {since!r}")
+        watch = Watch(self, matcher, since, bool(prev))
+        watch._start()  # a sync watch from now starts at the call
+        return watch

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..changes import Change
 from ..patterns import Matcher
 from ..records import (
     KEEP,
@@ -39,6 +40,7 @@ class AsyncCachedBackend(AsyncBackend):
         self.cache = cache
         self.location = inner.location
         self.multi_key_atomic = inner.multi_key_atomic
+        self.change_feed = inner.change_feed
 
     async def _record(self, ns: str, key: str, now: int) -> Record | None:
         """The live record of ``key``: from the cache, else read through."""
@@ -116,6 +118,23 @@ class AsyncCachedBackend(AsyncBackend):
 
     async def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
         return await self.inner.sizes(ns, keys, now)
+
+    # -- the change feed: the backend's, uncached ---------------------------------
+
+    async def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        await self.inner.enable_changes(history_count, history_ms)
+
+    async def changes_enabled(self) -> bool:
+        return await self.inner.changes_enabled()
+
+    async def revision(self, now: int) -> int:
+        return await self.inner.revision(now)
+
+    async def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        return await self.inner.changes(ns, after, limit, now)
+
+    async def wait_changes(self, after: int, timeout: float) -> None:
+        await self.inner.wait_changes(after, timeout)
 
     # -- writes: forward, then invalidate ---------------------------------------
 

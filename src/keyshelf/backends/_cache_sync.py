@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..changes import Change
 from ..patterns import Matcher
 from ..records import (
     KEEP,
@@ -41,6 +42,7 @@ class CachedBackend(Backend):
         self.cache = cache
         self.location = inner.location
         self.multi_key_atomic = inner.multi_key_atomic
+        self.change_feed = inner.change_feed
 
     def _record(self, ns: str, key: str, now: int) -> Record | None:
         """The live record of ``key``: from the cache, else read through."""
@@ -118,6 +120,23 @@ class CachedBackend(Backend):
 
     def sizes(self, ns: str, keys: Sequence[str], now: int) -> dict[str, int]:
         return self.inner.sizes(ns, keys, now)
+
+    # -- the change feed: the backend's, uncached ---------------------------------
+
+    def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        self.inner.enable_changes(history_count, history_ms)
+
+    def changes_enabled(self) -> bool:
+        return self.inner.changes_enabled()
+
+    def revision(self, now: int) -> int:
+        return self.inner.revision(now)
+
+    def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        return self.inner.changes(ns, after, limit, now)
+
+    def wait_changes(self, after: int, timeout: float) -> None:
+        self.inner.wait_changes(after, timeout)
 
     # -- writes: forward, then invalidate ---------------------------------------
 

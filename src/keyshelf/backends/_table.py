@@ -157,7 +157,7 @@ class RecordTable:
     :meth:`remove` and the other methods, which keep the index current.
     """
 
-    __slots__ = ("_index", "records", "watch")
+    __slots__ = ("_index", "feed", "records", "watch")
 
     def __init__(self, records: dict[str, Record] | None = None) -> None:
         """A table of ``records`` (taken, not copied); the index is built on demand."""
@@ -166,6 +166,9 @@ class RecordTable:
         # A bounded store's accounting (_bounds.TableWatch): told of every
         # change, before a put (it may refuse it) and after a removal.
         self.watch: Any = None
+        # The change feed (_changelog.TableFeed), when it is on: called with
+        # (key, old record or None, new record or None) after every change.
+        self.feed: Any = None
 
     def __len__(self) -> int:
         """Every record, expired ones included."""
@@ -194,6 +197,8 @@ class RecordTable:
         records = self.records
         if self.watch is not None:
             self.watch.stored(key, records.get(key), record)
+        if self.feed is not None:
+            self.feed(key, records.get(key), record)
         if self._index is not None and key not in records:
             self._index.add(key)
         records[key] = record
@@ -206,11 +211,13 @@ class RecordTable:
                 self._index.discard(key)
             if self.watch is not None:
                 self.watch.removed(key, record)
+            if self.feed is not None:
+                self.feed(key, record, None)
         return record
 
     def clear(self) -> None:
         """Remove every record."""
-        if self.watch is not None:
+        if self.watch is not None or self.feed is not None:
             for key in list(self.records):
                 self.remove(key)
         self.records.clear()

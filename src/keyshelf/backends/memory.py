@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
+from ..changes import Change
 from ..codec import TAG_INT
 from ..errors import InvalidURLError, StoreClosedError, StoreNotFoundError
 from ..options import as_bool, refuse_unknown
@@ -40,7 +41,8 @@ from ..records import (
     new_record,
 )
 from ._bounds import take_limits
-from ._bridge import AsyncBridge
+from ._changelog import ChangeLog, TableFeed
+from ._feed_bridge import FeedBridge
 from ._table import RecordTable, decide_many, live_namespaces
 from .base import Backend
 
@@ -50,6 +52,7 @@ class MemoryBackend(Backend):
 
     location = "memory://"
     multi_key_atomic = True
+    change_feed = True
 
     def __init__(self) -> None:
         self._data: dict[str, RecordTable] = {}
@@ -57,6 +60,9 @@ class MemoryBackend(Backend):
         # (expires_at, ns, key); entries may be stale and are checked on pop.
         self._expiries: list[tuple[int, str, str]] = []
         self._closed = False
+        # The change feed (docs/changes.md): off until enable_changes; its
+        # condition shares the store's lock, under which every change is recorded.
+        self._log = ChangeLog(threading.Condition(self._lock))
 
     # -- helpers ----------------------------------------------------------
 
@@ -65,7 +71,12 @@ class MemoryBackend(Backend):
             raise StoreClosedError("The store is closed")
         table = self._data.get(ns)
         if table is None:
-            table = self._data.setdefault(ns, RecordTable())
+            with self._lock:
+                table = self._data.get(ns)
+                if table is None:
+                    table = self._data[ns] = RecordTable()
+                    if self._log.enabled:
+                        table.feed = TableFeed(self._log, ns)
         return table
 
     def _store(self, ns: str, table: RecordTable, key: str, record: Record) -> None:
@@ -181,11 +192,13 @@ class MemoryBackend(Backend):
         with self._lock:
             table = self._table(ns)
             changes, result = decide_many(lambda key: table.live(key, now), keys, now, decide)
-            for key, record in changes:
-                if record is None:
-                    table.remove(key)
-                else:
-                    self._store(ns, table, key, record)
+            # One revision for every change of the commit.
+            with self._log.group():
+                for key, record in changes:
+                    if record is None:
+                        table.remove(key)
+                    else:
+                        self._store(ns, table, key, record)
             return result
 
     def put_many(
@@ -256,24 +269,39 @@ class MemoryBackend(Backend):
             return live_namespaces(self._data, now)
 
     def purge_expired(self, ns: str | None, now: int) -> int:
-        removed = 0
         with self._lock:
             if self._closed:
                 raise StoreClosedError("The store is closed")
             heap = self._expiries
             keep: list[tuple[int, str, str]] = []
-            while heap and heap[0][0] <= now:
-                expires, space, key = heapq.heappop(heap)
-                if ns is not None and space != ns:
-                    keep.append((expires, space, key))
-                    continue
-                table = self._data.get(space)
-                record = None if table is None else table.records.get(key)
-                if table is not None and record is not None and record.expires_at == expires:
-                    table.remove(key)
-                    removed += 1
+            self._log.expiring = True  # removals here are "expire" changes
+            try:
+                removed = self._purge(heap, keep, ns, now)
+            finally:
+                self._log.expiring = False
             for item in keep:
                 heapq.heappush(heap, item)
+        return removed
+
+    def _purge(
+        self,
+        heap: list[tuple[int, str, str]],
+        keep: list[tuple[int, str, str]],
+        ns: str | None,
+        now: int,
+    ) -> int:
+        """Pop the due expiry entries (under the lock); remove the records still expiring then."""
+        removed = 0
+        while heap and heap[0][0] <= now:
+            expires, space, key = heapq.heappop(heap)
+            if ns is not None and space != ns:
+                keep.append((expires, space, key))
+                continue
+            table = self._data.get(space)
+            record = None if table is None else table.records.get(key)
+            if table is not None and record is not None and record.expires_at == expires:
+                table.remove(key)
+                removed += 1
         return removed
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
@@ -295,6 +323,42 @@ class MemoryBackend(Backend):
             self._closed = True
             self._data.clear()
             self._expiries.clear()
+            self._log.close()  # wakes every waiting watcher, which then finds the store closed
+
+    # -- change feed (docs/changes.md) ---------------------------------------------
+
+    def _open_log(self) -> ChangeLog:
+        if self._closed:
+            raise StoreClosedError("The store is closed")
+        return self._log
+
+    def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        with self._lock:
+            log = self._open_log()
+            log.enable(history_count, history_ms)
+            for ns, table in self._data.items():
+                if table.feed is None:
+                    table.feed = TableFeed(log, ns)
+
+    def changes_enabled(self) -> bool:
+        return self._open_log().enabled
+
+    def revision(self, now: int) -> int:
+        return self._open_log().revision
+
+    def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        with self._lock:
+            return self._open_log().read(ns, after, limit)
+
+    def wait_changes(self, after: int, timeout: float) -> None:
+        with self._lock:
+            if not self._closed and self._log.revision <= after:
+                self._log.condition.wait(timeout)
+
+    def add_feed_listener(self, listener: Any) -> Any:
+        """See :meth:`ChangeLog.add_listener` (used by the async bridge)."""
+        with self._lock:
+            return self._open_log().add_listener(listener)
 
 
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
@@ -327,5 +391,6 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
         from ._memory_bounds import BoundedMemoryBackend  # imports this module
 
         backend = BoundedMemoryBackend(limits)
-    # Memory calls never block, so the async API runs them inline.
-    return AsyncBridge(backend) if asynchronous else backend
+    # Memory calls never block, so the async API runs them inline (and waits
+    # for changes on the loop: FeedBridge).
+    return FeedBridge(backend) if asynchronous else backend
