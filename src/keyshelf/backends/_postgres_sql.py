@@ -534,15 +534,19 @@ class Statements:
         ]  # fmt: skip
         # Expired rows nobody is writing right now; locked rows are left for
         # the next sweep (SKIP LOCKED: a sweep never waits or deadlocks).
+        # The first step marks the transaction as purging, so the change feed
+        # (see _postgres_feed) records these removals as "expire".
+        purging = "purging AS MATERIALIZED (SELECT set_config('keyshelf.purging', 'on', true))"
         self.purge_all = f"""
-            WITH doomed AS (
-                SELECT ns, key FROM {t} WHERE expires_at <= {NOW} FOR UPDATE SKIP LOCKED
+            WITH {purging}, doomed AS (
+                SELECT x.ns, x.key FROM {t} x, purging WHERE x.expires_at <= {NOW}
+                FOR UPDATE OF x SKIP LOCKED
             )
             DELETE FROM {t} r USING doomed WHERE r.ns = doomed.ns AND r.key = doomed.key"""
         self.purge_ns = f"""
-            WITH doomed AS (
-                SELECT ns, key FROM {t} WHERE expires_at <= {NOW} AND ns = %s
-                FOR UPDATE SKIP LOCKED
+            WITH {purging}, doomed AS (
+                SELECT x.ns, x.key FROM {t} x, purging WHERE x.expires_at <= {NOW} AND x.ns = %s
+                FOR UPDATE OF x SKIP LOCKED
             )
             DELETE FROM {t} r USING doomed WHERE r.ns = doomed.ns AND r.key = doomed.key"""
 

@@ -59,18 +59,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from contextlib import suppress
 from math import copysign
 from typing import Any
 
 import psycopg
 from psycopg import Connection, errors
 
+from ..changes import DELETE as DELETE_CHANGE
+from ..changes import EXPIRE, SET, Change
 from ..codec import TAG_BYTES, TAG_INT, TAG_STR
 from ..errors import (
     BackendError,
     BackendUnavailableError,
+    ChangesCompactedError,
     IncompatibleStoreError,
     SerializationError,
+    StoreClosedError,
     StoreNotFoundError,
 )
 from ..patterns import Matcher
@@ -95,6 +100,7 @@ from ..records import (
     stats_dict,
 )
 from . import base
+from ._postgres_feed import FeedStatements
 from ._postgres_lease_sync import (
     ADAPTERS,
     BoundedConnection,
@@ -297,6 +303,10 @@ class PostgresBackend(base.Backend):
         self._sql = Statements(config.schema, config.table)
         self._copy_skip = 0
         self._conns = Connections(config, prepare_database, prepared=prepared)
+        self._feed = FeedStatements(config.schema, config.table)
+        self._feed_seen = False
+        self._listeners: list[Connection[Any]] = []
+        self._waiting = 0
 
     # -- plumbing -----------------------------------------------------------
 
@@ -932,7 +942,163 @@ class PostgresBackend(base.Backend):
                     conn.execute(self._sql.delete_many, {"ns": ns, "keys": doomed}, prepare=True)
             return live_count
 
+    # -- change feed (docs/changes.md; the SQL is in _postgres_feed) -------------
+
+    change_feed = True
+
+    def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        """Create the feed's tables, function and trigger if missing; store the retention.
+
+        One transaction under an advisory lock, so concurrent callers do not
+        race. The trigger is in the database: every writer of every process
+        records from its next statement.
+        """
+        feed = self._feed
+        with self._connection("enable_changes") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (feed.lock_name,))
+            for statement in feed.create:
+                conn.execute(statement)
+            cur = conn.execute(feed.has_trigger, feed.has_trigger_params)
+            if cur.fetchone() is None:
+                conn.execute(feed.create_trigger)
+            conn.execute(feed.configure, (history_count, history_ms))
+        self._feed_seen = True
+
+    def changes_enabled(self) -> bool:
+        with self._connection("changes_enabled") as conn:
+            return self._feed_exists(conn)
+
+    def _feed_exists(self, conn: Any) -> bool:
+        """Whether the feed's tables exist (remembered once true: it is never switched off)."""
+        if not self._feed_seen:
+            feed = self._feed
+            cur = conn.execute(feed.exists, feed.exists_params, prepare=True)
+            row = cur.fetchone()
+            self._feed_seen = bool(row and row[0])
+        return self._feed_seen
+
+    def revision(self, now: int) -> int:
+        with self._connection("revision") as conn:
+            if not self._feed_exists(conn):
+                return 0
+            cur = conn.execute(self._feed.revision, prepare=True, binary=True)
+            row = cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        """Changes after ``after`` in revision order; a revision is never split by ``limit``.
+
+        The log is read before the prune mark: if pruning had removed a
+        change this read needed, the mark read afterwards is beyond ``after``
+        and ChangesCompactedError is raised.
+        """
+        feed = self._feed
+        with self._connection("changes") as conn:
+            if not self._feed_exists(conn):
+                return []
+            if ns is None:
+                cur = conn.execute(feed.read_all, (after, limit), prepare=True, binary=True)
+            else:
+                cur = conn.execute(feed.read_ns, (after, ns, limit), prepare=True, binary=True)
+            rows = cur.fetchall()
+            if rows and len(rows) >= limit:
+                last = rows[-1][0]
+                taken = sum(1 for row in rows if row[0] == last)
+                if ns is None:
+                    cur = conn.execute(feed.read_rest_all, (last, taken), prepare=True)
+                else:
+                    cur = conn.execute(feed.read_rest_ns, (last, ns, taken), prepare=True)
+                rows += cur.fetchall()
+            cur = conn.execute(feed.pruned, prepare=True, binary=True)
+            mark = cur.fetchone()
+        pruned = 0 if mark is None else int(mark[0])
+        if after < pruned:
+            raise ChangesCompactedError(
+                f"Changes after revision {after} were pruned from the history of "
+                f"{self.location} (changes from revision {pruned + 1} on are kept)",
+                oldest=pruned + 1,
+            )
+        return [_change_of(row) for row in rows]
+
+    def wait_changes(self, after: int, timeout: float) -> None:
+        """LISTEN/NOTIFY: wait on a listening connection of this backend's own.
+
+        Each waiting call holds one listening connection (outside the pool);
+        it goes back to a free list afterwards and is closed when the call
+        is cancelled or fails, and by :meth:`close`. The revision is read on
+        that connection after it listens, so a commit after that read always
+        rings. :meth:`close` sends one NOTIFY to wake every waiting call.
+        """
+        if self._conns.closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+        conn = self._listener()
+        kept = False
+        self._waiting += 1
+        try:
+            cur = conn.execute(self._feed.revision)
+            row = cur.fetchone()
+            if row is None or int(row[0]) <= after:
+                for _note in conn.notifies(timeout=timeout, stop_after=1):
+                    break
+            kept = not self._conns.closed
+        except psycopg.Error as exc:
+            raise self._conns.error(exc, "watch") from exc
+        finally:
+            self._waiting -= 1
+            if kept:
+                self._listeners.append(conn)
+            else:
+                with suppress(psycopg.Error):
+                    conn.close()
+        if self._conns.closed:
+            raise StoreClosedError(f"The store {self.location} is closed")
+
+    def _listener(self) -> Connection[Any]:
+        """A free listening connection, or a new one (LISTEN on the feed's channel)."""
+        while self._listeners:
+            try:
+                conn = self._listeners.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if not conn.closed:
+                return conn
+        self._conns.prepare()
+        config = self._config
+        try:
+            conn = Connection.connect(
+                config.conninfo, autocommit=True, context=ADAPTERS, **config.connect_kwargs()
+            )
+            conn.execute(self._feed.listen)
+        except psycopg.Error as exc:
+            raise self._conns.error(exc, "watch") from exc
+        return conn
+
     # -- lifecycle ------------------------------------------------------------
 
     def close(self) -> None:
+        if self._waiting and not self._conns.closed:
+            # Wake every waiting watch of this store at once (others only see a spurious ring).
+            try:
+                with self._connection("close") as conn:
+                    conn.execute(self._feed.notify)
+            except BackendError:
+                pass  # best effort: the waiting calls end at their timeout anyway
         self._conns.close()
+        while self._listeners:
+            with suppress(psycopg.Error, IndexError):
+                self._listeners.pop().close()
+
+
+_KINDS = {"s": SET, "d": DELETE_CHANGE, "e": EXPIRE}
+
+
+def _change_of(row: tuple[Any, ...]) -> Change:
+    """A Change from a row of the feed's log (see FeedStatements.read_all)."""
+    rev, kind, ns, key, tag, ival, fval, tval, bval, version, expires_at = row[:11]
+    ptag = row[11]
+    prev = None if ptag is None else value_of(ptag, *row[12:16])
+    if kind == "s":
+        return Change(
+            rev, SET, ns, key, value_of(tag, ival, fval, tval, bval), version, expires_at, prev
+        )
+    return Change(rev, _KINDS[kind], ns, key, None, None, None, prev)
