@@ -5,7 +5,9 @@ Run: ``python benchmarks/bench_s3.py [--endpoint http://127.0.0.1:9000 --bucket 
 Without ``--endpoint`` it starts the tests' moto server (tests/backends/s3_server.py)
 on a free loopback port. Both sides use obstore against the same server in the
 same run: raw ``get``/``put`` of the very bytes keyshelf stores for the value,
-and a raw paginated LIST of the same prefix. Calls are timed one by one,
+and a raw paginated LIST of the same prefix; ``mset`` of 100 keys (all or
+nothing) against 100 raw PUTs, which is no target but the price of the
+guarantee. Calls are timed one by one,
 keyshelf and raw interleaved in alternating blocks; the table shows medians
 and the ratio keyshelf / raw (targets: get and set <= 1.2, listing <= 1.5).
 Everything lives under a unique prefix, removed at the end.
@@ -87,6 +89,17 @@ def run(
             calls, lambda: kv.set("s", "value"), lambda: obstore.put(raw, f"{prefix}/raw/s", body)
         )
         rows.append(_row("set", ours, theirs))
+
+        # A batch: all or nothing through a commit object (about 4 requests per
+        # key), against the 100 plain PUTs a user would send without atomicity.
+        # Not a target: the price of the guarantee (docs/s3.md).
+        batch = {f"m{i:03d}": "value" for i in range(100)}
+        ours, theirs = _interleaved(
+            max(1, calls // 40),
+            lambda: kv.mset(batch),
+            lambda: [obstore.put(raw, f"{prefix}/raw/{key}", body) for key in batch],
+        )
+        rows.append(_row("mset 100 keys", ours, theirs))
 
         # Listing: `keys` live keys written through keyshelf, listed by prefix.
         async def fill() -> None:

@@ -463,7 +463,7 @@ def test_benchmark_smoke() -> None:
 
     url = s3_server.endpoint()
     rows = bench_s3.run(url, s3_server.BUCKET, s3_server.options(url), calls=20, keys=30)
-    assert [row["case"] for row in rows] == ["get", "set", "list 30 keys"]
+    assert [row["case"] for row in rows] == ["get", "set", "mset 100 keys", "list 30 keys"]
     assert all(row["keyshelf_ms"] > 0 and row["raw_ms"] > 0 for row in rows)
     assert bench_s3.render(rows[0]).startswith("get")
 
