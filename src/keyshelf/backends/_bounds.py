@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +175,8 @@ def check_value(limits: Limits, size: int) -> None:
 
 
 Slot = tuple[str, str]  # (namespace, key)
+PutRecord = Callable[[str, str, Record], None]
+RemoveRecord = Callable[[str, str], "Record | None"]
 
 
 class Tracker:
@@ -231,6 +233,26 @@ class Tracker:
             # An expired record overwritten: a new insertion.
             self._order.move_to_end(slot)
 
+    def load(self, ns: str, key: str, record: Record) -> None:
+        """Count a record already stored (a load), last in the eviction order so far.
+
+        No check: a store loaded above its limits shrinks at its next write.
+        LFU counts start at the record's ``version`` (its writes).
+        """
+        slot = (ns, key)
+        size = payload_size(record.tag, record.payload)
+        if slot in self._sizes:
+            self.bytes -= self._sizes[slot]
+            self.keys -= 1
+        self._sizes[slot] = size
+        self.keys += 1
+        self.bytes += size
+        if self.limits.policy == "lfu":
+            self._hits[slot] = record.version
+        else:
+            self._order[slot] = None
+            self._order.move_to_end(slot)
+
     def removed(self, ns: str, key: str, old: Record) -> None:
         """The record ``old`` of ``(ns, key)`` was removed."""
         slot = (ns, key)
@@ -258,6 +280,10 @@ class Tracker:
         except KeyError:
             pass  # evicted or removed since the read found it
 
+    def lru_touch(self) -> Callable[[Slot], None]:
+        """The bound ``move_to_end`` of the LRU order: :meth:`read` for LRU, one call."""
+        return self._order.move_to_end
+
     # -- write operations -----------------------------------------------------------
 
     def over(self) -> bool:
@@ -268,8 +294,11 @@ class Tracker:
         )
 
     @contextlib.contextmanager
-    def write(self, tables: Any) -> Iterator[None]:
-        """Wrap one write operation; ``tables`` maps namespace -> RecordTable.
+    def write(self, put: PutRecord, remove: RemoveRecord) -> Iterator[None]:
+        """Wrap one write operation of a backend whose records ``put`` and ``remove`` change.
+
+        ``put(ns, key, record)`` stores a record and ``remove(ns, key)``
+        removes one (returning it, or None), each reporting to this tracker.
 
         At the end: within the limits, nothing more; above them, under
         ``"none"`` the operation is undone and StoreFullError raised, else
@@ -293,9 +322,9 @@ class Tracker:
                     raise StoreFullError(self._full_message())
                 # Never the record written last (a batch larger than the
                 # limit keeps its latest records, as SQLite's per-row triggers do).
-                self._evict(tables, {self._last} if self._last is not None else set())
+                self._evict(remove, {self._last} if self._last is not None else set())
         except BaseException:
-            self._undo(tables)
+            self._undo(put, remove)
             raise
         finally:
             self._journal = None
@@ -313,18 +342,15 @@ class Tracker:
             f"exceed a limit; nothing was changed"
         )
 
-    def _undo(self, tables: Any) -> None:
+    def _undo(self, put: PutRecord, remove: RemoveRecord) -> None:
         journal, self._journal = self._journal, None
         if not journal:
             return
         for (ns, key), old in journal.items():
-            table = tables.get(ns)
-            if table is None:
-                continue
             if old is None:
-                table.remove(key)
+                remove(ns, key)
             else:
-                table.put(key, old)
+                put(ns, key, old)
 
     def _victims(self, spare: set[Slot]) -> Iterator[Slot]:
         """Slots in eviction order, never one of ``spare``."""
@@ -348,7 +374,7 @@ class Tracker:
                 if slot not in spare:
                     yield slot
 
-    def _evict(self, tables: Any, spare: set[Slot]) -> None:
+    def _evict(self, remove: RemoveRecord, spare: set[Slot]) -> None:
         lim = self.limits
         key_goal = None if lim.max_keys is None else lim.max_keys - key_headroom(lim.max_keys)
         byte_goal = None if lim.max_bytes is None else lim.max_bytes - byte_headroom(lim.max_bytes)
@@ -359,8 +385,7 @@ class Tracker:
                 bytes_ok = byte_goal is None or self.bytes <= byte_goal
                 if keys_ok and bytes_ok:
                     return
-                table = tables.get(ns)
-                if table is None or table.remove(key) is None:
+                if remove(ns, key) is None:
                     # Not in its table (should not happen): forget it.
                     size = self._sizes.pop((ns, key), 0)
                     self.keys -= 1

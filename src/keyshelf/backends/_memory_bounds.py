@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..records import Value
+from ..records import Record, Value
 from ._bounds import WRITE_METHODS, Limits, TableWatch, Tracker
 from ._table import RecordTable
 from .memory import MemoryBackend
@@ -28,6 +28,7 @@ class BoundedMemoryBackend(MemoryBackend):
         self.limits = limits
         self._tracker = Tracker(limits)
         self._records_reads = limits.policy in ("lru", "lfu")
+        self._lru = self._tracker.lru_touch() if limits.policy == "lru" else None
 
     def _table(self, ns: str) -> RecordTable:
         table = super()._table(ns)
@@ -38,8 +39,21 @@ class BoundedMemoryBackend(MemoryBackend):
     def get(self, ns: str, key: str, now: int) -> Value | None:
         value = super().get(ns, key, now)
         if value is not None and self._records_reads:
-            self._tracker.read(ns, key)
+            if self._lru is not None:  # the LRU read inlined: the hot path
+                try:  # noqa: SIM105 (suppress() costs a context manager per read)
+                    self._lru((ns, key))
+                except KeyError:
+                    pass  # evicted or removed since the read found it
+            else:
+                self._tracker.read(ns, key)
         return value
+
+    def _put_record(self, ns: str, key: str, record: Record) -> None:
+        self._table(ns).put(key, record)
+
+    def _remove_record(self, ns: str, key: str) -> Record | None:
+        table = self._data.get(ns)
+        return None if table is None else table.remove(key)
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
         with self._lock:
@@ -49,7 +63,7 @@ class BoundedMemoryBackend(MemoryBackend):
 def _bounded(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def write(self: BoundedMemoryBackend, *args: Any, **kwargs: Any) -> Any:
-        with self._lock, self._tracker.write(self._data):
+        with self._lock, self._tracker.write(self._put_record, self._remove_record):
             return method(self, *args, **kwargs)
 
     return write

@@ -23,12 +23,13 @@ rare: one scan per batch of ``min(4096, max_keys // 16)`` keys.
 Because the triggers live in the file, every write path of every process
 (single statements, ``update``/``update_many`` transactions, imports) is
 bound by them; keyshelf versions that know nothing of bounds refuse a table
-with triggers at open. Every connection of a bounded store turns on
+with triggers at open. Every keyshelf connection turns on
 ``recursive_triggers``, so a row that ``INSERT OR REPLACE`` replaces is
 counted out by the delete trigger. Reads do not write: an LRU or LFU store
 remembers which keys this process read and adds them to ``t_reads`` in one
 transaction at the next write of this process, when 1,024 distinct keys are
-pending, or at a read a second after the last flush, whichever comes first.
+pending, at a read a second after the last flush (the clock is looked at every
+128 reads), or when the store closes, whichever comes first.
 Another process's eviction sees only the reads flushed so far: that is how
 cross-process recency is approximated.
 """
@@ -58,8 +59,10 @@ TOO_LARGE = "keyshelf: value larger than max_bytes"
 
 #: Pending reads that make a flush (distinct keys).
 FLUSH_KEYS = 1024
-#: Seconds after which pending reads are flushed by the next read.
+#: Seconds after which pending reads are flushed by a read (checked every
+#: CLOCK_EVERY reads).
 FLUSH_SECONDS = 1.0
+CLOCK_EVERY = 128
 
 
 def _size(row: str) -> str:
@@ -117,13 +120,13 @@ def _write_trigger_sql(t: str, event: str) -> str:
         totals = f"bytes = bytes + {size} - {_size('old')} WHERE {size} <> {_size('old')}"
     else:
         totals = f"keys = keys + 1, bytes = bytes + {size}"
+    too_large = f"(max_bytes IS NOT NULL AND {size} > max_bytes)"
     return f"""CREATE TRIGGER {t}_bounds_{event.lower()} AFTER {event} ON {t}
 BEGIN
     UPDATE {b} SET {totals};
-    SELECT RAISE(ABORT, '{TOO_LARGE}') FROM {b}
-        WHERE max_bytes IS NOT NULL AND {size} > max_bytes;
-    SELECT RAISE(ABORT, '{FULL}') FROM {b}
-        WHERE policy = 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES});
+    SELECT CASE WHEN {too_large} THEN RAISE(ABORT, '{TOO_LARGE}')
+                ELSE RAISE(ABORT, '{FULL}') END FROM {b}
+        WHERE {too_large} OR (policy = 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES}));
 END"""
 
 
@@ -225,6 +228,7 @@ class BoundedSQLiteBackend(SQLiteBackend):
         super().__init__(path, **options)
         self._pending: dict[tuple[str, str], list[int]] = {}
         self._flushed_at = time.monotonic()
+        self._reads = 0
         try:
             self._limits = self._run("open", lambda conn: self._install(conn, limits))
         except BaseException:
@@ -233,15 +237,6 @@ class BoundedSQLiteBackend(SQLiteBackend):
         self._records_reads = self._limits.policy in ("lru", "lfu") and not self._readonly
 
     # -- schema ---------------------------------------------------------------
-
-    def _connection(self, *, check: bool = False) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        conn = super()._connection(check=check)
-        # A row replaced by INSERT OR REPLACE then fires the delete trigger.
-        conn.execute("PRAGMA recursive_triggers = ON")
-        return conn
 
     def _install(self, conn: sqlite3.Connection, limits: Limits | None) -> Limits:
         t = self._table
@@ -309,16 +304,22 @@ class BoundedSQLiteBackend(SQLiteBackend):
     def get(self, ns: str, key: str, now: int) -> Value | None:
         value = super().get(ns, key, now)
         if value is not None and self._records_reads:
+            pending = self._pending
             slot = (ns, key)
-            seen = self._pending.get(slot)
+            seen = pending.get(slot)
             if seen is None:
-                self._pending[slot] = [now, 1]
+                pending[slot] = [now, 1]
+                if len(pending) >= FLUSH_KEYS:
+                    self.flush_reads()
             else:
                 seen[0] = max(seen[0], now)
                 seen[1] += 1
+            # The clock is read once every CLOCK_EVERY reads (it costs as much
+            # as the rest of this bookkeeping).
+            self._reads += 1
             if (
-                len(self._pending) >= FLUSH_KEYS
-                or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
+                not self._reads % CLOCK_EVERY
+                and time.monotonic() - self._flushed_at >= FLUSH_SECONDS
             ):
                 self.flush_reads()
         return value

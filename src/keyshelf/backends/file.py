@@ -80,14 +80,18 @@ from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher
 from ..records import DELETE, Decision, MultiDecision, R, Record, Value, Write, new_record
+from ._bounds import take_limits
 from ._bridge import AsyncBridge
 from ._table import RecordTable, decide_many, live_namespaces
 from .base import Backend
 
 #: The ``format`` member that marks a keyshelf JSON store.
 FORMAT = "keyshelf.file"
-#: The format version this keyshelf writes and the newest it reads.
+#: The format version this keyshelf writes (for a store without limits).
 FORMAT_VERSION = 1
+#: The version of a bounded store's file, which has a "bounds" member that a
+#: reader must not ignore; the newest version this keyshelf reads.
+BOUNDED_FORMAT_VERSION = 2
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Beyond this the file is past what the backend is meant for: say so, once.
@@ -153,6 +157,7 @@ class FileBackend(Backend):
         self._warned = False
         self._create_missing = create and not readonly
         self._readonly = readonly
+        self._stored_bounds: Any = None  # the "bounds" member of the file loaded last
         self._open()
 
     # -- opening ------------------------------------------------------------
@@ -303,11 +308,12 @@ class FileBackend(Backend):
         version = doc.get("format_version")
         if type(version) is not int or version < 1:
             raise self._incompatible(f"has an invalid format_version {version!r}")
-        if version > FORMAT_VERSION:
+        if version > BOUNDED_FORMAT_VERSION:
             raise self._incompatible(
                 f"holds keyshelf file format version {version}; this keyshelf reads up to "
-                f"version {FORMAT_VERSION}: upgrade keyshelf"
+                f"version {BOUNDED_FORMAT_VERSION}: upgrade keyshelf"
             )
+        self._parse_extras(doc)
         spaces = doc.get("namespaces", {})
         if type(spaces) is not dict:
             raise self._incompatible('is corrupt: "namespaces" is not an object')
@@ -452,8 +458,26 @@ class FileBackend(Backend):
             frags.pop(ns, None)
         return record
 
+    def _parse_extras(self, doc: dict[str, Any]) -> None:
+        """Read the document's members beyond the records: a bounded store's "bounds"."""
+        self._stored_bounds = doc.get("bounds")
+
+    def _extra_members(self) -> dict[str, Any]:
+        """Members to write beside the records (a bounded store: "bounds", version 2).
+
+        A store opened without limits refuses to save over a file that another
+        store has bounded since: it would drop the limits.
+        """
+        if self._stored_bounds is not None:
+            raise IncompatibleStoreError(
+                f"{self.path} was bounded (max_keys/max_bytes) by another store after this "
+                f"one opened it; nothing was written: open the store again to write to it"
+            )
+        return {}
+
     def _save(self) -> None:
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "namespaces": self._fragments()}
+        doc.update(self._extra_members())
         body = orjson.dumps(doc, option=_DUMP_OPTIONS)
         if len(body) > _LARGE and not self._warned:
             self._warned = True
@@ -674,6 +698,18 @@ def _path(url: SplitResult, options: dict[str, Any]) -> str:
     return as_path("File store path", path)
 
 
+def _bounded_or_plain(path: str, limits: Any, **settings: Any) -> FileBackend:
+    """The backend of a store: bounded if ``limits`` are given or the file holds some."""
+    from ._file_bounds import BoundedFileBackend  # that module builds on this one
+
+    if limits is None:
+        plain = FileBackend(path, **settings)
+        if plain._stored_bounds is None:
+            return plain
+        plain.close()
+    return BoundedFileBackend(path, limits=limits, **settings)
+
+
 def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any:
     """Factory for ``file:///abs/path.json``, ``file://./relative.json`` (``.gz``: gzip).
 
@@ -701,10 +737,11 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     durable = as_bool("durable", options.pop("durable", True))
     create_store = as_bool("create", options.pop("create", True))
     readonly = as_bool("readonly", options.pop("readonly", False))
+    limits = take_limits(options)
     refuse_unknown("file", options)
     try:
-        backend = FileBackend(
-            path, compress=compress, durable=durable, create=create_store, readonly=readonly
+        backend = _bounded_or_plain(
+            path, limits, compress=compress, durable=durable, create=create_store, readonly=readonly
         )
     except OSError as exc:  # e.g. no permission to look into the directory
         raise BackendUnavailableError(f"Cannot open {path}: {exc.strerror}") from exc

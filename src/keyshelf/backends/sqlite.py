@@ -516,6 +516,11 @@ class SQLiteBackend(Backend):
             # every connection turns this on, whether it opened the store
             # bounded or not (another process may bound it later).
             conn.execute("PRAGMA recursive_triggers = ON")
+            # A bounded store's triggers (_sqlite_bounds) count a row that
+            # INSERT OR REPLACE replaces only if its delete trigger fires:
+            # every connection turns this on, whether it opened the store
+            # bounded or not (another process may bound it later).
+            conn.execute("PRAGMA recursive_triggers = ON")
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, "open") from exc

@@ -1,0 +1,149 @@
+"""Bounded stores across processes and store objects (SQLite and file backends).
+
+The conformance suite (keyshelf.testing.conformance.test_bounded) covers each
+operation on every backend; these tests cover what needs real files: a second
+process writing without naming the limits, a store opened before the limits
+were set, reopening with other limits, the SQLite shape check and the file
+format. Deterministic: no sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import keyshelf
+from keyshelf.backends._sqlite_bounds import trigger_sql
+
+WRITER = """
+import sys, keyshelf
+kv = keyshelf.open(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    kv.set(f"child{i}", i)
+    kv.increment(f"counter{i % 7}")
+print(kv.stats()["max_keys"])
+kv.close()
+"""
+
+
+def _urls(tmp_path: Path) -> list[str]:
+    return [f"sqlite:///{tmp_path / 'bounded.db'}", f"file://{tmp_path / 'bounded.json'}"]
+
+
+def _counters(kv: Any) -> tuple[int, int]:
+    """(keys, bytes) as a bounded SQLite store's totals row holds them."""
+    row = kv._backend._one("test", "SELECT keys, bytes FROM keyshelf_bounds", ())
+    return int(row[0]), int(row[1])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "file"])
+def test_a_second_process_honours_the_limits_without_naming_them(
+    tmp_path: Path, backend: str
+) -> None:
+    url = _urls(tmp_path)[backend == "file"]
+    kv = keyshelf.open(url, max_keys=20, eviction="lru")
+    kv.set("parent", 1)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, url, "60"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "20"
+    assert kv.stats()["total_keys"] <= 20
+    assert kv.stats()["evictions"] >= 60 + 7 + 1 - 20
+    assert kv.get("child59") == 59  # the child's latest writes are kept
+    kv.close()
+
+
+def test_sqlite_totals_stay_exact_through_every_write_path(tmp_path: Path) -> None:
+    path = tmp_path / "exact.db"
+    early = keyshelf.open(path)  # opened before the store was bounded
+    kv = keyshelf.open(path, max_keys=50, max_bytes=10_000)
+    for store in (early, kv):
+        for i in range(40):
+            store.set(f"s{i}", "x" * (i % 9))
+            store.increment(f"n{i % 5}")  # a missing key: update(), INSERT OR REPLACE
+            store.append(f"a{i % 3}", "yz")
+            store.set_metadata(f"s{i}", {"i": i})
+        store.mset({f"m{i}": i for i in range(10)})
+        store.atomic().set("c1", 1).delete("m1").increment("c2").commit()
+        store.delete("s3", "s39")
+        store.expire("m2", 100)
+    keys, size = _counters(kv)
+    assert keys == kv.stats()["total_keys"] <= 50
+    assert size == kv.storage_size()["total"] <= 10_000
+    early.close()
+    kv.close()
+
+
+def test_reopening_with_other_limits_replaces_them(tmp_path: Path) -> None:
+    for url in _urls(tmp_path):
+        kv = keyshelf.open(url, max_keys=10, eviction="fifo")
+        kv.mset({f"k{i}": i for i in range(10)})
+        again = keyshelf.open(url, max_keys=5, eviction="lru")
+        assert kv.stats()["total_keys"] == 10  # nothing evicted at open
+        again.set("new", 1)
+        assert again.stats()["max_keys"] == 5 and again.stats()["total_keys"] <= 5
+        same = keyshelf.open(url)
+        assert same.stats()["max_keys"] == 5
+        for store in (kv, again, same):
+            store.close()
+
+
+def test_a_plain_file_store_refuses_to_drop_limits_set_after_it_opened(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'late.json'}"
+    early = keyshelf.open(url)
+    early.set("a", 1)
+    bounded = keyshelf.open(url, max_keys=2)
+    with pytest.raises(keyshelf.IncompatibleStoreError, match="bounded"):
+        early.set("b", 2)
+    document = json.loads((tmp_path / "late.json").read_text())
+    assert document["format_version"] == 2 and document["bounds"]["max_keys"] == 2
+    assert sorted(document["namespaces"]["default"]) == ["a"]
+    early.close()
+    reopened = keyshelf.open(url)
+    reopened.mset({"b": 2, "c": 3})
+    assert reopened.stats()["total_keys"] == 2
+    reopened.close()
+    bounded.close()
+
+
+def test_a_corrupt_bounds_member_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    keyshelf.open(f"file://{path}", max_keys=3).close()
+    document = json.loads(path.read_text())
+    document["bounds"]["max_keys"] = -1
+    path.write_text(json.dumps(document))
+    before = path.read_bytes()
+    with pytest.raises(keyshelf.IncompatibleStoreError, match="bounds"):
+        keyshelf.open(f"file://{path}")
+    assert path.read_bytes() == before
+
+
+def test_sqlite_shape_check_accepts_exactly_the_bounds_triggers(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "shape.db"
+    keyshelf.open(path, max_keys=3).close()
+    keyshelf.open(path).close()  # accepted: exactly keyshelf's triggers
+    name = next(iter(trigger_sql("keyshelf")))
+    conn = sqlite3.connect(path)
+    conn.execute(f"DROP TRIGGER {name}")
+    conn.execute(f"CREATE TRIGGER {name} AFTER INSERT ON keyshelf BEGIN SELECT 1; END")
+    conn.commit()
+    conn.close()
+    with pytest.raises(keyshelf.IncompatibleStoreError, match=name):
+        keyshelf.open(path)
+
+
+def test_limits_cannot_be_set_on_a_readonly_store(tmp_path: Path) -> None:
+    for url in _urls(tmp_path):
+        keyshelf.open(url, max_keys=3).close()
+        with pytest.raises(keyshelf.InvalidURLError, match="readonly"):
+            keyshelf.open(url, readonly=True, max_keys=4)
+        ro = keyshelf.open(url, readonly=True)
+        assert ro.stats()["max_keys"] == 3
+        ro.close()
