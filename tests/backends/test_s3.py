@@ -421,7 +421,13 @@ def test_outage_raises_unavailable_within_the_timeout_then_recovers() -> None:
             kv.set("k", 1)
             assert kv.increment("n") == 1
             server.stop()
-            for call in (lambda: kv.get("k"), lambda: kv.increment("n"), kv.keys):
+            for call in (
+                lambda: kv.get("k"),
+                lambda: kv.increment("n"),
+                kv.keys,
+                lambda: kv.mset({"a": 1, "b": 2}),
+                lambda: kv.delete_many(["a", "b"]),
+            ):
                 start = time.monotonic()
                 with pytest.raises(keyshelf.BackendUnavailableError, match="unavailable"):
                     call()
@@ -430,6 +436,12 @@ def test_outage_raises_unavailable_within_the_timeout_then_recovers() -> None:
             assert kv.get("k") is None
             assert kv.set("k", 2) is True and kv.get("k") == 2
             assert kv.increment("n") == 1
+            assert kv.mset({"a": 1, "b": 2}) is True and kv.dump() == {
+                "a": 1,
+                "b": 2,
+                "k": 2,
+                "n": 1,
+            }
     finally:
         server.stop()
 
@@ -449,8 +461,12 @@ async def test_async_api_outage_and_recovery() -> None:
             server.stop()
             with pytest.raises(keyshelf.BackendUnavailableError):
                 await kv.get("k")
+            with pytest.raises(keyshelf.BackendUnavailableError):
+                await kv.mset({"a": 1, "b": 2})
             server.start()
             assert await kv.set("k", 2) is True and await kv.get("k") == 2
+            assert await kv.mset({"a": 1, "b": 2}) is True
+            assert await kv.get_many(["a", "b"]) == {"a": 1, "b": 2}
     finally:
         server.stop()
 
