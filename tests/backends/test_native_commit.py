@@ -1,5 +1,7 @@
 """The one-round-trip commits of Redis (one Lua script) and PostgreSQL (one pipeline).
 
+(And SQLite's one-statement commit of checks and sets, in the equivalence test.)
+
 * A commit with 2 checks and 2 sets is **one round trip** to the server,
   counted by a loopback proxy that sees every byte (a round trip: the server
   answering after the client sent), against a plain ``get`` in the same run;
@@ -175,7 +177,7 @@ def _picture(kv: Any) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize("backend", SERVERS)
+@pytest.mark.parametrize("backend", ("sqlite", *SERVERS))
 def test_the_native_commit_answers_as_the_general_path(backend: str, tmp_path: Path) -> None:
     with store(backend, tmp_path) as kv:
         native, general = kv.namespace("native"), kv.namespace("general")

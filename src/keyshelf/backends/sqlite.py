@@ -56,10 +56,14 @@ from ..records import (
     DELETE,
     INT64_MAX,
     INT64_MIN,
+    CommitOutcome,
     Decision,
+    Keep,
     MultiDecision,
+    Op,
     R,
     Record,
+    SetOp,
     Value,
     Write,
     stats_dict,
@@ -516,11 +520,6 @@ class SQLiteBackend(Backend):
             # every connection turns this on, whether it opened the store
             # bounded or not (another process may bound it later).
             conn.execute("PRAGMA recursive_triggers = ON")
-            # A bounded store's triggers (_sqlite_bounds) count a row that
-            # INSERT OR REPLACE replaces only if its delete trigger fires:
-            # every connection turns this on, whether it opened the store
-            # bounded or not (another process may bound it later).
-            conn.execute("PRAGMA recursive_triggers = ON")
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, "open") from exc
@@ -764,6 +763,51 @@ class SQLiteBackend(Backend):
                 return result
 
         return self._run("update_many", work)
+
+    def commit(
+        self, ns: str, checks: dict[str, int | None], ops: list[Op], now: int
+    ) -> CommitOutcome:
+        """Checks and sets only (each key set once): one statement, atomic by itself.
+
+        ``INSERT ... SELECT`` of the new rows, filtered by every check (the
+        live version of each checked key ``IS`` the one given; NULL: absent),
+        upserted with the rules of ``set``, ``RETURNING`` the new versions:
+        SQLite evaluates the checks before it writes a row, and the statement
+        is one transaction. Anything else (deletes, increments, expiries,
+        several mutations of one key, sets that keep and sets that replace
+        metadata together) takes :meth:`update_many`.
+        """
+        keep = None
+        seen: set[str] = set()
+        for op in ops:
+            if not isinstance(op, SetOp) or op.key in seen:
+                return super().commit(ns, checks, ops, now)
+            seen.add(op.key)
+            kept = isinstance(op.meta, Keep)
+            if keep is None:
+                keep = kept
+            elif keep != kept:
+                return super().commit(ns, checks, ops, now)
+        if not ops or len(ops) + len(checks) > 400:  # bound parameters stay under 999
+            return super().commit(ns, checks, ops, now)
+        sql = self._sql.checked_sets(len(ops), len(checks), bool(keep))
+        params: list[Any] = [ns, now]
+        for op in ops:  # SetOp only, from the loop above
+            assert isinstance(op, SetOp)
+            expires = None if op.ttl_ms is None else now + op.ttl_ms
+            params += (op.key, op.value[0], op.value[1], expires, None if keep else op.meta)
+        for key, version in checks.items():
+            params += (key, version)
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            if self._readonly:
+                raise self._read_only()
+            return conn.execute(sql, params).fetchall()
+
+        rows = self._run("commit", work)
+        if not rows:
+            return False, {}
+        return True, {key: version for key, version in rows}
 
     def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
         # Fast path: one UPDATE for a live int/float that stays in range; any
@@ -1132,7 +1176,7 @@ class _Statements:
         )
         self._t = t
         # Texts of the batch statements by batch size (at most 500 of each).
-        self._by_size: dict[tuple[str, int], str] = {}
+        self._by_size: dict[tuple[Any, ...], str] = {}
 
     def get_many(self, n: int) -> str:
         sql = self._by_size.get(("get_many", n))
@@ -1141,6 +1185,43 @@ class _Statements:
                 f"SELECT key, type, value FROM {self._t} WHERE ns = ?1 AND "
                 f"key IN ({', '.join(f'?{i + 3}' for i in range(n))}) AND {_LIVE.format(now='?2')}"
             )
+        return sql
+
+    def checked_sets(self, sets: int, checks: int, keep_meta: bool) -> str:
+        """``commit`` of ``sets`` sets under ``checks`` checks in one upsert (see there).
+
+        ?1 ns, ?2 now, then 5 per set (key, type, value, expires_at, meta),
+        then 2 per check (key, version or NULL).
+        """
+        sql = self._by_size.get(("checked_sets", sets, checks, keep_meta))
+        if sql is None:
+            t = self._t
+            rows = ", ".join(
+                "(" + ", ".join(f"?{3 + 5 * i + j}" for j in range(5)) + ")" for i in range(sets)
+            )
+            first = 3 + 5 * sets
+            tests = [
+                f"(SELECT version FROM {t} WHERE ns = ?1 AND key = ?{first + 2 * i} "
+                f"AND {_LIVE.format(now='?2')}) IS ?{first + 2 * i + 1}"
+                for i in range(checks)
+            ]
+            old_live = _LIVE.format(now="?2")
+            meta = f"CASE WHEN {old_live} THEN meta ELSE NULL END" if keep_meta else "excluded.meta"
+            sql = self._by_size[("checked_sets", sets, checks, keep_meta)] = f"""
+                INSERT INTO {t}
+                    (ns, key, type, value, expires_at, meta, created_at, updated_at, version)
+                SELECT ?1, v.column1, v.column2, v.column3, v.column4, v.column5, ?2, ?2, 1
+                FROM (VALUES {rows}) AS v
+                WHERE {" AND ".join(tests) or "true"}
+                ON CONFLICT (ns, key) DO UPDATE SET
+                    type = excluded.type,
+                    value = excluded.value,
+                    expires_at = excluded.expires_at,
+                    meta = {meta},
+                    created_at = CASE WHEN {old_live} THEN created_at ELSE excluded.created_at END,
+                    updated_at = excluded.updated_at,
+                    version = CASE WHEN {old_live} THEN version + 1 ELSE 1 END
+                RETURNING key, version"""
         return sql
 
     def records_many(self, n: int) -> str:
