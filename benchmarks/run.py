@@ -53,6 +53,7 @@ GROUPS = (
     "locks",
     "transactions",
     "memoize",
+    "bounded",
     "async",
 )
 #: Run only when named in --only: "s3" starts its own moto server (bench_s3.py).
@@ -395,6 +396,13 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
         from .bench_async import checks as async_checks
 
         out += async_checks(groups, report.get("loop_stall"))
+    if "bounded sizes" in report:
+        from .bench_bounded import checks as bounded_checks
+
+        out += bounded_checks(
+            {"SQLite": groups.get("bounded sqlite"), "memory": groups.get("bounded memory")},
+            report["bounded sizes"],
+        )
     if "memoize sqlite" in groups or "memoize memory" in groups:
         from .bench_memoize import checks as memoize_checks
 
@@ -577,6 +585,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             for title, group in memoized.items():
                 groups[f"memoize {title.lower()}"] = group
                 report["groups"][f"memoize {title.lower()}"] = group.as_dict()
+        if "bounded" in args.only:
+            from . import bench_bounded
+
+            (workdir / "bounded").mkdir()
+            bounded_groups, report["bounded sizes"] = bench_bounded.run(
+                workdir / "bounded",
+                rounds=args.rounds,
+                calls=args.calls,
+                warmup=args.warmup,
+                log=log,
+            )
+            for title, group in bounded_groups.items():
+                groups[f"bounded {title.lower()}"] = group
+                report["groups"][f"bounded {title.lower()}"] = group.as_dict()
         if "locks" in args.only:
             from . import bench_locks
 
