@@ -258,7 +258,8 @@ def _run_ops(
 # A writer process: keyshelf's sync API as fast as it can (increments of its
 # own counter, sets of shared keys), and, with hold_ms > 0, one transaction
 # that keeps the write lock for hold_ms (on a table of its own), then as long
-# (at least 50 ms) of plain writes, and again.
+# (at least 50 ms) of plain writes, and again; with pause_ms > 0 it sleeps
+# that long after each round of two writes (paced, not saturating a CPU).
 # It prints "ready" after its first write, or while it holds the lock the
 # first time (hold_ms > 0), so the tasks start under contention.
 _WRITER = textwrap.dedent(
@@ -266,6 +267,7 @@ _WRITER = textwrap.dedent(
     import os, sqlite3, sys, time
     import keyshelf
     path, stop, me, hold_ms = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    pause = float(sys.argv[5]) / 1000
     kv = keyshelf.open("sqlite:///" + path)
     raw = sqlite3.connect(path, isolation_level=None, timeout=60)
     raw.execute("CREATE TABLE IF NOT EXISTS stall_writers (who TEXT, n INTEGER)")
@@ -287,6 +289,8 @@ _WRITER = textwrap.dedent(
             print("ready", flush=True)
         if (hold_ms or n % 16 == 0) and os.path.exists(stop):
             break
+        if pause:
+            time.sleep(pause)
     kv.close()
     raw.close()
     print(n, flush=True)
@@ -333,11 +337,22 @@ class StallResult:
 
 
 @contextlib.contextmanager
-def _writers(path: Path, count: int, hold_ms: float) -> Iterator[tuple[Path, list[Any]]]:
+def _writers(
+    path: Path, count: int, hold_ms: float, pause_ms: float
+) -> Iterator[tuple[Path, list[Any]]]:
     stop = path.with_suffix(".stop")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), str(stop), str(i), str(hold_ms)],
+            [
+                sys.executable,
+                "-c",
+                _WRITER,
+                str(path),
+                str(stop),
+                str(i),
+                str(hold_ms),
+                str(pause_ms),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -366,6 +381,7 @@ def loop_stall(
     tasks: int = 8,
     writers: int = 2,
     hold_ms: float = 0.0,
+    pause_ms: float = 0.0,
     period: float = 0.001,
     fast_path: bool = True,
 ) -> StallResult:
@@ -383,7 +399,7 @@ def loop_stall(
 
     url = f"sqlite:///{path}"
     keyshelf.open(url).close()  # create the file before the writers race to
-    with _writers(path, writers, hold_ms) as (_stop, procs):
+    with _writers(path, writers, hold_ms, pause_ms) as (_stop, procs):
 
         async def main() -> tuple[list[float], int, int, int, int, float]:
             stalls: list[float] = []
@@ -473,20 +489,23 @@ def loop_stall(
     )
 
 
-#: The stall scenarios: label -> (writers' lock hold in ms, fast path on).
+#: The stall scenarios: label -> (writers' lock hold in ms, their pause in ms,
+#: fast path on). Writers hammering keep 2 CPUs busy by themselves: on a
+#: 2-core machine the loop's thread then waits for a CPU, whatever it runs.
 SCENARIOS = {
-    "writers hammering": (0.0, True),
-    "writers hammering, every call in the thread (no fast path)": (0.0, False),
-    "writers holding the lock 100 ms at a time": (100.0, True),
+    "writers hammering": (0.0, 0.0, True),
+    "writers hammering, every call in the thread (no fast path)": (0.0, 0.0, False),
+    "writers paced (a pause of 1 ms per 2 writes)": (0.0, 1.0, True),
+    "writers holding the lock 100 ms at a time": (100.0, 0.0, True),
 }
 
 
 def stall(workdir: Path, *, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
     """The loop-stall figures of the issue's scenario, and two variants for context."""
     out: dict[str, Any] = {}
-    for n, (label, (hold, fast)) in enumerate(SCENARIOS.items()):
+    for n, (label, (hold, pause, fast)) in enumerate(SCENARIOS.items()):
         result = loop_stall(
-            workdir / f"stall-{n}.db", seconds=seconds, hold_ms=hold, fast_path=fast
+            workdir / f"stall-{n}.db", seconds=seconds, hold_ms=hold, pause_ms=pause, fast_path=fast
         )
         if result.counter != result.increments or result.writer_counters != result.writer_calls:
             raise AssertionError(f"lost updates under contention: {result}")

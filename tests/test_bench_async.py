@@ -50,6 +50,7 @@ def test_async_group_smoke(
     assert set(stalls) == {
         "writers hammering",
         "writers hammering, every call in the thread (no fast path)",
+        "writers paced (a pause of 1 ms per 2 writes)",
         "writers holding the lock 100 ms at a time",
     }
     for r in stalls.values():

@@ -84,6 +84,10 @@ class _AsyncBridge(AsyncBackend):
     def _closed_error(self) -> StoreClosedError:
         return StoreClosedError(f"The store {self.location} is closed")
 
+    async def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        """Every primitive of a closed store."""
+        raise self._closed_error()
+
     async def _turn(self) -> None:
         """Give the loop a turn: inline work has run for a slice (or the store is closed).
 
@@ -119,19 +123,20 @@ class _AsyncBridge(AsyncBackend):
     def _inline(self, fn: Callable[..., Any], arity: int | None) -> Callable[..., Any]:
         # Memory calls take ~0.1-2 µs: the clock is read on every 16th call of
         # a hot primitive (a counter in the closure costs less than the clock).
+        # No closed check: close() replaces these coroutines (see there).
         calls = 0
 
         async def three(a: Any, b: Any, c: Any) -> Any:
             nonlocal calls
             calls += 1
-            if self._closed or (not calls & 15 and _clock() >= self._turn_ends):
+            if not calls & 15 and _clock() >= self._turn_ends:
                 await self._turn()
             return fn(a, b, c)
 
         async def four(a: Any, b: Any, c: Any, d: Any) -> Any:
             nonlocal calls
             calls += 1
-            if self._closed or (not calls & 15 and _clock() >= self._turn_ends):
+            if not calls & 15 and _clock() >= self._turn_ends:
                 await self._turn()
             return fn(a, b, c, d)
 
@@ -206,6 +211,10 @@ class _AsyncBridge(AsyncBackend):
         finally:
             self._closed = True
             self._turn_ends = -math.inf  # the inline calls' closed check (see _turn)
+            # Every primitive now raises StoreClosedError at once: the hot
+            # coroutines of memory do not test _closed on each call.
+            for name in PRIMITIVES:
+                setattr(self, name, self._refuse)
             if self._executor is not None:
                 # Wait for the worker threads to end (off the event loop), so that
                 # a closed store leaves no thread behind.
