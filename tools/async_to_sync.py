@@ -110,6 +110,7 @@ NAMES = {
     "AsyncTransaction": "Transaction",
     "_transactions_async": "_transactions_sync",
     "AsyncWatch": "Watch",
+    "StopAsyncIteration": "StopIteration",
     "_watch_async": "_watch_sync",
 }
 

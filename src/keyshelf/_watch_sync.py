@@ -79,7 +79,7 @@ class Watch:
             if self._buffer:
                 return self._buffer.popleft()
             if self._closed:
-                raise StopAsyncIteration
+                raise StopIteration
             try:
                 after = self._start()
                 changes = self._backend.changes(self._ns, after, READ_BATCH, self._store._now())
@@ -89,7 +89,7 @@ class Watch:
             except StoreClosedError:
                 # close() of the store ends every watch on it.
                 self._closed = True
-                raise StopAsyncIteration from None
+                raise StopIteration from None
             self._after = changes[-1].revision
             self._deliver(changes)
 
