@@ -423,3 +423,35 @@ def test_a_multi_key_commit_whose_writer_died_is_invisible_and_holds_its_keys(
         outcome = kv.atomic().check("a", 1).set("a", 3).delete("b").commit()
         assert outcome.ok
         assert kv.dump() == {"a": 3, "absent": "mine"}
+
+
+@pytest.mark.parametrize("call", ["mset", "commit"])
+def test_a_pending_write_whose_reply_was_lost_is_undone_with_the_batch(
+    where: tuple[str, dict[str, Any]], call: str
+) -> None:
+    # The pending object of "b" lands but its reply is lost (the client gives
+    # up): the batch raises, and the object it may have written is read back
+    # and undone, so neither a read nor a listing ever shows "b".
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.set("a", 1)
+        io = kv._backend._io
+        real_put = io.put
+        lost: list[str] = []
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            etag = real_put(name, body, **conditions)
+            if name.endswith("/d/default/b") and body.startswith(b"KSP\n") and not lost:
+                lost.append(name)
+                raise keyshelf.BackendUnavailableError("S3 test: the reply was lost")
+            return str(etag)
+
+        io.put = put
+        with pytest.raises(keyshelf.BackendUnavailableError, match="reply was lost"):
+            if call == "mset":
+                kv.mset({"a": 10, "b": 20, "c": 30})
+            else:
+                kv.atomic().set("a", 10).set("b", 20).set("c", 30).commit()
+        assert lost
+        assert kv.dump() == {"a": 1} and kv.keys() == ["a"] and kv.key_count() == 1
+    assert _pending(url, options) == [] and _leftovers(url, options) == []

@@ -415,7 +415,9 @@ class AsyncS3Backend(AsyncBackend):
                 list(steps),
             )
         except Exception:
-            await self._undo(ns, batch, done, intents)
+            written = {p.key for p in done}
+            unknown = [key for key, _ in steps if key not in written]
+            await self._undo(ns, batch, done, intents, unknown, now)
             raise
         if not await self._commit(ns, batch, prepared, done, intents):
             return None
@@ -500,11 +502,12 @@ class AsyncS3Backend(AsyncBackend):
                 ),
                 list(zip(wanted, reads, strict=True)),
             )
-        except _MovedError:
-            await self._undo(ns, batch, done, intents)
-            return False, None
-        except Exception:
-            await self._undo(ns, batch, done, intents)
+        except Exception as exc:
+            written = {p.key for p in done}
+            unknown = [key for key in wanted if key not in written]
+            await self._undo(ns, batch, done, intents, unknown, now)
+            if isinstance(exc, _MovedError):
+                return False, None  # a key changed since it was read: decide again
             raise
         if not await self._commit(ns, batch, prepared, done, intents):
             return False, None
@@ -623,12 +626,23 @@ class AsyncS3Backend(AsyncBackend):
             return  # rewritten meanwhile, settled: it no longer names the batch
         self._remember(prepared.name, body, etag)
 
-    async def _undo(self, ns: str, batch: str, done: list[_Prepared], intents: list[str]) -> None:
+    async def _undo(
+        self,
+        ns: str,
+        batch: str,
+        done: list[_Prepared],
+        intents: list[str],
+        unknown: Sequence[str] = (),
+        now: int = 0,
+    ) -> None:
         """Abort ``batch`` (unless another writer did) and put the prior bodies back.
 
-        Best effort: if the service fails here, the batch stays aborted (or
-        undecided, hence invisible and aborted by the next writer that waits
-        on it) and its objects are settled when next written.
+        ``done``: the pending objects written; ``unknown``: keys whose write
+        failed without a reply (it may have landed), read back and settled
+        here. An intent is removed only once its key's object no longer names
+        the batch. Best effort: if the service fails here, the batch stays
+        aborted (or undecided, hence invisible and aborted by the next writer
+        that waits on it) and its objects are settled when next written.
         """
         commit = self._layout.batch(batch)
         try:
@@ -639,15 +653,23 @@ class AsyncS3Backend(AsyncBackend):
                 return  # our commit landed after all (its reply was lost): keep it
             self._decided[batch] = ABORTED
             await self._io.each(lambda p: self._replace(p, p.prior_body), done)
+            settled = await self._io.each(
+                lambda key: self._settle_object(ns, key, batch, now), list(unknown)
+            )
+            stuck = {
+                self._layout.marker(ns, key, _INTENT + batch)
+                for key, ok in zip(unknown, settled, strict=True)
+                if not ok
+            }
             # The expiry markers only the aborted new bodies named, and the intents.
             fresh = [
                 self._layout.marker(ns, p.key, p.marker)
                 for p in done
                 if p.fresh and p.marker is not None
             ]
-            await self._io.each(self._io.delete, [*fresh, *intents])
-            # No object names the batch any more.
-            await self._io.delete(commit)
+            await self._io.each(self._io.delete, [*fresh, *(i for i in intents if i not in stuck)])
+            if not stuck:
+                await self._io.delete(commit)  # no object names the batch any more
         except BackendError:
             pass
 

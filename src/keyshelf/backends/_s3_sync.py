@@ -410,7 +410,9 @@ class S3Backend(Backend):
                 list(steps),
             )
         except Exception:
-            self._undo(ns, batch, done, intents)
+            written = {p.key for p in done}
+            unknown = [key for key, _ in steps if key not in written]
+            self._undo(ns, batch, done, intents, unknown, now)
             raise
         if not self._commit(ns, batch, prepared, done, intents):
             return None
@@ -491,11 +493,12 @@ class S3Backend(Backend):
                 ),
                 list(zip(wanted, reads, strict=True)),
             )
-        except _MovedError:
-            self._undo(ns, batch, done, intents)
-            return False, None
-        except Exception:
-            self._undo(ns, batch, done, intents)
+        except Exception as exc:
+            written = {p.key for p in done}
+            unknown = [key for key in wanted if key not in written]
+            self._undo(ns, batch, done, intents, unknown, now)
+            if isinstance(exc, _MovedError):
+                return False, None  # a key changed since it was read: decide again
             raise
         if not self._commit(ns, batch, prepared, done, intents):
             return False, None
@@ -614,12 +617,23 @@ class S3Backend(Backend):
             return  # rewritten meanwhile, settled: it no longer names the batch
         self._remember(prepared.name, body, etag)
 
-    def _undo(self, ns: str, batch: str, done: list[_Prepared], intents: list[str]) -> None:
+    def _undo(
+        self,
+        ns: str,
+        batch: str,
+        done: list[_Prepared],
+        intents: list[str],
+        unknown: Sequence[str] = (),
+        now: int = 0,
+    ) -> None:
         """Abort ``batch`` (unless another writer did) and put the prior bodies back.
 
-        Best effort: if the service fails here, the batch stays aborted (or
-        undecided, hence invisible and aborted by the next writer that waits
-        on it) and its objects are settled when next written.
+        ``done``: the pending objects written; ``unknown``: keys whose write
+        failed without a reply (it may have landed), read back and settled
+        here. An intent is removed only once its key's object no longer names
+        the batch. Best effort: if the service fails here, the batch stays
+        aborted (or undecided, hence invisible and aborted by the next writer
+        that waits on it) and its objects are settled when next written.
         """
         commit = self._layout.batch(batch)
         try:
@@ -630,15 +644,23 @@ class S3Backend(Backend):
                 return  # our commit landed after all (its reply was lost): keep it
             self._decided[batch] = ABORTED
             self._io.each(lambda p: self._replace(p, p.prior_body), done)
+            settled = self._io.each(
+                lambda key: self._settle_object(ns, key, batch, now), list(unknown)
+            )
+            stuck = {
+                self._layout.marker(ns, key, _INTENT + batch)
+                for key, ok in zip(unknown, settled, strict=True)
+                if not ok
+            }
             # The expiry markers only the aborted new bodies named, and the intents.
             fresh = [
                 self._layout.marker(ns, p.key, p.marker)
                 for p in done
                 if p.fresh and p.marker is not None
             ]
-            self._io.each(self._io.delete, [*fresh, *intents])
-            # No object names the batch any more.
-            self._io.delete(commit)
+            self._io.each(self._io.delete, [*fresh, *(i for i in intents if i not in stuck)])
+            if not stuck:
+                self._io.delete(commit)  # no object names the batch any more
         except BackendError:
             pass
 
