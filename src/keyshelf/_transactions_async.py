@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .backends._cache_async import AsyncCachedBackend
 from .entry import Entry
 from .errors import InvalidArgumentError, TransactionConflictError
 from .keys import check_key
@@ -56,8 +57,8 @@ class AsyncAtomic(Mutations):
 class AsyncTransaction(Mutations):
     """The ``tx`` of ``kv.transaction(fn)``: reads remember versions, writes are queued.
 
-    ``get``/``get_entry`` read the store (the first read of a key is
-    remembered: reading it again gives the same answer) and add a check of
+    ``get``/``get_entry`` read the store, never a cache tier's copy (the
+    first read of a key is remembered: reading it again gives the same answer) and add a check of
     the version read; ``set``, ``delete``, ``increment`` and ``expire`` queue
     mutations, applied when ``fn`` returns. Reads do not see the mutations
     queued before them.
@@ -74,7 +75,12 @@ class AsyncTransaction(Mutations):
         if key in self._reads:
             return self._reads[key]
         store = self._store
-        record = await store._backend.get_record(store._ns, key, store._now())
+        backend = store._backend
+        if isinstance(backend, AsyncCachedBackend):
+            # Never a cached copy: a stale one would fail the commit's check
+            # on every retry until the cache entry expired.
+            backend = backend.inner
+        record = await backend.get_record(store._ns, key, store._now())
         self._reads[key] = record
         self._add_check(key, None if record is None else record.version)
         return record

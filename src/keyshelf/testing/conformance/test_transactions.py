@@ -614,6 +614,25 @@ def test_transaction_retries_when_an_absent_key_read_appears(kv: Any, opener: An
         assert kv.get("job") == "worker-2"
 
 
+def test_transaction_reads_what_another_handle_wrote(kv: Any, opener: Any) -> None:
+    # A store with a cache tier must not read its cached copy in a
+    # transaction: the copy is stale once another handle wrote the key.
+    kv.set("rate", 1)
+    assert kv.get("rate") == 1  # a cache tier now holds the key
+    _second(kv, opener).set("rate", 2)
+
+    async def body(tx: Any, other: Any, run: Any) -> Any:
+        rate = await run(tx.get("rate"))
+        tx.set("price", rate * 10)
+        return rate
+
+    with _refused_or_done(kv) as done:
+        result = _transact(kv, body, retries=0)
+    if done:
+        assert result == 2
+        assert kv.get("price") == 20
+
+
 def test_transaction_gives_up_after_its_retries(kv: Any, opener: Any) -> None:
     kv.set("hot", 0)
     second = _second(kv, opener)
