@@ -40,10 +40,12 @@ from urllib.parse import SplitResult, quote, unquote
 
 from .. import _inuse
 from .._show import show
+from ..changes import Change
 from ..codec import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NONE
 from ..errors import (
     BackendError,
     BackendUnavailableError,
+    ChangesCompactedError,
     IncompatibleStoreError,
     InvalidURLError,
     ReadOnlyStoreError,
@@ -68,9 +70,10 @@ from ..records import (
     Write,
     stats_dict,
 )
+from . import _sqlite_feed
 from ._bounds import Limits, take_limits
-from ._bridge import AsyncBridge
 from ._fastpath import WouldBlock
+from ._feed_bridge import FeedBridge
 from .base import Backend
 
 SCHEMA_VERSION = 1
@@ -102,6 +105,9 @@ _SIZE = (
     "ELSE length(CAST(value AS BLOB)) END"
 )
 
+
+#: Seconds between two probes of ``PRAGMA data_version`` by a waiting watcher.
+FEED_PROBE_INTERVAL = 0.005
 
 _TRUNCATED_HEADER = 100  # an SQLite header is 100 bytes; no database file is shorter
 
@@ -236,6 +242,11 @@ class SQLiteBackend(Backend):
         self._guard = threading.Lock()
         self._closed = False
         self._held: tuple[int, int] | None = None
+        # The change feed (_sqlite_feed): (schema version, feed on) last seen,
+        # and the connection whose PRAGMA data_version is the watchers' doorbell.
+        self._feed_seen: tuple[int, bool] = (-1, False)
+        self._probe: sqlite3.Connection | None = None
+        self._probe_lock = threading.Lock()
         self._prepare_file(journal_mode)
         self._sql = _Statements(table)
 
@@ -370,7 +381,9 @@ class SQLiteBackend(Backend):
         if not objects:
             return _State.ABSENT
         for name, (kind, table, _sql) in objects.items():
-            if kind == "trigger" and not _bounds_trigger(t, name, _sql):
+            if kind == "trigger" and not (
+                _bounds_trigger(t, name, _sql) or _sqlite_feed.is_ours(t, name, _sql)
+            ):
                 raise IncompatibleStoreError(
                     f"{self.path}: trigger {name} on keyshelf's table {table} would run on "
                     f"every write; keyshelf refuses tables with triggers (drop the trigger, "
@@ -736,7 +749,7 @@ class SQLiteBackend(Backend):
         """One ``BEGIN IMMEDIATE`` transaction: read every key, decide, write (or roll back)."""
 
         def work(conn: sqlite3.Connection) -> R:
-            with self._transaction(conn):
+            with self._transaction(conn), self._feed_group(conn):
                 records: dict[str, Record | None] = dict.fromkeys(keys)
                 # One query per 500 keys (SQLite's bound-parameter limit).
                 for start in range(0, len(keys), 500):
@@ -802,6 +815,9 @@ class SQLiteBackend(Backend):
         def work(conn: sqlite3.Connection) -> list[Any]:
             if self._readonly:
                 raise self._read_only()
+            if self._feed_on(conn):  # one revision for the commit: a marked transaction
+                with self._transaction(conn), self._feed_group(conn):
+                    return conn.execute(sql, params).fetchall()
             return conn.execute(sql, params).fetchall()
 
         rows = self._run("commit", work)
@@ -975,9 +991,23 @@ class SQLiteBackend(Backend):
     def purge_expired(self, ns: str | None, now: int) -> int:
         if ns is None:
             sql = f"DELETE FROM {self._table} WHERE expires_at <= ?"
-            return self._change("delete_expired", sql, (now,))
-        sql = f"DELETE FROM {self._table} WHERE expires_at <= ? AND ns = ?"
-        return self._change("delete_expired", sql, (now, ns))
+            params: tuple[Any, ...] = (now,)
+        else:
+            sql = f"DELETE FROM {self._table} WHERE expires_at <= ? AND ns = ?"
+            params = (now, ns)
+
+        def work(conn: sqlite3.Connection) -> int:
+            if self._feed_on(conn):
+                # The feed records these removals as "expire" (_sqlite_feed).
+                f = _sqlite_feed.feed_table(self._table)
+                with self._transaction(conn):
+                    conn.execute(f"UPDATE {f} SET expiring = 1")
+                    removed = conn.execute(sql, params).rowcount
+                    conn.execute(f"UPDATE {f} SET expiring = 0")
+                    return removed
+            return conn.execute(sql, params).rowcount
+
+        return self._run("delete_expired", work)
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
         sql = (
@@ -1025,7 +1055,158 @@ class SQLiteBackend(Backend):
 
         self._run("put_records", work)
 
+    # -- change feed (_sqlite_feed, docs/changes.md) ---------------------------------
+
+    change_feed = True
+
+    def _feed_on(self, conn: sqlite3.Connection) -> bool:
+        """True if the file holds the feed: cached until the schema changes."""
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        seen = self._feed_seen
+        if seen[0] != version:
+            on = _sqlite_feed.settings(conn, self._table) is not None
+            seen = self._feed_seen = (version, on)
+        return seen[1]
+
+    def _feed_run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a watcher's read on the watchers' connection, under its lock.
+
+        Not the thread's connection: close() closes those while calls may
+        still run on them, and a watch must end cleanly when its store is
+        closed. close() takes the same lock before it closes this connection,
+        so a read either completes or raises StoreClosedError. The reads are
+        short, so the watchers of one store share it.
+        """
+        with self._probe_lock:
+            if self._closed:
+                raise StoreClosedError(f"The store {self.path} is closed")
+            conn = self._probe
+            if conn is None:
+                try:
+                    conn = self._probe = sqlite3.connect(
+                        self._uri,
+                        timeout=self._timeout,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        uri=True,
+                    )
+                except sqlite3.Error as exc:
+                    raise self._error(exc, action) from exc
+            try:
+                return work(conn)
+            except sqlite3.Error as exc:
+                _abandon(conn)
+                raise self._error(exc, action) from exc
+
+    @contextlib.contextmanager
+    def _feed_group(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Inside a write transaction: every change recorded shares one revision."""
+        if not self._feed_on(conn):
+            yield
+            return
+        f = _sqlite_feed.feed_table(self._table)
+        conn.execute(f"UPDATE {f} SET grouping = 1")
+        yield
+        conn.execute(f"UPDATE {f} SET grouping = 0")
+
+    def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        t = self._table
+
+        def work(conn: sqlite3.Connection) -> None:
+            if self._readonly:
+                if _sqlite_feed.settings(conn, t) == (history_count, history_ms):
+                    return  # already so: nothing to write
+                raise self._read_only()
+            with self._transaction(conn):
+                _sqlite_feed.enable(conn, t, history_count, history_ms)
+
+        self._run("enable_changes", work)
+
+    def changes_enabled(self) -> bool:
+        return self._feed_run(
+            "changes_enabled", lambda conn: _sqlite_feed.settings(conn, self._table) is not None
+        )
+
+    def revision(self, now: int) -> int:
+        f = _sqlite_feed.feed_table(self._table)
+
+        def work(conn: sqlite3.Connection) -> int:
+            if not self._feed_on(conn):
+                return 0
+            return int(conn.execute(f"SELECT rev FROM {f}").fetchone()[0])
+
+        return self._feed_run("revision", work)
+
+    def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        f, c = _sqlite_feed.feed_table(self._table), _sqlite_feed.changes_table(self._table)
+        columns = "seq, rev, type, ns, key, vtype, value, version, expires_at, ptype, prev"
+        where = "" if ns is None else " AND ns = ?"
+        first = f"SELECT {columns} FROM {c} WHERE rev > ?{where} ORDER BY seq LIMIT ?"
+        rest = f"SELECT {columns} FROM {c} WHERE rev = ? AND seq > ?{where} ORDER BY seq"
+        args = [] if ns is None else [ns]
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            if not self._feed_on(conn):
+                return []
+            # One read transaction: the rows and the pruning mark of one snapshot.
+            conn.execute("BEGIN")
+            try:
+                pruned = conn.execute(f"SELECT pruned FROM {f}").fetchone()[0]
+                if after < pruned:
+                    raise ChangesCompactedError(
+                        f"Changes after revision {after} were pruned from the history of "
+                        f"{self.path}; the oldest revision kept is {pruned + 1}",
+                        oldest=pruned + 1,
+                    )
+                rows = conn.execute(first, (after, *args, limit)).fetchall()
+                if len(rows) >= limit:  # never split a revision
+                    rows += conn.execute(rest, (rows[-1][1], rows[-1][0], *args)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return rows
+
+        return [
+            Change(
+                rev,
+                kind,
+                space,
+                key,
+                None if vtype is None else (vtype, value),
+                version,
+                expires,
+                None if ptype is None else (ptype, prev),
+            )
+            for _, rev, kind, space, key, vtype, value, version, expires, ptype, prev in (
+                self._feed_run("changes", work)
+            )
+        ]
+
+    def feed_probe(self) -> int:
+        """``PRAGMA data_version`` of a connection that never writes: grows on every commit.
+
+        The doorbell of watchers (:meth:`wait_changes`, and the async bridge's
+        probe loop): a number that differs from one call to the next once any
+        other connection, of any process, has committed.
+        """
+        return self._feed_run(
+            "watch", lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0])
+        )
+
+    def wait_changes(self, after: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        first = self.feed_probe()
+        while not self._closed and time.monotonic() < deadline:
+            time.sleep(min(FEED_PROBE_INTERVAL, max(deadline - time.monotonic(), 0)))
+            if self._closed or self.feed_probe() != first:
+                return
+
     def close(self) -> None:
+        with self._probe_lock:
+            self._closed = True  # before the lock is released: no watcher read starts again
+            probe, self._probe = self._probe, None
+        if probe is not None:
+            with contextlib.suppress(sqlite3.Error):
+                probe.close()
         with self._guard:
             self._closed = True
             connections, self._connections = self._connections, []
@@ -1142,7 +1323,15 @@ class _Statements:
                 created_at = CASE WHEN {live6} THEN created_at ELSE excluded.created_at END,
                 updated_at = excluded.updated_at,
                 version = CASE WHEN {live6} THEN version + 1 ELSE 1 END"""
-        self.replace = f"INSERT OR REPLACE INTO {t} {columns} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        # An upsert, not INSERT OR REPLACE: a replaced row is an UPDATE, so
+        # triggers (the change feed's, a bounded store's) see one change.
+        self.replace = f"""
+            INSERT INTO {t} {columns} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (ns, key) DO UPDATE SET
+                type = excluded.type, value = excluded.value,
+                expires_at = excluded.expires_at, meta = excluded.meta,
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                version = excluded.version"""
         # ?1 ns ?2 key ?3 delta ?4 now. Only a live int/float whose result stays
         # a finite float or a 64-bit int; everything else takes the slow path.
         live4 = _LIVE.format(now="?4")
@@ -1310,4 +1499,4 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     # with its own connection (_sqlite_fast.py says which go where).
     from ._sqlite_fast import fast_path
 
-    return AsyncBridge(backend, threads=4, inline=fast_path(backend))
+    return FeedBridge(backend, threads=4, inline=fast_path(backend))
