@@ -2,13 +2,17 @@
 
 Switching the feed on (``enable_changes``) creates, in one transaction:
 
-* ``<t>_feed``: one row with the store's revision, the highest revision
-  pruned, the retention (``history_count``, ``history_ms``) and two markers
-  that only ever differ from 0 inside a write transaction: ``grouping``
-  (1: a multi-key commit has begun, 2: its revision is taken) and
-  ``expiring`` (the purge of expired keys is running);
-* ``<t>_changes``: one row per change (``seq`` orders them; ``rev`` is the
-  revision, shared by the changes of one commit), indexed by ``rev``;
+* ``<t>_feed``: one row with the highest revision pruned, the retention
+  (``history_count``, ``history_ms``) and two markers that only ever differ
+  from 0 inside a write transaction: ``grouping`` (a multi-key commit is
+  running: the ``seq`` its first change gets) and ``expiring`` (the purge of
+  expired keys is running);
+* ``<t>_changes``: one row per change. Its ``seq`` (the rowid: the largest
+  one plus 1) orders the changes and is the revision of a single change; the
+  changes of one commit all carry the first one's ``seq`` in ``rev``. So the
+  revision is ``coalesce(rev, seq)``, never above ``seq``, and a write costs
+  one row in one table: the feed's settings row is only read. The newest
+  row is never pruned, so the revision never goes down;
 * three triggers on the data table (``AFTER INSERT``, ``AFTER UPDATE``,
   ``AFTER DELETE``) that take the next revision and append the change, in the
   statement's own transaction: every write of every process and thread
@@ -19,7 +23,8 @@ Switching the feed on (``enable_changes``) creates, in one transaction:
   ``history_count + PRUNE_EVERY`` rows under a count bound).
 
 Revisions are taken under SQLite's write lock (every write is one statement
-or one ``BEGIN IMMEDIATE`` transaction), so they increase in commit order.
+or one ``BEGIN IMMEDIATE`` transaction), so they increase in commit order;
+a rolled-back transaction takes its rows, and so its revisions, back.
 The data table's shape check accepts exactly these triggers
 (:func:`is_ours`).
 
@@ -56,12 +61,11 @@ def changes_table(t: str) -> str:
 
 
 def schema_sql(t: str) -> list[str]:
-    """The tables and the index of the feed, in creation order."""
+    """The tables of the feed and its settings row, in creation order."""
     f, c = feed_table(t), changes_table(t)
     return [
         f"""CREATE TABLE IF NOT EXISTS {f} (
             id INTEGER PRIMARY KEY CHECK (id = 1),
-            rev INTEGER NOT NULL,
             pruned INTEGER NOT NULL,
             history_count INTEGER,
             history_ms INTEGER,
@@ -69,7 +73,7 @@ def schema_sql(t: str) -> list[str]:
             expiring INTEGER NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {c} (
             seq INTEGER PRIMARY KEY,
-            rev INTEGER NOT NULL,
+            rev INTEGER,
             type TEXT NOT NULL,
             ns TEXT NOT NULL,
             key TEXT NOT NULL,
@@ -80,71 +84,69 @@ def schema_sql(t: str) -> list[str]:
             ptype TEXT,
             prev BLOB,
             at INTEGER NOT NULL)""",
-        f"CREATE INDEX IF NOT EXISTS {c}_rev ON {c} (rev)",
-        f"INSERT OR IGNORE INTO {f} VALUES (1, 0, 0, NULL, NULL, 0, 0)",
+        f"INSERT OR IGNORE INTO {f} VALUES (1, 0, NULL, NULL, 0, 0)",
     ]
 
 
-def _take_revision(f: str) -> str:
-    # The next revision, except inside a commit whose revision is taken (grouping 2);
-    # a commit that has begun (grouping 1) takes it now.
-    return (
-        f"UPDATE {f} SET rev = rev + (grouping <> 2), "
-        f"grouping = CASE grouping WHEN 1 THEN 2 ELSE grouping END;"
-    )
+#: The revision of a change row: its own ``seq``, or the commit's (``rev``).
+REVISION = "coalesce(rev, seq)"
 
 
 def trigger_sql(t: str) -> dict[str, str]:
     """Name -> definition of every trigger of the feed on the data table ``t``."""
     f, c = feed_table(t), changes_table(t)
     columns = "(rev, type, ns, key, vtype, value, version, expires_at, ptype, prev, at)"
+    # Inside a multi-key commit, grouping holds the seq its first change gets.
+    group = f"nullif((SELECT grouping FROM {f}), 0)"
     prev_live = "old.expires_at IS NULL OR old.expires_at > new.updated_at"
     return {
         f"{t}_feed_insert": f"""CREATE TRIGGER {t}_feed_insert AFTER INSERT ON {t}
 BEGIN
-    {_take_revision(f)}
-    INSERT INTO {c} {columns}
-        SELECT rev, 'set', new.ns, new.key, new.type, new.value, new.version,
-               new.expires_at, NULL, NULL, new.updated_at FROM {f};
+    INSERT INTO {c} {columns} VALUES ({group}, 'set', new.ns, new.key, new.type,
+        new.value, new.version, new.expires_at, NULL, NULL, new.updated_at);
 END""",
         f"{t}_feed_update": f"""CREATE TRIGGER {t}_feed_update AFTER UPDATE ON {t}
 BEGIN
-    {_take_revision(f)}
-    INSERT INTO {c} {columns}
-        SELECT rev, 'set', new.ns, new.key, new.type, new.value, new.version,
-               new.expires_at,
-               CASE WHEN {prev_live} THEN old.type END,
-               CASE WHEN {prev_live} THEN old.value END,
-               new.updated_at FROM {f};
+    INSERT INTO {c} {columns} VALUES ({group}, 'set', new.ns, new.key, new.type,
+        new.value, new.version, new.expires_at,
+        CASE WHEN {prev_live} THEN old.type END,
+        CASE WHEN {prev_live} THEN old.value END, new.updated_at);
 END""",
         f"{t}_feed_delete": f"""CREATE TRIGGER {t}_feed_delete AFTER DELETE ON {t}
 BEGIN
-    {_take_revision(f)}
-    INSERT INTO {c} {columns}
-        SELECT rev, CASE WHEN expiring THEN 'expire' ELSE 'delete' END, old.ns, old.key,
-               NULL, NULL, NULL, NULL, old.type, old.value, {_NOW} FROM {f};
+    INSERT INTO {c} {columns} VALUES ({group},
+        CASE WHEN (SELECT expiring FROM {f}) THEN 'expire' ELSE 'delete' END,
+        old.ns, old.key, NULL, NULL, NULL, NULL, old.type, old.value, {_NOW});
 END""",
     }
 
 
 def prune_trigger_sql(t: str) -> tuple[str, str]:
-    """The pruning trigger on the change table: (name, definition)."""
+    """The pruning trigger on the change table: (name, definition).
+
+    Drops the rows beyond the count bound, and old rows (among the oldest
+    ``8 * PRUNE_EVERY``) beyond the age bound, never the newest row (its
+    ``seq`` carries the revision on); ``pruned`` keeps the highest revision
+    dropped.
+    """
     f, c = feed_table(t), changes_table(t)
     name = f"{c}_prune"
     window = f"(SELECT seq, rev, at FROM {c} ORDER BY seq LIMIT {8 * PRUNE_EVERY})"
+    old_rows = f"SELECT seq, rev FROM {window} WHERE at < new.at - {f}.history_ms"
     return (
         name,
         f"""CREATE TRIGGER {name} AFTER INSERT ON {c}
 WHEN new.seq % {PRUNE_EVERY} = 0
 BEGIN
-    UPDATE {f} SET pruned = max(pruned, coalesce(
-        (SELECT max(rev) FROM {c} WHERE seq <= new.seq - {f}.history_count), 0))
+    UPDATE {f} SET pruned = max(pruned, coalesce((
+        SELECT {REVISION} FROM {c} WHERE seq <= new.seq - {f}.history_count
+        ORDER BY seq DESC LIMIT 1), 0))
         WHERE history_count IS NOT NULL;
     DELETE FROM {c} WHERE seq <= new.seq - (SELECT history_count FROM {f});
-    UPDATE {f} SET pruned = max(pruned, coalesce(
-        (SELECT max(rev) FROM {window} WHERE at < new.at - {f}.history_ms), 0))
+    UPDATE {f} SET pruned = max(pruned, coalesce((
+        SELECT max({REVISION}) FROM ({old_rows}) WHERE seq < new.seq), 0))
         WHERE history_ms IS NOT NULL;
-    DELETE FROM {c} WHERE seq IN (
+    DELETE FROM {c} WHERE seq < new.seq AND seq IN (
         SELECT seq FROM {window} WHERE at < new.at - (SELECT history_ms FROM {f}));
 END""",
     )

@@ -1104,8 +1104,9 @@ class SQLiteBackend(Backend):
         if not self._feed_on(conn):
             yield
             return
-        f = _sqlite_feed.feed_table(self._table)
-        conn.execute(f"UPDATE {f} SET grouping = 1")
+        f, c = _sqlite_feed.feed_table(self._table), _sqlite_feed.changes_table(self._table)
+        # The seq the commit's first change will get (the write lock is held).
+        conn.execute(f"UPDATE {f} SET grouping = (SELECT coalesce(max(seq), 0) + 1 FROM {c})")
         yield
         conn.execute(f"UPDATE {f} SET grouping = 0")
 
@@ -1128,21 +1129,28 @@ class SQLiteBackend(Backend):
         )
 
     def revision(self, now: int) -> int:
-        f = _sqlite_feed.feed_table(self._table)
+        c = _sqlite_feed.changes_table(self._table)
+        sql = f"SELECT {_sqlite_feed.REVISION} FROM {c} ORDER BY seq DESC LIMIT 1"
 
         def work(conn: sqlite3.Connection) -> int:
             if not self._feed_on(conn):
                 return 0
-            return int(conn.execute(f"SELECT rev FROM {f}").fetchone()[0])
+            row = conn.execute(sql).fetchone()
+            return 0 if row is None else int(row[0])
 
         return self._feed_run("revision", work)
 
     def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
         f, c = _sqlite_feed.feed_table(self._table), _sqlite_feed.changes_table(self._table)
-        columns = "seq, rev, type, ns, key, vtype, value, version, expires_at, ptype, prev"
+        revision = _sqlite_feed.REVISION
+        columns = f"seq, {revision}, type, ns, key, vtype, value, version, expires_at, ptype, prev"
         where = "" if ns is None else " AND ns = ?"
-        first = f"SELECT {columns} FROM {c} WHERE rev > ?{where} ORDER BY seq LIMIT ?"
-        rest = f"SELECT {columns} FROM {c} WHERE rev = ? AND seq > ?{where} ORDER BY seq"
+        # A revision is never above its seq: the rowid range starts the scan.
+        first = (
+            f"SELECT {columns} FROM {c} WHERE seq > ?1 AND {revision} > ?1{where} "
+            "ORDER BY seq LIMIT ?"
+        )
+        rest = f"SELECT {columns} FROM {c} WHERE seq > ? ORDER BY seq"
         args = [] if ns is None else [ns]
 
         def work(conn: sqlite3.Connection) -> list[Any]:
@@ -1159,8 +1167,13 @@ class SQLiteBackend(Backend):
                         oldest=pruned + 1,
                     )
                 rows = conn.execute(first, (after, *args, limit)).fetchall()
-                if len(rows) >= limit:  # never split a revision
-                    rows += conn.execute(rest, (rows[-1][1], rows[-1][0], *args)).fetchall()
+                if len(rows) >= limit:  # never split a revision: take the rest of the last
+                    last = rows[-1][1]
+                    for row in conn.execute(rest, (rows[-1][0],)):
+                        if row[1] != last:
+                            break
+                        if ns is None or row[3] == ns:
+                            rows.append(row)
             finally:
                 conn.execute("COMMIT")
             return rows
