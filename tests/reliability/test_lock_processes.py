@@ -24,34 +24,19 @@ import keyshelf
 
 from .helpers import PERSISTENT, location
 from .lock_workers import counter_worker, expired_holder
+from .spawning import run_workers
 
 WORKERS = 4
 
 
 def run_counter(backend: str, tmp_path: Path, rounds: int) -> None:
     with location(backend, tmp_path) as (url, options):
-        ctx = multiprocessing.get_context("spawn")
-        barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
         apis = ["sync", "async"] * (WORKERS // 2)
-        processes = [
-            ctx.Process(
-                target=counter_worker,
-                args=(who, url, options, apis[who], rounds, barrier, results),
-            )
-            for who in range(WORKERS)
-        ]
-        for process in processes:
-            process.start()
-        try:
-            outcomes = [results.get(timeout=600) for _ in processes]
-            for process in processes:
-                process.join(timeout=60)
-                assert process.exitcode == 0, f"worker exit code {process.exitcode}"
-        finally:
-            for process in processes:
-                if process.is_alive():  # a deadlock: do not leave it behind
-                    process.kill()
-                    process.join(10)
+        outcomes = run_workers(
+            counter_worker,
+            lambda who, barrier, results: (who, url, options, apis[who], rounds, barrier, results),
+            WORKERS,
+        )
         log: list[tuple[int, int]] = []
         for who, api, acquired, errors in outcomes:
             assert errors == [], f"worker {who} ({api}) failed: {errors}"

@@ -11,7 +11,6 @@ The default run does 50 transfers per process; ``make stress`` 500.
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 import keyshelf
 
 from .helpers import PERSISTENT, location
+from .spawning import run_workers
 from .transaction_workers import ACCOUNTS, START, transfer_worker
 
 WORKERS = 4
@@ -28,28 +28,12 @@ def run_transfers(backend: str, tmp_path: Path, rounds: int) -> None:
     with location(backend, tmp_path) as (url, options):
         with keyshelf.open(url, **options) as kv:
             kv.mset(dict.fromkeys(ACCOUNTS, START))
-        ctx = multiprocessing.get_context("spawn")
-        barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
         apis = ["sync", "async"] * (WORKERS // 2)
-        processes = [
-            ctx.Process(
-                target=transfer_worker,
-                args=(who, url, options, apis[who], rounds, barrier, results),
-            )
-            for who in range(WORKERS)
-        ]
-        for process in processes:
-            process.start()
-        try:
-            outcomes = [results.get(timeout=600) for _ in processes]
-            for process in processes:
-                process.join(timeout=60)
-                assert process.exitcode == 0, f"worker exit code {process.exitcode}"
-        finally:
-            for process in processes:
-                if process.is_alive():  # a deadlock: do not leave it behind
-                    process.kill()
-                    process.join(10)
+        outcomes = run_workers(
+            transfer_worker,
+            lambda who, barrier, results: (who, url, options, apis[who], rounds, barrier, results),
+            WORKERS,
+        )
         expected = dict.fromkeys(ACCOUNTS, START)
         committed = 0
         for who, api, moves, calls, negative, errors in outcomes:
