@@ -259,3 +259,29 @@ def test_atoms_and_transactions_on_the_cluster(kv: Any) -> None:
         assert space.transaction(move) == 13
         assert space.dump() == {"a": 10, "b": 3}
         assert space.delete_if("b", 3) is True
+
+
+def test_async_commits_on_the_cluster(cluster: str, prefix: str) -> None:
+    # The script path (one EVALSHA) and the general path (WATCH/MULTI on one
+    # node: a stored int beyond 2^53 is incremented) through the async client.
+    async def run() -> Any:
+        async with keyshelf.open_async(cluster, prefix=prefix) as akv:
+            space = akv.namespace("tenant9")
+            await space.mset({"a": 2**60, "b": 0})
+            a = await space.get_entry("a")
+            native = await space.atomic().check("b", 1).set("b", 1).set("c", "x").commit()
+            general = await space.atomic().check("a", a.version).increment("a").commit()
+
+            async def move(tx: Any) -> int:
+                b = await tx.get("b")
+                tx.set("b", b + 1)
+                return int(b)
+
+            moved = await space.transaction(move)
+            return native, general, moved, await space.dump()
+
+    native, general, moved, dump = asyncio.run(run())
+    assert native.ok and native.versions == {"b": 2, "c": 1}
+    assert general.ok and general.versions == {"a": 2}
+    assert moved == 1
+    assert dump == {"a": 2**60 + 1, "b": 2, "c": "x"}
