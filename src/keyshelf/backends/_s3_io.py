@@ -8,6 +8,8 @@ Object names (``<root>`` is the URL's prefix, if any, followed by ``/``)::
 
     <root>d/<ns>/<key>             one record per key (the body holds everything)
     <root>x/<ns>/<key> 0<ms>-<nonce>   expiry marker: "this key may expire at <ms>"
+    <root>x/<ns>/<key> 00-<batch>      intent of a batch in flight (always due)
+    <root>b/<batch>                commit object of a batch: COMMITTED or ABORTED
 
 ``<ns>`` and ``<key>`` are escaped with :func:`escape`: a space becomes
 `` 1``, ``.`` becomes ``.0`` and ``/`` becomes ``.1``; every other character
@@ -23,7 +25,10 @@ listing can walk the markers alongside the records.
 A record body is ``KS1`` + a JSON header line + the user metadata + the
 payload (raw bytes for ``bytes``, UTF-8 text otherwise). A zero-byte object is
 a *tombstone*: a deleted key (S3 cannot delete conditionally through the
-client, so a delete is a conditional write of an empty body).
+client, so a delete is a conditional write of an empty body). While a
+multi-key batch is in flight, a key's object is a *pending* body
+(:func:`wrap`): ``KSP`` + a JSON header line + the new body + the prior one,
+decided by the batch's commit object.
 """
 
 from __future__ import annotations
