@@ -55,6 +55,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -66,6 +67,7 @@ import orjson
 from .. import _inuse
 from .._file_format import FormatError, write_fields, write_from
 from .._show import show
+from ..changes import Change
 from ..errors import (
     BackendError,
     BackendUnavailableError,
@@ -75,13 +77,16 @@ from ..errors import (
     ReadOnlyStoreError,
     StoreClosedError,
     StoreNotFoundError,
+    UnsupportedOperationError,
 )
 from ..keys import MAX_KEY_LENGTH, check_key, check_namespace
 from ..options import as_bool, as_path, as_str, refuse_unknown
 from ..patterns import Matcher
 from ..records import DELETE, Decision, MultiDecision, R, Record, Value, Write, new_record
 from ._bounds import take_limits
-from ._bridge import AsyncBridge
+from ._changelog import ChangeLog, TableFeed
+from ._feed_bridge import FeedBridge
+from ._file_feed import FEED_FORMAT_VERSION, log_from, log_json
 from ._table import RecordTable, decide_many, live_namespaces
 from .base import Backend
 
@@ -94,6 +99,8 @@ FORMAT_VERSION = 1
 BOUNDED_FORMAT_VERSION = 2
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Seconds between two looks at the file's identity by a waiting watcher.
+FEED_PROBE_INTERVAL = 0.005
 # Beyond this the file is past what the backend is meant for: say so, once.
 _LARGE = 16 * 1024 * 1024
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -158,6 +165,10 @@ class FileBackend(Backend):
         self._create_missing = create and not readonly
         self._readonly = readonly
         self._stored_bounds: Any = None  # the "bounds" member of the file loaded last
+        # The change feed (_file_feed): the "changes" member of the file loaded
+        # last, as a log that the record tables append to while a write runs.
+        self._log = ChangeLog(threading.Condition(self._lock))
+        self._parsed_log: ChangeLog | None = None
         self._open()
 
     # -- opening ------------------------------------------------------------
@@ -247,6 +258,7 @@ class FileBackend(Backend):
             self._load()
 
     def _reset(self) -> None:
+        self._log = ChangeLog(threading.Condition(self._lock))
         self._data, self._frags, self._loaded = {}, {}, {}
         self._ident = None
         self._hold(None)
@@ -279,6 +291,8 @@ class FileBackend(Backend):
             os.close(fd)
             raise
         self._data, self._loaded, self._frags = data, loaded, None
+        parsed, self._parsed_log = self._parsed_log, None
+        self._log = ChangeLog(threading.Condition(self._lock)) if parsed is None else parsed
         self._ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         self._mode = stat.S_IMODE(st.st_mode)
         self._hold(fd)
@@ -308,12 +322,24 @@ class FileBackend(Backend):
         version = doc.get("format_version")
         if type(version) is not int or version < 1:
             raise self._incompatible(f"has an invalid format_version {version!r}")
-        if version > BOUNDED_FORMAT_VERSION:
+        if version > FEED_FORMAT_VERSION:
             raise self._incompatible(
                 f"holds keyshelf file format version {version}; this keyshelf reads up to "
-                f"version {BOUNDED_FORMAT_VERSION}: upgrade keyshelf"
+                f"version {FEED_FORMAT_VERSION}: upgrade keyshelf"
             )
         self._parse_extras(doc)
+        changes = doc.get("changes")
+        if (changes is None) != (version != FEED_FORMAT_VERSION):
+            raise self._incompatible(
+                f'is corrupt: a "changes" member goes with format_version {FEED_FORMAT_VERSION} '
+                "and only with it"
+            )
+        try:
+            self._parsed_log = (
+                None if changes is None else log_from(changes, threading.Condition(self._lock))
+            )
+        except FormatError as exc:
+            raise self._incompatible(f"is corrupt: {exc}") from None
         spaces = doc.get("namespaces", {})
         if type(spaces) is not dict:
             raise self._incompatible('is corrupt: "namespaces" is not an object')
@@ -410,6 +436,9 @@ class FileBackend(Backend):
             try:
                 self._refresh()
                 self._fragments()
+                if self._log.enabled:
+                    for ns, table in self._data.items():
+                        table.feed = TableFeed(self._log, ns)
                 yield
                 if self._dirty:
                     self._save()
@@ -442,6 +471,8 @@ class FileBackend(Backend):
         table = self._data.get(ns)
         if table is None:
             table = self._data[ns] = RecordTable()
+            if self._log.enabled:
+                table.feed = TableFeed(self._log, ns)
         table.put(key, record)
         self._fragments().setdefault(ns, {})[key] = _fragment(record)
 
@@ -478,6 +509,9 @@ class FileBackend(Backend):
     def _save(self) -> None:
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "namespaces": self._fragments()}
         doc.update(self._extra_members())
+        if self._log.enabled:
+            doc["changes"] = log_json(self._log)
+            doc["format_version"] = FEED_FORMAT_VERSION
         body = orjson.dumps(doc, option=_DUMP_OPTIONS)
         if len(body) > _LARGE and not self._warned:
             self._warned = True
@@ -577,11 +611,12 @@ class FileBackend(Backend):
             changes, result = decide_many(
                 lambda key: self._get_live(ns, key, now), keys, now, decide
             )
-            for key, record in changes:
-                if record is None:
-                    self._remove(ns, key)
-                else:
-                    self._put(ns, key, record)
+            with self._log.group():  # one revision for the whole commit
+                for key, record in changes:
+                    if record is None:
+                        self._remove(ns, key)
+                    else:
+                        self._put(ns, key, record)
             return result
 
     def put_many(
@@ -653,10 +688,14 @@ class FileBackend(Backend):
         removed = 0
         with self._writing():
             spaces = list(self._data) if ns is None else [ns]
-            for space in spaces:
-                for key in self._space(space).expired(now):
-                    self._remove(space, key)
-                    removed += 1
+            self._log.expiring = True  # these removals are "expire" changes
+            try:
+                for space in spaces:
+                    for key in self._space(space).expired(now):
+                        self._remove(space, key)
+                        removed += 1
+            finally:
+                self._log.expiring = False
         return removed
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
@@ -666,6 +705,55 @@ class FileBackend(Backend):
     def total_size(self, ns: str, now: int) -> int:
         with self._reading():
             return self._space(ns).total_size(now)
+
+    # -- change feed (_file_feed, docs/changes.md) ----------------------------------
+
+    change_feed = True
+
+    def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        if type(self) is not FileBackend:
+            raise UnsupportedOperationError(
+                f"The change feed and limits (max_keys/max_bytes) cannot be combined on "
+                f"a file store ({self.path}); nothing was changed"
+            )
+        with self._lock:
+            self._check_open()
+            self._refresh()
+            log = self._log
+            if log.enabled and (log.history_count, log.history_ms) == (history_count, history_ms):
+                return  # already so: nothing to write (a read-only store may ask too)
+        with self._writing():
+            self._log.enable(history_count, history_ms)
+            self._dirty = True
+
+    def changes_enabled(self) -> bool:
+        with self._reading():
+            return self._log.enabled
+
+    def revision(self, now: int) -> int:
+        with self._reading():
+            return self._log.revision
+
+    def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        with self._reading():
+            return self._log.read(ns, after, limit)
+
+    def feed_probe(self) -> tuple[int, ...]:
+        """The file's identity: every committed write replaces the file (the doorbell)."""
+        self._check_open()
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return ()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def wait_changes(self, after: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        first = self.feed_probe()
+        while not self._closed and time.monotonic() < deadline:
+            time.sleep(min(FEED_PROBE_INTERVAL, max(deadline - time.monotonic(), 0)))
+            if self._closed or self.feed_probe() != first:
+                return
 
     def close(self) -> None:
         with self._lock:
@@ -754,7 +842,7 @@ def create(url: SplitResult, options: dict[str, Any], asynchronous: bool) -> Any
     # (_file_fast.py says which go where).
     from ._file_fast import fast_path
 
-    return AsyncBridge(backend, threads=2, inline=fast_path(backend))
+    return FeedBridge(backend, threads=2, inline=fast_path(backend))
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "FileBackend", "create"]
