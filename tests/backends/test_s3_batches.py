@@ -455,3 +455,39 @@ def test_a_pending_write_whose_reply_was_lost_is_undone_with_the_batch(
         assert lost
         assert kv.dump() == {"a": 1} and kv.keys() == ["a"] and kv.key_count() == 1
     assert _pending(url, options) == [] and _leftovers(url, options) == []
+
+
+def _snapshots(url: str, options: dict[str, Any], start: Any, seen: Any) -> None:
+    with keyshelf.open(url, **options) as kv:
+        start.wait()
+        for _ in range(10):
+
+            def look(tx: Any) -> list[Any]:
+                values = [tx.get(key) for key in "abcd"]
+                tx.set("seen", values[0])  # a mutation, so the reads are checked at commit
+                return values
+
+            seen.put(kv.transaction(look, retries=1000))
+
+
+def test_a_transaction_never_sees_half_a_batch_of_another_process(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset(dict.fromkeys("abcd", "start"))
+    context = multiprocessing.get_context("spawn")
+    start, seen = context.Event(), context.Queue()
+    workers = [
+        context.Process(target=_batches, args=(url, options, me, 6, start)) for me in range(3)
+    ]
+    workers.append(context.Process(target=_snapshots, args=(url, options, start, seen)))
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(600)
+        assert worker.exitcode == 0
+    views = [seen.get(timeout=5) for _ in range(10)]
+    # Every batch writes one value to all four keys: a consistent view shows one value.
+    assert all(len(set(view)) == 1 for view in views), views
