@@ -23,8 +23,9 @@ timeout              10            seconds a request may take
 connect_timeout      5             seconds to connect
 retries              2             retries of a request that failed in transit
                                    (5xx, dropped connection, timeout)
-conflict_retries     64            attempts of a read-modify-write that keeps
-                                   meeting concurrent writers
+conflict_retries     64            attempts of a read-modify-write (or of a
+                                   whole batch) that keeps meeting concurrent
+                                   writers
 create               true          false: the prefix must hold a store already
 readonly             false         true: every write raises ReadOnlyStoreError
 ==================== ============= ==================================================
