@@ -86,16 +86,18 @@ class BoundedFileBackend(FileBackend):
             self._file_limits, self._file_evictions = None, 0
             return
         parsed = parse_bounds(self._stored_bounds)
-        if parsed is None or doc.get("format_version") != BOUNDED_FORMAT_VERSION:
+        version = doc.get("format_version")
+        if parsed is None or type(version) is not int or version < BOUNDED_FORMAT_VERSION:
             raise self._incompatible(
                 f'is corrupt: "bounds" must be {{"max_keys", "max_bytes", "eviction", '
-                f'"evictions"}} in a format_version {BOUNDED_FORMAT_VERSION} document, got '
-                f"{self._stored_bounds!r}"
+                f'"evictions"}} in a document of format_version {BOUNDED_FORMAT_VERSION} or '
+                f"later, got {self._stored_bounds!r}"
             )
         self._file_limits, self._file_evictions = parsed
 
     def _extra_members(self) -> dict[str, Any]:
         limits = self._tracker.limits
+        # At least version 2 (a later format, e.g. one with a change feed, keeps its own).
         return {
             "format_version": BOUNDED_FORMAT_VERSION,
             "bounds": {
