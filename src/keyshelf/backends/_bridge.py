@@ -63,6 +63,7 @@ class _AsyncBridge(AsyncBackend):
         # call that starts the next one was scheduled (-inf: not scheduled).
         self._turn_ends = -math.inf
         self._turn_scheduled = -math.inf
+        self._bound: dict[str, Callable[..., Any]] = {}
         self._executor = (
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keyshelf")
             if threads
@@ -80,6 +81,7 @@ class _AsyncBridge(AsyncBackend):
                 method = self._threaded(fn)
             method.__name__ = name
             setattr(self, name, method)
+            self._bound[name] = method
 
     def _closed_error(self) -> StoreClosedError:
         return StoreClosedError(f"The store {self.location} is closed")
@@ -213,8 +215,10 @@ class _AsyncBridge(AsyncBackend):
             self._turn_ends = -math.inf  # the inline calls' closed check (see _turn)
             # Every primitive now raises StoreClosedError at once: the hot
             # coroutines of memory do not test _closed on each call.
-            for name in PRIMITIVES:
-                setattr(self, name, self._refuse)
+            # (A subclass's own replacement of a primitive is left alone.)
+            for name, method in self._bound.items():
+                if vars(self).get(name) is method:
+                    setattr(self, name, self._refuse)
             if self._executor is not None:
                 # Wait for the worker threads to end (off the event loop), so that
                 # a closed store leaves no thread behind.
