@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,14 +57,18 @@ from redis import exceptions as redis_errors
 from redis.asyncio import retry as redis_retry
 from redis.backoff import NoBackoff
 
+from ..changes import DELETE as DELETE_CHANGE
+from ..changes import EXPIRE, SET, Change
 from ..codec import TAG_SPECIAL_FLOAT
 from ..errors import (
     BackendError,
     BackendUnavailableError,
+    ChangesCompactedError,
     IncompatibleStoreError,
     InvalidURLError,
     NotNumericError,
     StoreClosedError,
+    UnsupportedOperationError,
     ValueTooLargeError,
 )
 from ..patterns import Matcher, prefix_upper_bound
@@ -93,8 +98,14 @@ from ..records import (
 from . import _redis_common as rc
 from . import _redis_pools
 from ._base_async import AsyncBackend
-from ._redis_layout import Layout, Space, lex_range, prefix_only
+from ._redis_layout import Layout, Space, lex_range, prefix_only, split_data_key
 from ._redis_settings import RedisSettings, server_problem
+
+# The largest sequence number of a stream id: "<revision>-<_MAX_SEQ>" is the
+# last id of a revision (XREAD returns entries after the id it is given).
+_MAX_SEQ = 2**64 - 1
+# Seconds between two looks at a cluster store's feed setting while it is off.
+_FEED_RECHECK = 1.0
 
 _DRIVER_ERRORS = (redis_errors.RedisError, redis_errors.RedisClusterException, OSError)
 _UNAVAILABLE = (
@@ -116,7 +127,7 @@ class AsyncRedisBackend(AsyncBackend):
         self.location = settings.location
         self._settings = settings
         self.prefix = settings.prefix
-        self._layout = Layout(settings.prefix)
+        self._layout = Layout(settings.prefix, cluster=settings.cluster)
         retry = redis_retry.Retry(NoBackoff(), 0)
         self._pool: Any = None
         # redis-py's command methods are untyped; replies are checked here.
@@ -142,6 +153,11 @@ class AsyncRedisBackend(AsyncBackend):
             )
             self._client = redis.asyncio.Redis(connection_pool=self._pool)
         self._closed = False
+        # The change feed: the private client of blocking reads, and on a
+        # cluster the namespaces whose feed this process has switched on.
+        self._blocking: Any = None
+        self._feed_marked: set[str] = set()
+        self._feed_checked = -1.0
         # Until connect() has succeeded, the first call runs it, alone (a
         # cluster client also discovers the topology then, and redis-py loses
         # connections if many calls race to do that). Checked, with _closed,
@@ -161,6 +177,8 @@ class AsyncRedisBackend(AsyncBackend):
     # -- plumbing -----------------------------------------------------------
 
     def _fail(self, exc: BaseException, action: str) -> BackendError:
+        if self._closed:  # a call that raced close() lost its connection to it
+            return self._closed_error()
         if isinstance(exc, _UNAVAILABLE):
             return BackendUnavailableError(
                 f"Redis server {self.location} is unavailable ({action}): {exc}"
@@ -269,7 +287,9 @@ class AsyncRedisBackend(AsyncBackend):
         gone = 0
         while True:
             reply = await self._eval(
-                rc.TIDY, (space.catalog, space.expiring), (space.base, rc.CHUNK, low, high)
+                rc.TIDY,
+                (space.catalog, space.expiring, space.feed, space.log),
+                (space.base, rc.CHUNK, low, high),
             )
             gone += reply[1]
             if reply[0] < rc.CHUNK or reply[1] + reply[5] == 0:
@@ -385,7 +405,7 @@ class AsyncRedisBackend(AsyncBackend):
         try:
             done = await self._eval(
                 rc.PUT,
-                (space.base + key, space.catalog, space.expiring),
+                (space.base + key, space.catalog, space.expiring, space.feed, space.log),
                 (key, t, v, now, px, mode, stored_meta, cond, space.base),
             )
         except _DRIVER_ERRORS as exc:
@@ -406,7 +426,7 @@ class AsyncRedisBackend(AsyncBackend):
             keys.append(base + key)
             args += (key, t, v)
         try:
-            await self._eval(rc.PUT_MANY, keys, args)
+            await self._eval(rc.PUT_MANY, [*keys, space.feed, space.log], args)
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "mset") from exc
 
@@ -431,7 +451,7 @@ class AsyncRedisBackend(AsyncBackend):
                     t, v = rc.to_redis((write.tag, write.payload))
                     keys.append(base + key)
                     args += (key, t, v, write.meta or b"", rc.at_for(write.expires_at))
-                await self._eval(rc.PUT_RECORDS, keys, args)
+                await self._eval(rc.PUT_RECORDS, [*keys, space.feed, space.log], args)
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "import") from exc
 
@@ -449,7 +469,13 @@ class AsyncRedisBackend(AsyncBackend):
         return [key for key, live in zip(unique, reply, strict=True) if live]
 
     def _delete_keys(self, space: Space, keys: list[str]) -> list[str]:
-        return [space.catalog, space.expiring, *(space.base + key for key in keys)]
+        return [
+            space.catalog,
+            space.expiring,
+            *(space.base + key for key in keys),
+            space.feed,
+            space.log,
+        ]
 
     async def set_expiry(self, ns: str, key: str, expires_at: int | None, now: int) -> bool:
         if not self._ready:
@@ -457,7 +483,9 @@ class AsyncRedisBackend(AsyncBackend):
         space = self._layout.space(ns)
         try:
             done = await self._eval(
-                rc.SET_EXPIRY, (space.base + key, space.expiring), (key, rc.px_for(expires_at, now))
+                rc.SET_EXPIRY,
+                (space.base + key, space.expiring, space.feed, space.log),
+                (key, rc.px_for(expires_at, now)),
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "expire" if expires_at is not None else "persist") from exc
@@ -477,7 +505,9 @@ class AsyncRedisBackend(AsyncBackend):
         space = self._layout.space(ns)
         try:
             reply = await self._eval(
-                rc.INCREMENT, (space.base + key, space.catalog), (key, text, kind, now)
+                rc.INCREMENT,
+                (space.base + key, space.catalog, space.feed, space.log),
+                (key, text, kind, now),
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "increment") from exc
@@ -500,7 +530,9 @@ class AsyncRedisBackend(AsyncBackend):
         space = self._layout.space(ns)
         try:
             reply = await self._eval(
-                rc.APPEND, (space.base + key, space.catalog), (key, t, v, now, max_size)
+                rc.APPEND,
+                (space.base + key, space.catalog, space.feed, space.log),
+                (key, t, v, now, max_size),
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "append") from exc
@@ -523,10 +555,11 @@ class AsyncRedisBackend(AsyncBackend):
             await self._prepare()
         et, ev = rc.to_redis(expected)
         nt, nv = rc.to_redis(new)
+        space = self._layout.space(ns)
         try:
             done = await self._eval(
                 rc.COMPARE_AND_SWAP,
-                (self._layout.space(ns).base + key,),
+                (space.base + key, space.feed, space.log),
                 (et, ev, nt, nv, now),
             )
         except _DRIVER_ERRORS as exc:
@@ -554,16 +587,17 @@ class AsyncRedisBackend(AsyncBackend):
                             pipe.execute_command(
                                 "EVAL",
                                 rc.WRITE.source,
-                                3,
+                                5,
                                 data,
                                 space.catalog,
                                 space.expiring,
+                                space.feed,
+                                space.log,
                                 *_write_args(key, write, old, now),
                             )
                         else:  # DELETE: the delete primitive's script, for this key
-                            pipe.execute_command(
-                                "EVAL", rc.DELETE.source, 3, *self._delete_keys(space, [key]), key
-                            )
+                            names = self._delete_keys(space, [key])
+                            pipe.execute_command("EVAL", rc.DELETE.source, len(names), *names, key)
                         await pipe.execute()
                         return result
                     except redis_errors.WatchError:
@@ -603,24 +637,26 @@ class AsyncRedisBackend(AsyncBackend):
                         if not writes and not doomed:
                             return result
                         pipe.multi()
+                        # The scripts of this MULTI share one feed revision.
+                        pipe.execute_command("EVAL", rc.FEED_JOIN.source, 1, space.feed)
                         for key, write in writes:
                             pipe.execute_command(
                                 "EVAL",
                                 rc.WRITE.source,
-                                3,
+                                5,
                                 space.base + key,
                                 space.catalog,
                                 space.expiring,
+                                space.feed,
+                                space.log,
                                 *_write_args(key, write, records[key], now),
                             )
                         if doomed:
+                            names = self._delete_keys(space, doomed)
                             pipe.execute_command(
-                                "EVAL",
-                                rc.DELETE.source,
-                                len(doomed) + 2,
-                                *self._delete_keys(space, doomed),
-                                *doomed,
+                                "EVAL", rc.DELETE.source, len(names), *names, *doomed
                             )
+                        pipe.execute_command("HDEL", space.feed, "j")
                         await pipe.execute()
                         return result
                     except redis_errors.WatchError:
@@ -650,7 +686,13 @@ class AsyncRedisBackend(AsyncBackend):
         if not self._ready:
             await self._prepare()
         space = self._layout.space(ns)
-        names = [space.catalog, space.expiring, *(space.base + key for key in keys)]
+        names = [
+            space.catalog,
+            space.expiring,
+            *(space.base + key for key in keys),
+            space.feed,
+            space.log,
+        ]
         try:
             reply = await self._eval(rc.COMMIT, names, args)
         except _DRIVER_ERRORS as exc:
@@ -707,7 +749,7 @@ class AsyncRedisBackend(AsyncBackend):
                         ahead *= 2
                 reply = await self._eval(
                     rc.SCAN,
-                    (space.catalog, space.expiring),
+                    (space.catalog, space.expiring, space.feed, space.log),
                     (space.base, low, high, want, "1" if inline else "0"),
                 )
                 batch: list[tuple[str, Value | None]] = []
@@ -745,7 +787,9 @@ class AsyncRedisBackend(AsyncBackend):
             total = 0
             while True:
                 reply = await self._eval(
-                    rc.SCAN, (space.catalog, space.expiring), (space.base, low, high, rc.CHUNK, "0")
+                    rc.SCAN,
+                    (space.catalog, space.expiring, space.feed, space.log),
+                    (space.base, low, high, rc.CHUNK, "0"),
                 )
                 total += sum(1 for key in reply[2:] if matcher.match(key.decode()))
                 if reply[0] < rc.CHUNK:
@@ -767,7 +811,9 @@ class AsyncRedisBackend(AsyncBackend):
                 low, high = lex_range(matcher.prefix, None, prefix_upper_bound(matcher.prefix))
             if matcher.match_all or prefix_only(matcher):
                 removed = await self._eval(
-                    rc.CLEAR_RANGE, (space.catalog, space.expiring), (space.base, low, high)
+                    rc.CLEAR_RANGE,
+                    (space.catalog, space.expiring, space.feed, space.log),
+                    (space.base, low, high),
                 )
                 return int(removed)
             return await self._delete_filtered(space, matcher, low, high)
@@ -867,7 +913,9 @@ class AsyncRedisBackend(AsyncBackend):
         try:
             while True:
                 reply = await self._eval(
-                    rc.SIZE_CHUNK, (space.catalog, space.expiring), (space.base, low, "+", rc.CHUNK)
+                    rc.SIZE_CHUNK,
+                    (space.catalog, space.expiring, space.feed, space.log),
+                    (space.base, low, "+", rc.CHUNK),
                 )
                 total += int(reply[2])
                 if reply[0] < rc.CHUNK:
@@ -875,6 +923,226 @@ class AsyncRedisBackend(AsyncBackend):
                 low = "(" + reply[1].decode()
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "storage_size") from exc
+
+    # -- change feed (docs/changes.md; the recording is in the scripts) --------
+
+    change_feed = True
+
+    async def _feed_configure(
+        self, name: str, history_count: int | None, history_ms: int | None
+    ) -> None:
+        """Switch the feed hash ``name`` on with this retention (its revision is kept)."""
+        fields: dict[str, Any] = {"on": "1"}
+        dropped = []
+        for field, bound in (("count", history_count), ("ms", history_ms)):
+            if bound is None:
+                dropped.append(field)
+            else:
+                fields[field] = str(bound)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(name, mapping=fields)
+            if dropped:
+                pipe.hdel(name, *dropped)
+            await pipe.execute()
+
+    async def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
+        """Mark the feed hash on; the scripts check it in the same step as each write.
+
+        On a cluster the store-wide hash holds the setting and every
+        namespace has its own hash (and stream, and revisions): this marks
+        every namespace that has keys now; a process marks a namespace that
+        appears later at its first write there (see :meth:`_feed_mark`).
+        """
+        if not self._ready:
+            await self._prepare()
+        try:
+            await self._feed_configure(self._layout.feed, history_count, history_ms)
+            if self._settings.cluster:
+                for ns in await self._spaces("#keys"):
+                    space = self._layout.space(ns)
+                    await self._feed_configure(space.feed, history_count, history_ms)
+                    self._feed_marked.add(space.feed)
+                self._feed_checked = -1.0
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "enable_changes") from exc
+
+    async def _feed_mark(self, feed: str) -> None:
+        """On a cluster: switch a namespace's feed on if the store's is (see enable_changes).
+
+        Asked once per namespace and process while the feed is on; while it
+        is off, the store-wide setting is read at most once a second.
+        """
+        if feed in self._feed_marked:
+            return
+        clock = time.monotonic()
+        if 0 <= clock - self._feed_checked < _FEED_RECHECK:
+            return
+        conf = await self._client.execute_command("HMGET", self._layout.feed, "on", "count", "ms")
+        self._feed_checked = clock
+        if conf[0] != b"1":
+            return
+        count, ms = (None if c is None else int(c) for c in conf[1:])
+        await self._feed_configure(feed, count, ms)
+        self._feed_marked.add(feed)
+
+    async def changes_enabled(self) -> bool:
+        if not self._ready:
+            await self._prepare()
+        try:
+            on = await self._client.execute_command("HGET", self._layout.feed, "on")
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "changes_enabled") from exc
+        _honour_cancel()
+        return bool(on == b"1")
+
+    def _feed_names(self, ns: str | None) -> tuple[str, str]:
+        """The feed hash and stream serving ``ns`` (per namespace on a cluster)."""
+        if not self._settings.cluster:
+            return self._layout.feed, self._layout.log
+        if ns is None:
+            raise UnsupportedOperationError(
+                f"Redis Cluster {self.location}: the change feed is kept per namespace "
+                "(revisions are per namespace there); read it through a namespace"
+            )
+        space = self._layout.space(ns)
+        return space.feed, space.log
+
+    async def revision(self, now: int, ns: str | None = None) -> int:
+        """The latest revision (of ``ns``'s feed on a cluster; store-wide otherwise)."""
+        if not self._ready:
+            await self._prepare()
+        if self._settings.cluster and ns is None:
+            ns = "default"
+        feed, _log = self._feed_names(ns)
+        try:
+            rev = await self._client.execute_command("HGET", feed, "rev")
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "revision") from exc
+        _honour_cancel()
+        return 0 if rev is None else int(rev)
+
+    async def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
+        """XRANGE from revision ``after + 1``; the prune mark is read afterwards.
+
+        A single server keeps one stream for the store: other namespaces'
+        entries are skipped here (read on until ``limit`` changes of ``ns``,
+        or the end). A revision is never split by ``limit``.
+        """
+        if not self._ready:
+            await self._prepare()
+        _feed, log = self._feed_names(ns)
+        found: list[Change] = []
+        start = f"{after + 1}-0"
+        prefix = self.prefix
+        try:
+            while True:
+                batch = max(limit, 100)
+                entries = await self._client.execute_command(
+                    "XRANGE", log, start, "+", "COUNT", batch
+                )
+                for entry_id, fields in entries:
+                    change = _change_of(prefix, entry_id, fields)
+                    if change is None or (ns is not None and change.ns != ns):
+                        continue
+                    if len(found) >= limit and change.revision != found[-1].revision:
+                        break
+                    found.append(change)
+                else:
+                    if len(entries) == batch:
+                        start = "(" + entries[-1][0].decode()
+                        continue
+                break
+            pruned = await self._feed_pruned(log)
+        except _DRIVER_ERRORS as exc:
+            raise self._fail(exc, "changes") from exc
+        _honour_cancel()
+        if after < pruned:
+            raise ChangesCompactedError(
+                f"Changes after revision {after} were pruned from the history of "
+                f"{self.location} (changes from revision {pruned + 1} on are kept)",
+                oldest=pruned + 1,
+            )
+        return found
+
+    async def _feed_pruned(self, log: str) -> int:
+        """The highest revision trimmed from ``log``, from its first entry.
+
+        Revisions of one stream are contiguous (each revision adds at least
+        one entry), so when anything was trimmed (more entries added than
+        kept), every revision before the first entry's is gone, and that
+        revision too if its first entries are.
+        """
+        try:
+            info = await self._client.execute_command("XINFO", "STREAM", log)
+        except redis_errors.ResponseError:
+            return 0  # no stream yet: nothing recorded, nothing pruned
+        if isinstance(info, list):
+            info = dict(zip(info[::2], info[1::2], strict=True))
+        info = {k.decode() if isinstance(k, bytes) else k: v for k, v in info.items()}
+        if int(info["entries-added"]) <= int(info["length"]):
+            return 0
+        if not info.get("first-entry"):
+            return _id_parts(info["last-generated-id"])[0]
+        revision, seq = _id_parts(info["first-entry"][0])
+        return revision if seq else revision - 1
+
+    async def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
+        """XREAD BLOCK on the feed's stream, on a connection of its own.
+
+        The blocking read holds a connection of a second, private client (not
+        the pool the other calls share); cancelling the call drops that
+        connection, and :meth:`close` closes the client.
+        """
+        if not self._ready:
+            await self._prepare()
+        if self._settings.cluster and ns is None:
+            ns = "default"
+        _feed, log = self._feed_names(ns)
+        # The read must end before the client's socket timeout would cut it.
+        socket = self._settings.connection_kwargs.get("socket_timeout") or 10.0
+        block = max(1, int(min(timeout, socket / 2) * 1000))
+        client = self._blocking_client()
+        command = ("XREAD", "COUNT", 1, "BLOCK", block, "STREAMS", log, f"{after}-{_MAX_SEQ}")
+        try:
+            if True:  # ASYNC
+                # redis-py finishes a command whose task is cancelled (and
+                # swallows the cancellation): the read runs as a task of its
+                # own, so a cancelled caller leaves at once, and the read ends
+                # on its private connection within ``block`` ms.
+                read = asyncio.ensure_future(client.execute_command(*command))
+                read.add_done_callback(_retrieve)
+                await asyncio.shield(read)
+            else:
+                client.execute_command(*command)
+        except _DRIVER_ERRORS as exc:
+            if self._closed:
+                raise self._closed_error() from exc
+            raise self._fail(exc, "watch") from exc
+        if self._closed:
+            raise self._closed_error()
+
+    def _blocking_client(self) -> Any:
+        """The private client of :meth:`wait_changes` (built on first use)."""
+        if self._closed:
+            raise self._closed_error()
+        if self._blocking is None:
+            settings = self._settings
+            retry = redis_retry.Retry(NoBackoff(), 0)
+            if settings.cluster:
+                self._blocking = redis.asyncio.RedisCluster(
+                    retry=retry, **settings.cluster_kwargs()
+                )
+            else:
+                connection_class = {
+                    "tcp": redis.asyncio.Connection,
+                    "ssl": redis.asyncio.SSLConnection,
+                    "unix": redis.asyncio.UnixDomainSocketConnection,
+                }[settings.transport]
+                pool = redis.asyncio.ConnectionPool(
+                    connection_class=connection_class, retry=retry, **settings.connection_kwargs
+                )
+                self._blocking = redis.asyncio.Redis(connection_pool=pool)
+        return self._blocking
 
     async def close(self) -> None:
         if self._closed:
@@ -887,6 +1155,13 @@ class AsyncRedisBackend(AsyncBackend):
                 await self._pool.disconnect()
         except _DRIVER_ERRORS:
             pass
+        if self._blocking is not None:
+            try:
+                await self._blocking.aclose()
+                if not self._settings.cluster:
+                    await self._blocking.connection_pool.disconnect()
+            except _DRIVER_ERRORS:
+                pass
 
 
 def _write_args(key: str, write: Write, old: Record | None, now: int) -> list[Any]:
@@ -957,3 +1232,58 @@ def open_error(exc: BaseException, settings: RedisSettings) -> Exception:
             f"Redis server {where} is not a Redis Cluster node: drop the option cluster=true"
         )
     return BackendUnavailableError(f"Cannot connect to Redis at {where}: {text}")
+
+
+def _change_of(prefix: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Change | None:
+    """A Change from a stream entry (see lua/_prelude.lua), None if it is not one."""
+    named = split_data_key(prefix, fields[b"k"].decode("utf-8", "surrogateescape"))
+    if named is None:
+        return None
+    ns, key = named
+    revision = int(entry_id.split(b"-", 1)[0])
+    kind = fields.get(b"y")
+    pt = fields.get(b"pt")
+    prev = None if pt is None else rc.from_redis(pt, fields.get(b"pv"))
+    if kind == b"s":
+        x = int(fields[b"x"])
+        return Change(
+            revision,
+            SET,
+            ns,
+            key,
+            rc.from_redis(fields[b"t"], fields.get(b"v")),
+            int(fields[b"n"]),
+            None if x < 0 else x,
+            prev,
+        )
+    return Change(
+        revision, EXPIRE if kind == b"e" else DELETE_CHANGE, ns, key, None, None, None, prev
+    )
+
+
+def _id_parts(entry_id: bytes | str) -> tuple[int, int]:
+    """``(revision, n)`` of a stream id ``"<revision>-<n>"``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    revision, _, seq = text.partition("-")
+    return int(revision), int(seq or 0)
+
+
+def _retrieve(read: Any) -> None:
+    """Done callback of a read nobody may await any more: fetch its outcome."""
+    if not read.cancelled():
+        read.exception()
+
+
+def _honour_cancel() -> None:
+    """Raise CancelledError if the current task was cancelled during a redis-py call.
+
+    redis-py completes a command whose task is cancelled meanwhile and does
+    not re-raise (the connection stays in step with the server), so the feed
+    calls a watch makes check the task's pending cancellation afterwards.
+    """
+    if True:  # ASYNC
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+    else:
+        return

@@ -211,6 +211,12 @@ TIDY = _script("tidy")
 SIZES = _script("sizes", "_size")
 SIZE_CHUNK = _script("size_chunk", "_size")
 CLEAR_RANGE = _script("clear_range")
+#: Marks the feed hash (KEYS[1]) so that the scripts of one MULTI share a revision.
+FEED_JOIN = Script(
+    "feed_join",
+    "if redis.call('HGET', KEYS[1], 'on') == '1' then redis.call('HSET', KEYS[1], 'j', '1') end",
+    "",
+)
 
 #: Every script: loaded (SCRIPT LOAD) when a store opens and again whenever
 #: the server reports one missing, so each operation costs one EVALSHA.

@@ -55,6 +55,8 @@ class Space(NamedTuple):
     base: str  # data key = base + key
     catalog: str  # ZSET of every key (the lex index), "#keys"
     expiring: str  # ZSET of the keys with an expiry, "#ttl"
+    feed: str  # HASH of the change feed (revision, retention): "<prefix>:#feed"
+    log: str  # STREAM of recorded changes: "<prefix>:#log"
 
 
 def glob_escape(text: str) -> str:
@@ -65,8 +67,12 @@ def glob_escape(text: str) -> str:
 class Layout:
     """Names every Redis key of one prefix; see the module docstring."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, cluster: bool = False) -> None:
         self.prefix = prefix
+        self.cluster = cluster
+        #: The store-wide change feed (a single server): its hash and stream.
+        self.feed = prefix + ":#feed"
+        self.log = prefix + ":#log"
         self._spaces: dict[str, Space] = {}
         head = glob_escape(prefix) + ":{*}"
         #: SCAN MATCH patterns for every namespace's index / ttl set.
@@ -80,7 +86,11 @@ class Layout:
             if len(self._spaces) > 4096:
                 self._spaces.clear()
             head = f"{self.prefix}:{{{_brace_safe(ns)}}}"
-            found = Space(head + ":", head + "#keys", head + "#ttl")
+            if self.cluster:  # a script touches one slot: one feed per namespace
+                feed, log = head + "#feed", head + "#log"
+            else:
+                feed, log = self.feed, self.log
+            found = Space(head + ":", head + "#keys", head + "#ttl", feed, log)
             self._spaces[ns] = found
         return found
 
@@ -94,6 +104,17 @@ class Layout:
         if "}" in inner or "{" in inner or not inner:
             return None
         return unquote(inner)
+
+
+def split_data_key(prefix: str, name: str) -> tuple[str, str] | None:
+    """``(namespace, key)`` of a data key name, None if it is not one of ``prefix``."""
+    head = prefix + ":{"
+    if not name.startswith(head):
+        return None
+    end = name.find("}", len(head))
+    if end < 0 or name[end + 1 : end + 2] != ":":
+        return None
+    return unquote(name[len(head) : end]), name[end + 2 :]
 
 
 def _brace_safe(ns: str) -> str:

@@ -1,4 +1,4 @@
--- KEYS index, ttl, data key of every key of the commit (sorted).
+-- KEYS index, ttl, data key of every key of the commit (sorted), feed, log.
 -- ARGV now, base (data key = base .. key), then one check per data key ("-" none, "" absent, else the
 -- version), then the mutations in order, each a kind and the 1-based index
 -- of its key among the data keys:
@@ -10,7 +10,8 @@
 --    {2} not numeric; {3} use the slow path (a value Lua cannot add exactly).
 -- Every decision is taken before the first write: a refusal changes nothing.
 local now, skip = ARGV[1], #ARGV[2]
-local n = #KEYS - 2
+local n = #KEYS - 4
+feed_init(KEYS[n + 3], KEYS[n + 4])
 local members, cur = {}, {}
 for i = 1, n do
   local r = redis.call('HMGET', KEYS[i + 2], 't', 'v', 'm', 'n', 'c')
@@ -89,10 +90,12 @@ for i = 1, n do
       redis.call('ZADD', KEYS[2], now_ms() + tonumber(s.px), member)
     end
     out[i + 1] = version
+    feed_note(data, r)
   elseif s.touched and was then
     redis.call('UNLINK', data)
     redis.call('ZREM', KEYS[1], member)
     redis.call('ZREM', KEYS[2], member)
+    feed_note(data, r)
   end
 end
 return out

@@ -1,4 +1,4 @@
--- KEYS data. ARGV expected t, expected v, new t, new v, now. -> 1 swapped, 0 not.
+-- KEYS data, feed, log. ARGV expected t, expected v, new t, new v, now. -> 1 swapped, 0 not.
 local data = KEYS[1]
 local cur = redis.call('HMGET', data, 't', 'v')
 if not cur[1] then return 0 end
@@ -17,4 +17,6 @@ end
 if not same then return 0 end
 redis.call('HSET', data, 't', ARGV[3], 'v', ARGV[4], 'u', ARGV[5])
 redis.call('HINCRBY', data, 'n', 1)
+feed_init(KEYS[2], KEYS[3])
+feed_note(data, cur)
 return 1

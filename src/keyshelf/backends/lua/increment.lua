@@ -1,15 +1,18 @@
--- KEYS data, index. ARGV key, delta, delta kind ("ii" int, "ff" float,
+-- KEYS data, index, feed, log. ARGV key, delta, delta kind ("ii" int, "ff" float,
 -- "sF" special float), now.
 -- -> {0, t, v} done; {1} not numeric; {2, v} int overflow; {3} use the slow path.
 local data = KEYS[1]
 local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
+feed_init(KEYS[3], KEYS[4])
 local cur = redis.call('HMGET', data, 't', 'v', 'n')
+local before = {cur[1], cur[2]}
 local t = cur[1]
 if not t then
   local nt, nv = dkind, delta
   if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
   redis.call('HSET', data, 't', nt, 'v', nv, 'c', now, 'u', now, 'n', 1)
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  feed_note(data, before)
   return {0, nt, nv}
 end
 if t == 'sI' then return {3} end
@@ -24,14 +27,17 @@ if t == 'ii' and dkind == 'ii' then
   if math.abs(a) < 2^53 and math.abs(d) < 2^53 and math.abs(sum) < 2^53 then
     nt, nv = 'ii', string.format('%d', sum)
     redis.call('HSET', data, 'v', nv, 'u', now, 'n', version)
-    return {0, nt, nv}
+    feed_note(data, before)
+  return {0, nt, nv}
   end
   local r = redis.pcall('HINCRBY', data, 'v', delta)
   if type(r) == 'table' and r.err then return {2, cur[2]} end
   nt, nv = 'ii', redis.call('HGET', data, 'v')
   redis.call('HSET', data, 'u', now, 'n', version)
+  feed_note(data, before)
   return {0, nt, nv}
 end
 nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
 redis.call('HSET', data, 't', nt, 'v', nv, 'u', now, 'n', version)
-return {0, nt, nv}
+feed_note(data, before)
+  return {0, nt, nv}

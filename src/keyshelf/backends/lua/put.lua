@@ -1,13 +1,15 @@
--- KEYS data, index, ttl. ARGV key, t, v, now, px ("" none, "keep"),
+-- KEYS data, index, ttl, feed, log. ARGV key, t, v, now, px ("" none, "keep"),
 -- meta mode ("k" keep, "s" set), meta ("" = none), condition ("", "nx", "xx"),
 -- base. -> 1 written, 0 stopped by the condition.
 local data, index, ttl = KEYS[1], KEYS[2], KEYS[3]
 local member, t, v, now, px = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local mmode, meta, cond = ARGV[6], ARGV[7], ARGV[8]
+feed_init(KEYS[4], KEYS[5])
 if cond ~= '' then
   local e = redis.call('EXISTS', data)
   if (cond == 'nx' and e == 1) or (cond == 'xx' and e == 0) then return 0 end
 end
+local before = feed_before(data)
 local version = redis.call('HINCRBY', data, 'n', 1)
 if version == 1 then
   if mmode == 's' and meta ~= '' then
@@ -29,6 +31,9 @@ if px ~= '' and px ~= 'keep' then
   redis.call('PEXPIRE', data, px)
   local clock = now_ms()
   redis.call('ZADD', ttl, clock + tonumber(px), member)
+  feed_note(data, before)
   if version == 1 then tidy(index, ttl, ARGV[9], clock, 4) end
+  return 1
 end
+feed_note(data, before)
 return 1

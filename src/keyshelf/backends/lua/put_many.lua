@@ -1,12 +1,15 @@
--- KEYS index, ttl, data keys. ARGV now, px ("" none), base, then key, t, v
+-- KEYS index, ttl, data keys, feed, log. ARGV now, px ("" none), base, then key, t, v
 -- per item. Keeps each live key's user metadata.
 local index, ttl = KEYS[1], KEYS[2]
 local now, px = ARGV[1], ARGV[2]
-local fresh, all = {}, {}
-for i = 3, #KEYS do
+local fresh, all, befores = {}, {}, {}
+local last = #KEYS - 2
+feed_init(KEYS[last + 1], KEYS[last + 2])
+for i = 3, last do
   local data = KEYS[i]
   local a = 3 * (i - 2) + 1
   local member = ARGV[a]
+  befores[i] = feed_before(data)
   if redis.call('HINCRBY', data, 'n', 1) == 1 then
     redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'c', now, 'u', now)
     fresh[#fresh + 1] = member
@@ -31,6 +34,9 @@ if px == '' and redis.call('EXISTS', ttl) == 1 then
     end
   end
   zrem_all(ttl, listed)
+end
+if FEED_ON then
+  for i = 3, last do feed_note(KEYS[i], befores[i]) end
 end
 if px ~= '' then
   local clock = now_ms()
