@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -232,3 +233,22 @@ async def test_file_reads_see_other_writers(tmp_path: Path) -> None:
         # The file changed: the read reloads it (in the worker thread).
         assert await kv.get("k") == "theirs"
         assert await kv.get_many(["k"]) == {"k": "theirs"}
+
+
+async def test_inline_writes_leave_checkpoints_to_the_worker_threads(tmp_path: Path) -> None:
+    # The loop's connection never checkpoints (wal_autocheckpoint=0: a
+    # checkpoint fsyncs); every CHECKPOINT_EVERY-th write goes to a worker
+    # thread, whose connection checkpoints when the WAL is due. Without that,
+    # a store written only through the async API would grow its WAL forever.
+    path = tmp_path / "c.db"
+    async with keyshelf.open_async(f"sqlite:///{path}") as kv:
+        for i in range(6000):
+            await kv.set(f"k{i % 2000}", i)
+        backend = kv._backend.backend
+        conn = backend._local.conn
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        # os.stat only: the WAL is never opened outside SQLite.
+        wal_pages = os.stat(f"{path}-wal").st_size / 4096
+    # SQLite's autocheckpoint is 1,000 pages; the hand-over adds at most the
+    # pages of CHECKPOINT_EVERY writes (a few each).
+    assert wal_pages < 1000 + 8 * _sqlite_fast.CHECKPOINT_EVERY
