@@ -205,6 +205,9 @@ class Tracker:
         self._depth = 0
         self._evicting = False
         self._last: Slot | None = None  # the slot stored last by the running write
+        # The limits as numbers, for the check after every write.
+        self._max_keys = limits.max_keys if limits.max_keys is not None else float("inf")
+        self._max_bytes = limits.max_bytes if limits.max_bytes is not None else float("inf")
 
     # -- reports from the backend -------------------------------------------------
 
@@ -304,31 +307,50 @@ class Tracker:
         ``"none"`` the operation is undone and StoreFullError raised, else
         records the operation did not write are evicted. An exception inside
         the operation undoes what it had done, so a multi-key write that
-        fails half-way (a value too large) changes nothing.
+        fails half-way (a value too large) changes nothing. (The same as
+        :meth:`begin`, :meth:`settle` / :meth:`abort` and :meth:`end`, which a
+        hot path calls without a context manager.)
         """
-        self._depth += 1
-        if self._depth > 1:  # a write operation built on another one
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._journal = {}
-        self._last = None
+        outermost = self.begin()
         try:
             yield
-            if self.over():
-                if self.limits.policy == "none":
-                    raise StoreFullError(self._full_message())
-                # Never the record written last (a batch larger than the
-                # limit keeps its latest records, as SQLite's per-row triggers do).
-                self._evict(remove, {self._last} if self._last is not None else set())
+            if outermost:
+                self.settle(remove)
         except BaseException:
-            self._undo(put, remove)
+            if outermost:
+                self.abort(put, remove)
             raise
         finally:
+            self.end()
+
+    def begin(self) -> bool:
+        """Start a write operation; True if it is the outermost one (it settles)."""
+        self._depth += 1
+        if self._depth > 1:  # a write operation built on another one
+            return False
+        self._journal = {}
+        self._last = None
+        return True
+
+    def settle(self, remove: RemoveRecord) -> None:
+        """End of the outermost operation: evict, or raise StoreFullError under "none"."""
+        if self.keys <= self._max_keys and self.bytes <= self._max_bytes:
+            return
+        if self.limits.policy == "none":
+            raise StoreFullError(self._full_message())
+        # Never the record written last (a batch larger than the limit keeps
+        # its latest records, as SQLite's per-row triggers do).
+        self._evict(remove, {self._last} if self._last is not None else set())
+
+    def abort(self, put: PutRecord, remove: RemoveRecord) -> None:
+        """The outermost operation failed: undo what it changed."""
+        self._undo(put, remove)
+
+    def end(self) -> None:
+        """Leave a write operation (every :meth:`begin` has one)."""
+        self._depth -= 1
+        if not self._depth:
             self._journal = None
-            self._depth = 0
 
     def _full_message(self) -> str:
         lim = self.limits

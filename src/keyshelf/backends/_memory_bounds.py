@@ -63,8 +63,22 @@ class BoundedMemoryBackend(MemoryBackend):
 def _bounded(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def write(self: BoundedMemoryBackend, *args: Any, **kwargs: Any) -> Any:
-        with self._lock, self._tracker.write(self._put_record, self._remove_record):
-            return method(self, *args, **kwargs)
+        # Tracker.write() spelled out: a generator-based context manager
+        # doubled the cost of a memory write.
+        tracker = self._tracker
+        with self._lock:
+            outermost = tracker.begin()
+            try:
+                result = method(self, *args, **kwargs)
+                if outermost:
+                    tracker.settle(self._remove_record)
+            except BaseException:
+                if outermost:
+                    tracker.abort(self._put_record, self._remove_record)
+                raise
+            finally:
+                tracker.end()
+            return result
 
     return write
 
