@@ -491,3 +491,78 @@ def test_a_transaction_never_sees_half_a_batch_of_another_process(
     views = [seen.get(timeout=5) for _ in range(10)]
     # Every batch writes one value to all four keys: a consistent view shows one value.
     assert all(len(set(view)) == 1 for view in views), views
+
+
+# -- in-flight batches met by other clients ---------------------------------------
+
+
+def test_a_writer_meeting_a_batch_in_flight_waits_for_its_commit(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # Another store (a thread here, so the batch can be held at its commit)
+    # appends to a key the batch holds: it waits, and applies its append on
+    # top of the batch's value once the batch commits; readers meanwhile see
+    # the value from before the batch.
+    import threading
+
+    url, options = where
+    with keyshelf.open(url, **options) as kv, keyshelf.open(url, **options) as other:
+        kv.mset({"a": "old", "b": "old"})
+        waiting = threading.Event()
+        real_sleep = other._backend._io.sleep
+
+        def sleep(seconds: float) -> None:
+            waiting.set()  # the other writer polls the batch's commit object
+            real_sleep(seconds)
+
+        other._backend._io.sleep = sleep
+        io = kv._backend._io
+        real_put = io.put
+        seen: list[Any] = []
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            if _is_commit(kv, name) and body == COMMITTED:
+                assert waiting.wait(30)
+                with keyshelf.open(url, readonly=True, **options) as reader:
+                    seen.append(reader.get_many(["a", "b"]))
+            return str(real_put(name, body, **conditions))
+
+        result: list[Any] = []
+        appender = threading.Thread(target=lambda: result.append(other.append("a", "!")))
+
+        def start_appender(name: str, body: bytes, **conditions: Any) -> str:
+            # Once the pending objects are written, before the commit.
+            if _is_commit(kv, name) and not appender.is_alive() and not result:
+                appender.start()
+            return put(name, body, **conditions)
+
+        io.put = start_appender
+        kv.mset({"a": "new", "b": "new"})
+        appender.join(30)
+        assert seen == [{"a": "old", "b": "old"}]
+        assert result == ["new!"]
+        assert kv.dump() == {"a": "new!", "b": "new"}
+        entry = kv.get_entry("a")
+        assert entry is not None and entry.version == 3
+
+
+def test_delete_pattern_spares_a_key_created_while_it_runs(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # The documented limit: delete_pattern deletes, all at once, the keys its
+    # listing found; a key another client creates after the listing survives,
+    # as if it had been written just after the call.
+    url, options = where
+    with keyshelf.open(url, **options) as kv, keyshelf.open(url, **options) as other:
+        kv.mset({"p1": 1, "p2": 2, "q": 3})
+        io = kv._backend._io
+        real_put = io.put
+
+        def put(name: str, body: bytes, **conditions: Any) -> str:
+            if _is_commit(kv, name) and body == COMMITTED and not other.exists("p3"):
+                other.set("p3", 3)
+            return str(real_put(name, body, **conditions))
+
+        io.put = put
+        assert kv.delete_pattern("p*") == 2
+        assert kv.dump() == {"p3": 3, "q": 3}
