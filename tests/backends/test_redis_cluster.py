@@ -285,3 +285,34 @@ def test_async_commits_on_the_cluster(cluster: str, prefix: str) -> None:
     assert general.ok and general.versions == {"a": 2}
     assert moved == 1
     assert dump == {"a": 2**60 + 1, "b": 2, "c": "x"}
+
+
+def test_change_feed_is_kept_per_namespace(cluster: str, prefix: str) -> None:
+    """On a cluster each namespace has its own feed hash, stream and revisions (one slot)."""
+    with keyshelf.open(cluster, prefix=prefix) as writer:
+        writer.namespace("t1").set("k", 0)  # opened, and written, before the feed is on
+        with keyshelf.open(cluster, prefix=prefix, history=100) as kv:
+            backend = kv._backend
+            assert backend.changes_enabled()
+            writer.namespace("t1").set("k", 1)  # t1 existed: marked on by enabling
+            kv.namespace("t2").mset({"a": 1, "b": 2})  # a new namespace: marked at once
+            kv.namespace("t2").delete("a")
+            assert [(c.revision, c.type, c.key) for c in backend.changes("t1", 0, 100, 0)] == [
+                (1, "set", "k")
+            ]
+            assert [(c.revision, c.type, c.key) for c in backend.changes("t2", 0, 100, 0)] == [
+                (1, "set", "a"),
+                (1, "set", "b"),
+                (2, "delete", "a"),
+            ]
+            assert backend.revision(0, ns="t1") == 1 and backend.revision(0, ns="t2") == 2
+            # A process that saw the feed off looks again within a second.
+            time.sleep(1.1)
+            writer.namespace("t3").set("x", 1)
+            assert [c.key for c in backend.changes("t3", 0, 100, 0)] == ["x"]
+            raw = _raw(cluster)
+            try:
+                slots = {raw.keyslot(f"{prefix}:{{t2}}{suffix}") for suffix in ("#feed", "#log")}
+                assert slots == {raw.keyslot(f"{prefix}:{{t2}}:a")}
+            finally:
+                raw.close()

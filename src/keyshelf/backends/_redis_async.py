@@ -262,6 +262,8 @@ class AsyncRedisBackend(AsyncBackend):
         script is sent by its source instead, on that same connection.
         """
         target = self._client if client is None else client
+        if self._settings.cluster and script.name in rc.FEED_SCRIPTS:
+            await self._feed_mark(keys[-2])
         try:
             return await target.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
@@ -573,6 +575,8 @@ class AsyncRedisBackend(AsyncBackend):
         space = self._layout.space(ns)
         data = space.base + key
         try:
+            if self._settings.cluster:
+                await self._feed_mark(space.feed)
             for _attempt in range(rc.WATCH_ATTEMPTS):
                 async with self._client.pipeline(transaction=True) as pipe:
                     try:
@@ -622,6 +626,8 @@ class AsyncRedisBackend(AsyncBackend):
         space = self._layout.space(ns)
         datas = [space.base + key for key in keys]
         try:
+            if self._settings.cluster:
+                await self._feed_mark(space.feed)
             for _attempt in range(rc.WATCH_ATTEMPTS):
                 async with self._client.pipeline(transaction=True) as pipe:
                     try:
@@ -827,6 +833,8 @@ class AsyncRedisBackend(AsyncBackend):
         and aborts the transaction, which is then retried: the keys deleted are
         exactly the matching keys at the moment of the delete.
         """
+        if self._settings.cluster:
+            await self._feed_mark(space.feed)
         for _attempt in range(rc.WATCH_ATTEMPTS):
             async with self._client.pipeline(transaction=True) as pipe:
                 try:

@@ -218,6 +218,29 @@ FEED_JOIN = Script(
     "",
 )
 
+#: The scripts that may record changes: their last two KEYS are the feed's
+#: hash and stream (on a cluster the caller first makes sure a namespace's
+#: feed is on when the store's is).
+FEED_SCRIPTS = frozenset(
+    script.name
+    for script in (
+        PUT,
+        PUT_MANY,
+        PUT_RECORDS,
+        DELETE,
+        SET_EXPIRY,
+        INCREMENT,
+        COMMIT,
+        APPEND,
+        COMPARE_AND_SWAP,
+        WRITE,
+        SCAN,
+        TIDY,
+        SIZE_CHUNK,
+        CLEAR_RANGE,
+    )
+)
+
 #: Every script: loaded (SCRIPT LOAD) when a store opens and again whenever
 #: the server reports one missing, so each operation costs one EVALSHA.
 SCRIPTS = (

@@ -259,6 +259,8 @@ class RedisBackend(Backend):
         script is sent by its source instead, on that same connection.
         """
         target = self._client if client is None else client
+        if self._settings.cluster and script.name in rc.FEED_SCRIPTS:
+            self._feed_mark(keys[-2])
         try:
             return target.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
@@ -566,6 +568,8 @@ class RedisBackend(Backend):
         space = self._layout.space(ns)
         data = space.base + key
         try:
+            if self._settings.cluster:
+                self._feed_mark(space.feed)
             for _attempt in range(rc.WATCH_ATTEMPTS):
                 with self._client.pipeline(transaction=True) as pipe:
                     try:
@@ -613,6 +617,8 @@ class RedisBackend(Backend):
         space = self._layout.space(ns)
         datas = [space.base + key for key in keys]
         try:
+            if self._settings.cluster:
+                self._feed_mark(space.feed)
             for _attempt in range(rc.WATCH_ATTEMPTS):
                 with self._client.pipeline(transaction=True) as pipe:
                     try:
@@ -818,6 +824,8 @@ class RedisBackend(Backend):
         and aborts the transaction, which is then retried: the keys deleted are
         exactly the matching keys at the moment of the delete.
         """
+        if self._settings.cluster:
+            self._feed_mark(space.feed)
         for _attempt in range(rc.WATCH_ATTEMPTS):
             with self._client.pipeline(transaction=True) as pipe:
                 try:
