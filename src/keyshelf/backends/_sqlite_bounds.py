@@ -85,6 +85,13 @@ def reads_table_sql(t: str) -> str:
     )
 
 
+def evicted_table_sql(t: str) -> str:
+    return (
+        f"CREATE TABLE {t}_evicted (ns TEXT NOT NULL, key TEXT NOT NULL, "
+        "size INTEGER NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID"
+    )
+
+
 def _victims(t: str, mine: str, limit: str) -> str:
     """Rows of ``t`` in eviction order (not ``mine``), at most ``limit``.
 
@@ -150,17 +157,29 @@ def _evict_trigger_sql(t: str, event: str) -> str:
         f"(SELECT CASE WHEN max_bytes IS NOT NULL AND bytes > {byte_goal} "
         f"THEN -1 ELSE 0 END FROM {b})"
     )
+    e, r = f"{t}_evicted", f"{t}_reads"
+    # The victims are gathered in t_evicted (empty between writes), counted
+    # out of the totals in one statement, then deleted with the delete
+    # trigger switched off by the evicting flag: per-row accounting made an
+    # eviction batch cost several times the scan that finds it.
     return f"""CREATE TRIGGER {t}_bounds_evict_{event.lower()} AFTER {event} ON {t}
 WHEN (SELECT policy <> 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES}) FROM {b})
 BEGIN
-    UPDATE {b} SET evicting = 1;
-    DELETE FROM {t} WHERE (ns, key) IN (
-        SELECT ns, key FROM ({_victims(t, mine, key_count)}));
-    DELETE FROM {t} WHERE (ns, key) IN (
-        SELECT ns, key FROM (
+    INSERT INTO {e} (ns, key, size)
+        SELECT ns, key, size FROM ({_victims(t, mine, key_count)});
+    INSERT INTO {e} (ns, key, size)
+        SELECT ns, key, size FROM (
             SELECT ns, key, size, sum(size) OVER (ROWS UNBOUNDED PRECEDING) AS freed
-            FROM ({_victims(t, mine, byte_scan)}))
-        WHERE freed - size < (SELECT bytes - {byte_goal} FROM {b}));
+            FROM ({_victims(t, mine, byte_scan)})) AS v
+        WHERE freed - size < (SELECT bytes - {byte_goal} FROM {b})
+            AND NOT EXISTS (SELECT 1 FROM {e} WHERE {e}.ns = v.ns AND {e}.key = v.key);
+    UPDATE {b} SET evicting = 1,
+        keys = keys - (SELECT count(*) FROM {e}),
+        bytes = bytes - (SELECT coalesce(sum(size), 0) FROM {e}),
+        evictions = evictions + (SELECT count(*) FROM {e});
+    DELETE FROM {t} WHERE (ns, key) IN (SELECT ns, key FROM {e});
+    DELETE FROM {r} WHERE (ns, key) IN (SELECT ns, key FROM {e});
+    DELETE FROM {e};
     UPDATE {b} SET evicting = 0;
 END"""
 
@@ -168,9 +187,9 @@ END"""
 def _delete_trigger_sql(t: str) -> str:
     b, r = f"{t}_bounds", f"{t}_reads"
     return f"""CREATE TRIGGER {t}_bounds_delete AFTER DELETE ON {t}
+WHEN NOT (SELECT evicting FROM {b})
 BEGIN
-    UPDATE {b} SET keys = keys - 1, bytes = bytes - {_size("old")},
-        evictions = evictions + evicting;
+    UPDATE {b} SET keys = keys - 1, bytes = bytes - {_size("old")};
     DELETE FROM {r} WHERE ns = old.ns AND key = old.key;
 END"""
 
@@ -251,6 +270,7 @@ class BoundedSQLiteBackend(SQLiteBackend):
                     raise IncompatibleStoreError(f"{self.path}: table {t} is not bounded")
                 conn.execute(bounds_table_sql(t))
                 conn.execute(reads_table_sql(t))
+                conn.execute(evicted_table_sql(t))
                 conn.execute(
                     f"INSERT INTO {t}_bounds SELECT 0, NULL, NULL, 'lru', count(*), "
                     f"coalesce(sum({_SIZE}), 0), 0, 0 FROM {t}"
@@ -272,6 +292,7 @@ class BoundedSQLiteBackend(SQLiteBackend):
         want = {
             f"{t}_bounds": bounds_table_sql(t),
             f"{t}_reads": reads_table_sql(t),
+            f"{t}_evicted": evicted_table_sql(t),
             **trigger_sql(t),
         }
         found = dict(
