@@ -7,6 +7,7 @@ Rules in :mod:`._bounds`. The layout, beside keyshelf's data table ``t``:
   count;
 * ``t_reads``: the reads of LRU and LFU stores that processes flushed
   (``(ns, key, at, hits)``: the last read's instant and how many reads);
+* ``t_evicted``: the batch being evicted, empty between writes;
 * five triggers on ``t``: ``AFTER INSERT``, ``AFTER UPDATE`` and ``AFTER
   DELETE`` ones that keep the totals current, and ``AFTER INSERT`` /
   ``AFTER UPDATE`` ones that run only after a write that took the store
