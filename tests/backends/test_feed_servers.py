@@ -150,6 +150,19 @@ def test_postgres_log_stays_within_its_count_bound(pg: tuple[str, str]) -> None:
         assert len(tail) == kept
 
 
+def test_postgres_rings_the_doorbell_only_while_a_watcher_waits(pg: tuple[str, str]) -> None:
+    """NOTIFY costs each commit a lock: it is sent only while a watcher keeps the bell on."""
+    url, schema = pg
+    with keyshelf.open(url, schema=schema, history=100) as kv, connect(url) as ear:
+        backend = kv._backend
+        ear.execute(f"LISTEN {backend._feed.channel}")
+        kv.set("quiet", 1)  # committed before set() returned: a NOTIFY would be queued now
+        assert list(ear.notifies(timeout=0.2, stop_after=1)) == []
+        backend.wait_changes(kv.revision(), 0.01)  # a waiting watcher turns the bell on
+        kv.set("heard", 2)
+        assert len(list(ear.notifies(timeout=5, stop_after=1))) == 1
+
+
 def test_postgres_duration_bound_prunes_old_changes(pg: tuple[str, str]) -> None:
     url, schema = pg
     with keyshelf.open(url, schema=schema, history="20ms") as kv:

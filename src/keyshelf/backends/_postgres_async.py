@@ -61,6 +61,7 @@ import hashlib
 from collections.abc import Sequence
 from contextlib import suppress
 from math import copysign
+from time import monotonic
 from typing import Any
 
 import psycopg
@@ -100,7 +101,7 @@ from ..records import (
     stats_dict,
 )
 from . import _base_async
-from ._postgres_feed import FeedStatements
+from ._postgres_feed import BELL_RENEW, FeedStatements
 from ._postgres_lease_async import (
     ADAPTERS,
     AsyncConnections,
@@ -309,6 +310,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         self._feed_seen = False
         self._listeners: list[AsyncConnection[Any]] = []
         self._waiting = 0
+        self._bell_renewed = float("-inf")
 
     # -- plumbing -----------------------------------------------------------
 
@@ -1048,7 +1050,8 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         Each waiting call holds one listening connection (outside the pool);
         it goes back to a free list afterwards and is closed when the call
         is cancelled or fails, and by :meth:`close`. The revision is read on
-        that connection after it listens, so a commit after that read always
+        that connection after it listens and after it has kept the doorbell on
+        (see :mod:`._postgres_feed`), so a commit after that read always
         rings. :meth:`close` sends one NOTIFY to wake every waiting call.
         """
         if self._conns.closed:
@@ -1057,6 +1060,9 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         kept = False
         self._waiting += 1
         try:
+            if monotonic() - self._bell_renewed > BELL_RENEW:
+                await conn.execute(self._feed.ring)  # before the read: see _postgres_feed
+                self._bell_renewed = monotonic()
             cur = await conn.execute(self._feed.revision)
             row = await cur.fetchone()
             if row is None or int(row[0]) <= after:

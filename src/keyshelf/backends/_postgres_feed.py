@@ -40,8 +40,15 @@ bound; a duration bound is applied every 64th revision. Both raise
 ``pruned``, which is how a reader detects that its ``after`` is gone.
 
 The doorbell: the first change of a transaction sends ``NOTIFY`` on
-:attr:`FeedStatements.channel`; PostgreSQL delivers it at commit, so a
-listener wakes only once the change is visible.
+:attr:`FeedStatements.channel` while some watcher waits; PostgreSQL delivers it
+at commit, so a listener wakes only once the change is visible. A NOTIFY
+costs every commit a lock and a queue entry (about as much as the rest of the
+recording), so it is sent only while the feed row's ``bell`` (server ms) is in
+the future: a waiting watcher sets it :data:`BELL_MS` ahead, renewing it every
+:data:`BELL_RENEW` seconds, *before* it reads the revision it waits beyond. The
+row lock orders the two: a writer that took its revision before the watcher's
+renewal committed before it, so the watcher's read sees that revision; a writer
+after it sees the bell on and rings.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ from ._postgres_sql import NOW, quote
 PRUNE_SLACK_MIN = 100
 #: A duration bound is applied every this many revisions.
 PRUNE_EVERY = 64
+#: Milliseconds a waiting watcher keeps the doorbell on; it renews it every
+#: BELL_RENEW seconds while it waits.
+BELL_MS = 60_000
+BELL_RENEW = 20.0
 
 # The transaction-local setting a purge statement sets (see the module docstring).
 PURGING = "keyshelf.purging"
@@ -88,7 +99,8 @@ class FeedStatements:
                 pruned bigint NOT NULL,
                 kept bigint NOT NULL,
                 history_count bigint,
-                history_ms bigint
+                history_ms bigint,
+                bell bigint NOT NULL DEFAULT 0
             )""",
             f"""CREATE TABLE IF NOT EXISTS {log} (
                 rev bigint NOT NULL,
@@ -128,7 +140,9 @@ class FeedStatements:
                         RETURNING * INTO f;
                     r := f.rev;
                     n := 0;
-                    PERFORM pg_notify('{self.channel}', '');
+                    IF f.bell > now_ms THEN
+                        PERFORM pg_notify('{self.channel}', '');
+                    END IF;
                 END IF;
                 PERFORM set_config('{setting}', tx || ':' || r || ':' || n, true);
                 IF TG_OP = 'DELETE' THEN
@@ -209,4 +223,6 @@ class FeedStatements:
         )
         self.count_log = f"SELECT count(*) FROM {log}"
         self.listen = f"LISTEN {self.channel}"
+        # A waiting watcher keeps the doorbell on for BELL_MS (renewed every BELL_RENEW s).
+        self.ring = f"UPDATE {feed} SET bell = greatest(bell, {NOW} + {BELL_MS}) WHERE id = 1"
         self.notify = f"NOTIFY {self.channel}"

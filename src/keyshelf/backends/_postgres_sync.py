@@ -61,6 +61,7 @@ import hashlib
 from collections.abc import Sequence
 from contextlib import suppress
 from math import copysign
+from time import monotonic
 from typing import Any
 
 import psycopg
@@ -100,7 +101,7 @@ from ..records import (
     stats_dict,
 )
 from . import base
-from ._postgres_feed import FeedStatements
+from ._postgres_feed import BELL_RENEW, FeedStatements
 from ._postgres_lease_sync import (
     ADAPTERS,
     BoundedConnection,
@@ -307,6 +308,7 @@ class PostgresBackend(base.Backend):
         self._feed_seen = False
         self._listeners: list[Connection[Any]] = []
         self._waiting = 0
+        self._bell_renewed = float("-inf")
 
     # -- plumbing -----------------------------------------------------------
 
@@ -1026,7 +1028,8 @@ class PostgresBackend(base.Backend):
         Each waiting call holds one listening connection (outside the pool);
         it goes back to a free list afterwards and is closed when the call
         is cancelled or fails, and by :meth:`close`. The revision is read on
-        that connection after it listens, so a commit after that read always
+        that connection after it listens and after it has kept the doorbell on
+        (see :mod:`._postgres_feed`), so a commit after that read always
         rings. :meth:`close` sends one NOTIFY to wake every waiting call.
         """
         if self._conns.closed:
@@ -1035,6 +1038,9 @@ class PostgresBackend(base.Backend):
         kept = False
         self._waiting += 1
         try:
+            if monotonic() - self._bell_renewed > BELL_RENEW:
+                conn.execute(self._feed.ring)  # before the read: see _postgres_feed
+                self._bell_renewed = monotonic()
             cur = conn.execute(self._feed.revision)
             row = cur.fetchone()
             if row is None or int(row[0]) <= after:
