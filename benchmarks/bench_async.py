@@ -261,13 +261,15 @@ def _run_ops(
 # (at least 50 ms) of plain writes, and again; with pause_ms > 0 it sleeps
 # that long after each round of two writes (paced, not saturating a CPU).
 # It prints "ready" after its first write, or while it holds the lock the
-# first time (hold_ms > 0), so the tasks start under contention.
+# first time (hold_ms > 0), so the tasks start under contention. With holds
+# > 0 it holds the lock that many times only.
 _WRITER = textwrap.dedent(
     """
     import os, sqlite3, sys, time
     import keyshelf
     path, stop, me, hold_ms = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     pause = float(sys.argv[5]) / 1000
+    left = int(sys.argv[6]) or -1  # holds left to take; -1: no limit
     kv = keyshelf.open("sqlite:///" + path)
     raw = sqlite3.connect(path, isolation_level=None, timeout=60)
     raw.execute("CREATE TABLE IF NOT EXISTS stall_writers (who TEXT, n INTEGER)")
@@ -277,7 +279,9 @@ _WRITER = textwrap.dedent(
         n += 1
         kv.increment("writer:" + me)
         kv.set("shared:%d" % (n % 50), n)
-        if hold_ms and time.monotonic() - last_hold > max(0.05, hold_ms / 1000):
+        if hold_ms and left and time.monotonic() - last_hold > max(0.05, hold_ms / 1000):
+            if left > 0:
+                left -= 1
             raw.execute("BEGIN IMMEDIATE")
             raw.execute("INSERT INTO stall_writers VALUES (?, ?)", (me, n))
             if n == 1:  # the test starts while this process holds the lock
@@ -338,7 +342,7 @@ class StallResult:
 
 @contextlib.contextmanager
 def _writers(
-    path: Path, count: int, hold_ms: float, pause_ms: float
+    path: Path, count: int, hold_ms: float, pause_ms: float, holds: int
 ) -> Iterator[tuple[Path, list[Any]]]:
     stop = path.with_suffix(".stop")
     procs = [
@@ -352,6 +356,7 @@ def _writers(
                 str(i),
                 str(hold_ms),
                 str(pause_ms),
+                str(holds),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -382,6 +387,7 @@ def loop_stall(
     writers: int = 2,
     hold_ms: float = 0.0,
     pause_ms: float = 0.0,
+    holds: int = 0,
     period: float = 0.001,
     fast_path: bool = True,
 ) -> StallResult:
@@ -399,7 +405,7 @@ def loop_stall(
 
     url = f"sqlite:///{path}"
     keyshelf.open(url).close()  # create the file before the writers race to
-    with _writers(path, writers, hold_ms, pause_ms) as (_stop, procs):
+    with _writers(path, writers, hold_ms, pause_ms, holds) as (_stop, procs):
 
         async def main() -> tuple[list[float], int, int, int, int, float]:
             stalls: list[float] = []

@@ -2,18 +2,19 @@
 
 A heartbeat task wants to run every millisecond while 8 tasks hammer one
 SQLite file through one AsyncStore and 2 other processes write to it, each
-holding the write lock for 500 ms at a time, then writing plainly for 500 ms
-(so the lock is mostly held, and it is held when the tasks start). Calls that find the database
-locked must go to the worker thread; a call that waited on the loop's thread
-would stall the heartbeat for up to the 500 ms hold.
+holding the write lock once for 1 s (one after the other: the tasks start
+while the second holds it) and otherwise writing as fast as they can. Calls
+that find the database locked must go to the worker thread; a call that
+waited on the loop's thread would stall the heartbeat for up to the hold.
 
-The bound, :data:`STALL_BOUND_MS` = 250 ms, is documented in
+The bound, :data:`STALL_BOUND_MS` = 500 ms, is documented in
 docs/performance.md: half the hold, so a call that waits for the lock on the
-loop's thread fails the test, and far above the scheduling hiccups of a
-loaded 2-core machine (up to ~70 ms measured with 8 processes competing for
-its 2 cores). The tight figures (p99, max) come from ``python -m benchmarks
---only async``, not from this test: timings are not asserted in the default
-suite beyond this bound.
+loop's thread fails the test (with the loop connection's busy timeout
+restored, it stalled 1,050 ms), and well above the scheduling hiccups of a
+loaded 2-core machine (up to 175 ms measured at a load of ~5.5, where the
+loop's thread, busy with 8 hammering tasks, is preempted). The tight figures
+(p99, max) come from ``python -m benchmarks --only async``, not from this
+test: timings are not asserted in the default suite beyond this bound.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The longest stall of the event loop this test accepts (docs/performance.md).
-STALL_BOUND_MS = 250.0
-HOLD_MS = 500.0
+STALL_BOUND_MS = 500.0
+HOLD_MS = 1000.0
 
 
 def _bench(monkeypatch: pytest.MonkeyPatch) -> object:
@@ -44,7 +45,7 @@ def test_heartbeat_keeps_ticking_under_writer_contention(
 ) -> None:
     bench = _bench(monkeypatch)
     result = bench.loop_stall(  # type: ignore[attr-defined]
-        tmp_path / "stall.db", seconds=2.0, tasks=8, writers=2, hold_ms=HOLD_MS
+        tmp_path / "stall.db", seconds=2.0, tasks=8, writers=2, hold_ms=HOLD_MS, holds=1
     )
     # The contention was real: calls found the lock taken and went to the thread.
     assert result.handed_over > 0
