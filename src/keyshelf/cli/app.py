@@ -9,7 +9,7 @@ import click
 
 import keyshelf
 
-from . import key_commands, store_commands, transfer_commands
+from . import key_commands, store_commands, transfer_commands, watch_command
 from .context import common_options
 from .exit_codes import OK
 from .help import examples
@@ -76,6 +76,7 @@ for _command in [
     *key_commands.COMMANDS,
     *store_commands.COMMANDS,
     *transfer_commands.COMMANDS,
+    *watch_command.COMMANDS,
     shell,
 ]:
     cli.add_command(_command)
