@@ -10,6 +10,7 @@ client sees.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import time
@@ -296,6 +297,9 @@ def test_a_batch_aborted_by_another_writer_is_started_afresh(
 def _batches(url: str, options: dict[str, Any], me: int, rounds: int, start: Any) -> None:
     keys = ["a", "b", "c", "d"]
     order = keys[me:] + keys[:me]  # every process meets the others' keys in another order
+    if me % 2:  # half of the processes through the async API
+        asyncio.run(_batches_async(url, options, me, rounds, start, order))
+        return
     with keyshelf.open(url, **options) as kv:
         start.wait()
         for i in range(rounds):
@@ -304,11 +308,23 @@ def _batches(url: str, options: dict[str, Any], me: int, rounds: int, start: Any
                 kv.increment("single")
 
 
-def test_batches_from_four_processes_are_each_applied_whole(
-    where: tuple[str, dict[str, Any]],
+async def _batches_async(
+    url: str, options: dict[str, Any], me: int, rounds: int, start: Any, order: list[str]
 ) -> None:
+    async with keyshelf.open_async(url, **options) as kv:
+        start.wait()  # before any work of this process: nothing else runs on its loop
+        for i in range(rounds):
+            await kv.mset({key: f"{me}-{i}" for key in order})
+            if i % 3 == 2:
+                await kv.increment("single")
+
+
+@pytest.mark.parametrize("rounds", [8, pytest.param(100, marks=pytest.mark.stress)])
+def test_batches_from_four_processes_are_each_applied_whole(
+    where: tuple[str, dict[str, Any]], rounds: int
+) -> None:
+    # Two processes through the sync API, two through the async one.
     url, options = where
-    rounds = 8
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     workers = [
@@ -355,11 +371,12 @@ def _transfers(url: str, options: dict[str, Any], me: int, rounds: int, start: A
             kv.transaction(move, retries=1000)
 
 
+@pytest.mark.parametrize("rounds", [7, pytest.param(101, marks=pytest.mark.stress)])
 def test_transactions_from_four_processes_keep_the_total(
-    where: tuple[str, dict[str, Any]],
+    where: tuple[str, dict[str, Any]], rounds: int
 ) -> None:
+    # rounds is not a multiple of 4, so the balances move.
     url, options = where
-    rounds = 7  # not a multiple of 4: the balances move
     with keyshelf.open(url, **options) as kv:
         kv.mset({"a": 100, "b": 100, "c": 100, "d": 100, "moves": 0})
     context = multiprocessing.get_context("spawn")
