@@ -55,6 +55,7 @@ GROUPS = (
     "memoize",
     "bounded",
     "async",
+    "feed",
 )
 #: Run only when named in --only: "s3" starts its own moto server (bench_s3.py).
 OPTIONAL_GROUPS = ("s3",)
@@ -411,6 +412,10 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
         )
     for backend, r in (report.get("locks") or {}).items():
         out.append(Check(f"{backend} lock acquire+release ÷ setnx+delete", r["ratio"], 2.0))
+    if report.get("feed"):
+        from .bench_feed import checks as feed_checks
+
+        out += [Check(*found) for found in feed_checks(report["feed"])]
     if report.get("transactions"):
         from .bench_transactions import checks as transaction_checks
 
@@ -483,6 +488,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--stream-keys", type=int, default=1_000_000, help="keys of the stream group")
     p.add_argument("--stream-rounds", type=int, default=3)
     p.add_argument(
+        "--feed-changes", type=int, default=300, help="changes timed by the feed latency run"
+    )
+    p.add_argument(
+        "--feed-sustained", type=int, default=10_000, help="sets of the feed pruning run"
+    )
+    p.add_argument(
         "--stall-seconds", type=float, default=5.0, help="each loop-stall run (async group)"
     )
     p.add_argument("--redis-url", default=os.environ.get("KEYSHELF_TEST_REDIS_URL", DEFAULT_REDIS))
@@ -518,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     remote: dict[str, str] = {}
     for kind, url in (("redis", args.redis_url), ("postgres", args.postgres_url)):
         # The locks and transactions groups measure every server that answers, too.
-        if kind in args.only or "locks" in args.only or "transactions" in args.only:
+        if kind in args.only or {"locks", "transactions", "feed"} & set(args.only):
             why = reachable(kind, url)
             if why is None:
                 remote[kind] = url
@@ -629,6 +640,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             finally:
                 _drop_remote(remote, tag)
+        if "feed" in args.only:
+            from . import bench_feed
+
+            tags = (
+                f"keyshelf_bench_feed_off_{os.getpid()}",
+                f"keyshelf_bench_feed_on_{os.getpid()}",
+            )
+            feed_urls = {
+                "memory": ("memory://", "memory://"),
+                "sqlite": tuple(f"sqlite:///{workdir / f'feed-{s}.db'}" for s in ("off", "on")),
+                "file": tuple(f"file://{workdir / f'feed-{s}.json'}" for s in ("off", "on")),
+            }
+            if "redis" in remote:
+                feed_urls["redis"] = tuple(
+                    _with_query(remote["redis"], f"prefix={t}") for t in tags
+                )
+            if "postgres" in remote:
+                feed_urls["postgres"] = tuple(
+                    _with_query(remote["postgres"], f"schema={t}") for t in tags
+                )
+            try:
+                report["feed"] = bench_feed.run(
+                    feed_urls,  # type: ignore[arg-type]
+                    rounds=args.rounds,
+                    calls=args.calls,
+                    warmup=args.warmup,
+                    latency_changes=args.feed_changes,
+                    log=log,
+                    sustained=args.feed_sustained,
+                )
+            finally:
+                for tag in tags:
+                    _drop_remote(remote, tag)
         if "procs" in args.only and args.procs:
             tag = f"keyshelf_bench_procs_{os.getpid()}"
             remote_urls = {}
@@ -720,6 +764,10 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
         from .bench_async import render as render_stalls
 
         parts += ["", render_stalls(stalls)]
+    if report.get("feed"):
+        from .bench_feed import render as render_feed
+
+        parts += render_feed(report["feed"])
     locks = report.get("locks")
     if locks:
         from .bench_locks import LOCK, SETNX
