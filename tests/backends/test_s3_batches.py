@@ -583,3 +583,45 @@ def test_delete_pattern_spares_a_key_created_while_it_runs(
         io.put = put
         assert kv.delete_pattern("p*") == 2
         assert kv.dump() == {"p3": 3, "q": 3}
+
+
+def _rewrite_forever(url: str, options: dict[str, Any], started: Any) -> None:
+    with keyshelf.open(url, clock=lambda: time.time() + 3600, **options) as kv:
+        started.set()
+        i = 0
+        while True:
+            i += 1
+            kv.mset({key: f"{os.getpid()}-{i}" for key in "abcdefgh"})
+
+
+@pytest.mark.stress
+def test_batches_killed_at_random_points_are_never_seen_in_part(
+    where: tuple[str, dict[str, Any]],
+) -> None:
+    # SIGKILL a process rewriting eight keys in a loop, 20 times at random
+    # moments; each time every reader must see one batch on all eight keys
+    # (the moment of the kill only decides which), and a writer carries on.
+    import random
+    import signal
+
+    url, options = where
+    with keyshelf.open(url, **options) as kv:
+        kv.mset(dict.fromkeys("abcdefgh", "start"))
+    context = multiprocessing.get_context("spawn")
+    later = time.time() + 7200  # dead batches are stale at once for the checker
+    for _ in range(20):
+        started = context.Event()
+        worker = context.Process(target=_rewrite_forever, args=(url, options, started))
+        worker.start()
+        assert started.wait(60)
+        time.sleep(random.uniform(0.05, 0.5))
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(30)
+        with keyshelf.open(url, readonly=True, **options) as reader:
+            values = reader.get_many(list("abcdefgh"))
+            assert len(values) == 8 and len(set(values.values())) == 1, values
+            assert len(set(reader.dump().values())) == 1
+        with keyshelf.open(url, clock=lambda: later, **options) as kv:
+            kv.set("a", kv.get("a"))  # a writer settles what the kill left on "a"
+            assert len(set(kv.get_many(list("abcdefgh")).values())) == 1
