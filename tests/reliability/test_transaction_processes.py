@@ -7,11 +7,17 @@ final balances are exactly the start plus every committed move the
 processes report (so no committed transfer was lost or applied twice).
 
 The default run does 50 transfers per process; ``make stress`` 500.
+
+And one transaction whose key another process changes between the read and
+the commit (events order the two exactly) is retried and sees the new value.
 """
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +25,7 @@ import keyshelf
 
 from .helpers import PERSISTENT, location
 from .spawning import run_workers
-from .transaction_workers import ACCOUNTS, START, transfer_worker
+from .transaction_workers import ACCOUNTS, START, change_on_signal, transfer_worker
 
 WORKERS = 4
 
@@ -62,3 +68,62 @@ def test_four_processes_transfer_between_accounts(backend: str, tmp_path: Path) 
 @pytest.mark.parametrize("backend", PERSISTENT)
 def test_four_processes_transfer_between_accounts_soak(backend: str, tmp_path: Path) -> None:
     run_transfers(backend, tmp_path, rounds=500)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize("backend", PERSISTENT)
+def test_a_key_changed_by_another_process_is_read_again(
+    backend: str, api: str, tmp_path: Path
+) -> None:
+    with location(backend, tmp_path) as (url, options):
+        with keyshelf.open(url, **options) as kv:
+            kv.set("price", 10)
+        ctx = multiprocessing.get_context("spawn")
+        go, done = ctx.Event(), ctx.Event()
+        other = ctx.Process(target=change_on_signal, args=(url, options, "price", 12, go, done))
+        other.start()
+        seen: list[int] = []
+
+        def between() -> None:
+            # After this attempt's read: the other process writes, then we go on.
+            if len(seen) == 1:
+                go.set()
+                assert done.wait(120), "the other process never wrote"
+
+        try:
+            if api == "sync":
+                with keyshelf.open(url, **options) as kv:
+
+                    def reprice(tx: Any) -> int:
+                        price = tx.get("price")
+                        seen.append(price)
+                        between()
+                        tx.set("price", price + 1)
+                        return int(price)
+
+                    result = kv.transaction(reprice)
+                    final = kv.get("price")
+            else:
+
+                async def run() -> tuple[int, int]:
+                    async with keyshelf.open_async(url, **options) as akv:
+
+                        async def reprice(tx: Any) -> int:
+                            price = await tx.get("price")
+                            seen.append(price)
+                            await asyncio.to_thread(between)
+                            tx.set("price", price + 1)
+                            return int(price)
+
+                        return await akv.transaction(reprice), await akv.get("price")
+
+                result, final = asyncio.run(run())
+            other.join(60)
+            assert other.exitcode == 0
+        finally:
+            if other.is_alive():
+                other.kill()
+                other.join(10)
+        # The first attempt's commit failed its check; the retry read 12.
+        assert seen == [10, 12]
+        assert result == 12 and final == 13

@@ -107,3 +107,14 @@ def transfer_worker(
         errors.append(traceback.format_exc())
     finally:
         results.put((who, api, moves, tally.calls, tally.negative, errors))
+
+
+def change_on_signal(
+    url: str, options: dict[str, Any], key: str, value: Any, go: Any, done: Any
+) -> None:
+    """Wait for ``go``, set ``key`` to ``value`` through a store of this process, set ``done``."""
+    with keyshelf.open(url, **options) as kv:
+        if not go.wait(120):
+            return
+        kv.set(key, value)
+        done.set()
