@@ -519,3 +519,33 @@ def test_cancelling_an_async_watch_releases_it(opener: Any) -> None:
         assert (event.type, event.key, event.value) == ("set", "z", 1)
 
     loop.run_until_complete(scenario())
+
+
+def test_evictions_of_a_bounded_store_are_delete_changes(opener: Any) -> None:
+    """Where a store can be bounded and have a feed (memory, SQLite), an eviction is a delete."""
+    try:
+        kv = opener(history=1000, max_keys=2)
+    except keyshelf.InvalidURLError as exc:  # a backend that cannot bound a store says so
+        assert "max_keys" in str(exc)
+        return
+    except keyshelf.UnsupportedOperationError as exc:  # no feed, or not with limits (file)
+        assert "change feed" in str(exc)
+        return
+    if isinstance(kv, AsyncDriver):
+        try:
+            kv.revision()
+        except keyshelf.UnsupportedOperationError as exc:
+            assert "change feed" in str(exc)
+            return
+    start = kv.revision()
+    kv.set("a", 1)
+    kv.set("b", 2)
+    kv.set("c", 3)  # evicts "a", the least recently used
+    assert kv.keys() == ["b", "c"]
+    got = _changes(kv, start, "*")
+    assert got[:3] == [("set", "a", 1), ("set", "b", 2), ("set", "c", 3)] or got[:3] == [
+        ("set", "a", 1),
+        ("set", "b", 2),
+        ("delete", "a", None),
+    ]
+    assert sorted(got[2:4], key=repr) == sorted([("set", "c", 3), ("delete", "a", None)], key=repr)
