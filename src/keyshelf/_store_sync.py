@@ -631,16 +631,17 @@ class Store(StoreCore[Backend]):
                 "open the store once with history= (a count of changes or a duration, "
                 "e.g. history=10000 or history='1d') to switch it on for every writer"
             )
-        return self._backend.revision(self._now())
+        return self._backend.revision(self._now(), ns=self._ns)
 
     def revision(self) -> int:
         """The latest revision of the store's change feed (0 when nothing was recorded).
 
-        Store-wide (every namespace shares it). Raises UnsupportedOperationError
-        on a backend without a change feed, and 0 while the feed is off.
+        Store-wide (every namespace shares it; on Redis Cluster revisions are
+        per namespace: this namespace's). Raises UnsupportedOperationError on
+        a backend without a change feed; 0 while the feed is off.
         """
         self._apply_history()
-        return self._backend.revision(self._now())
+        return self._backend.revision(self._now(), ns=self._ns)
 
     def watch(
         self, pattern: str | None = None, *, since: int | None = None, prev: bool = False

@@ -85,7 +85,7 @@ class AsyncWatch:
                     self._ns, after, READ_BATCH, self._store._now()
                 )
                 if not changes:
-                    await self._backend.wait_changes(after, WAIT_SLICE)
+                    await self._backend.wait_changes(after, WAIT_SLICE, ns=self._ns)
                     continue
             except StoreClosedError:
                 # close() of the store ends every watch on it.

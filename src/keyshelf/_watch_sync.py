@@ -84,7 +84,7 @@ class Watch:
                 after = self._start()
                 changes = self._backend.changes(self._ns, after, READ_BATCH, self._store._now())
                 if not changes:
-                    self._backend.wait_changes(after, WAIT_SLICE)
+                    self._backend.wait_changes(after, WAIT_SLICE, ns=self._ns)
                     continue
             except StoreClosedError:
                 # close() of the store ends every watch on it.

@@ -366,8 +366,13 @@ class AsyncBackend(ABC):
         """True once :meth:`enable_changes` ran on this store (from any process)."""
         raise self._no_feed()
 
-    async def revision(self, now: int) -> int:
-        """The latest recorded revision (0 if none); it never goes down."""
+    async def revision(self, now: int, ns: str | None = None) -> int:
+        """The latest recorded revision (0 if none); it never goes down.
+
+        ``ns``: the namespace a watch follows. Store-wide revisions ignore it;
+        a backend whose revisions are per namespace (Redis Cluster) answers
+        for that namespace (and for None, as it documents).
+        """
         raise self._no_feed()
 
     async def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
@@ -381,8 +386,11 @@ class AsyncBackend(ABC):
         """
         raise self._no_feed()
 
-    async def wait_changes(self, after: int, timeout: float) -> None:
+    async def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         """Return when the revision may be > ``after``, or after ``timeout`` seconds.
+
+        ``ns`` as for :meth:`revision`: the namespace whose revision ``after``
+        is, where revisions are per namespace; store-wide backends ignore it.
 
         A doorbell only: spurious returns are allowed, the caller re-reads
         :meth:`changes`. Returns promptly once the backend is closed, and

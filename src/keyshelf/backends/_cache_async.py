@@ -127,14 +127,14 @@ class AsyncCachedBackend(AsyncBackend):
     async def changes_enabled(self) -> bool:
         return await self.inner.changes_enabled()
 
-    async def revision(self, now: int) -> int:
-        return await self.inner.revision(now)
+    async def revision(self, now: int, ns: str | None = None) -> int:
+        return await self.inner.revision(now, ns=ns)
 
     async def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
         return await self.inner.changes(ns, after, limit, now)
 
-    async def wait_changes(self, after: int, timeout: float) -> None:
-        await self.inner.wait_changes(after, timeout)
+    async def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
+        await self.inner.wait_changes(after, timeout, ns=ns)
 
     # -- writes: forward, then invalidate ---------------------------------------
 

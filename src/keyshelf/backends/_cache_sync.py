@@ -129,14 +129,14 @@ class CachedBackend(Backend):
     def changes_enabled(self) -> bool:
         return self.inner.changes_enabled()
 
-    def revision(self, now: int) -> int:
-        return self.inner.revision(now)
+    def revision(self, now: int, ns: str | None = None) -> int:
+        return self.inner.revision(now, ns=ns)
 
     def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
         return self.inner.changes(ns, after, limit, now)
 
-    def wait_changes(self, after: int, timeout: float) -> None:
-        self.inner.wait_changes(after, timeout)
+    def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
+        self.inner.wait_changes(after, timeout, ns=ns)
 
     # -- writes: forward, then invalidate ---------------------------------------
 

@@ -37,7 +37,7 @@ class _FeedBridge(_AsyncBridge):
         # is its own.
         self.wait_changes = self._wait_changes  # type: ignore[method-assign]
 
-    async def _wait_changes(self, after: int, timeout: float) -> None:
+    async def _wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         backend = self.backend
         if self._closed:
             return

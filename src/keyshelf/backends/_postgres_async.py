@@ -999,7 +999,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             self._feed_seen = bool(row and row[0])
         return self._feed_seen
 
-    async def revision(self, now: int) -> int:
+    async def revision(self, now: int, ns: str | None = None) -> int:
         async with self._connection("revision") as conn:
             if not await self._feed_exists(conn):
                 return 0
@@ -1044,7 +1044,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             )
         return [_change_of(row) for row in rows]
 
-    async def wait_changes(self, after: int, timeout: float) -> None:
+    async def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         """LISTEN/NOTIFY: wait on a listening connection of this backend's own.
 
         Each waiting call holds one listening connection (outside the pool);

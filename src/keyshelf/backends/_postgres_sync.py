@@ -979,7 +979,7 @@ class PostgresBackend(base.Backend):
             self._feed_seen = bool(row and row[0])
         return self._feed_seen
 
-    def revision(self, now: int) -> int:
+    def revision(self, now: int, ns: str | None = None) -> int:
         with self._connection("revision") as conn:
             if not self._feed_exists(conn):
                 return 0
@@ -1022,7 +1022,7 @@ class PostgresBackend(base.Backend):
             )
         return [_change_of(row) for row in rows]
 
-    def wait_changes(self, after: int, timeout: float) -> None:
+    def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         """LISTEN/NOTIFY: wait on a listening connection of this backend's own.
 
         Each waiting call holds one listening connection (outside the pool);

@@ -730,7 +730,7 @@ class FileBackend(Backend):
         with self._reading():
             return self._log.enabled
 
-    def revision(self, now: int) -> int:
+    def revision(self, now: int, ns: str | None = None) -> int:
         with self._reading():
             return self._log.revision
 
@@ -747,7 +747,7 @@ class FileBackend(Backend):
             return ()
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def wait_changes(self, after: int, timeout: float) -> None:
+    def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         deadline = time.monotonic() + timeout
         first = self.feed_probe()
         while not self._closed and time.monotonic() < deadline:

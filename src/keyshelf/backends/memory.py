@@ -343,14 +343,14 @@ class MemoryBackend(Backend):
     def changes_enabled(self) -> bool:
         return self._open_log().enabled
 
-    def revision(self, now: int) -> int:
+    def revision(self, now: int, ns: str | None = None) -> int:
         return self._open_log().revision
 
     def changes(self, ns: str | None, after: int, limit: int, now: int) -> list[Change]:
         with self._lock:
             return self._open_log().read(ns, after, limit)
 
-    def wait_changes(self, after: int, timeout: float) -> None:
+    def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         with self._lock:
             if not self._closed and self._log.revision <= after:
                 self._log.condition.wait(timeout)

@@ -1128,7 +1128,7 @@ class SQLiteBackend(Backend):
             "changes_enabled", lambda conn: _sqlite_feed.settings(conn, self._table) is not None
         )
 
-    def revision(self, now: int) -> int:
+    def revision(self, now: int, ns: str | None = None) -> int:
         c = _sqlite_feed.changes_table(self._table)
         sql = f"SELECT {_sqlite_feed.REVISION} FROM {c} ORDER BY seq DESC LIMIT 1"
 
@@ -1205,7 +1205,7 @@ class SQLiteBackend(Backend):
             "watch", lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0])
         )
 
-    def wait_changes(self, after: int, timeout: float) -> None:
+    def wait_changes(self, after: int, timeout: float, ns: str | None = None) -> None:
         deadline = time.monotonic() + timeout
         first = self.feed_probe()
         while not self._closed and time.monotonic() < deadline:
