@@ -9,7 +9,9 @@ format. Deterministic: no sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 import keyshelf
-from keyshelf.backends._sqlite_bounds import trigger_sql
+from keyshelf.backends._sqlite_bounds import FLUSH_KEYS, trigger_sql
 
 WRITER = """
 import sys, keyshelf
@@ -147,3 +149,50 @@ def test_limits_cannot_be_set_on_a_readonly_store(tmp_path: Path) -> None:
         ro = keyshelf.open(url, readonly=True)
         assert ro.stats()["max_keys"] == 3
         ro.close()
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_reads_of_an_lru_store_never_fail_or_lose_their_ranking_on_a_locked_file(
+    tmp_path: Path, api: str
+) -> None:
+    # Enough distinct reads to flush the ranking while another connection holds
+    # the write lock: the reads must succeed at once (not wait out the timeout
+    # and fail) and the ranking they make must reach the file once it is free
+    # (the async fast path used to drop it with the WouldBlock that moved the
+    # call to a worker thread).
+    path = tmp_path / "lru.db"
+    keys = [f"k{i:05d}" for i in range(FLUSH_KEYS + 10)]
+    url = f"sqlite:///{path}"
+    with keyshelf.open(url, max_keys=10 * FLUSH_KEYS) as kv:
+        kv.mset({key: 1 for key in keys})
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        if api == "sync":
+            kv = keyshelf.open(url, timeout=60)
+            holder.execute("BEGIN IMMEDIATE")
+            assert all(kv.get(key) == 1 for key in keys)
+            holder.execute("COMMIT")
+            kv.set("after", 2)  # a write flushes what is pending
+            kv.close()
+        else:
+
+            async def run() -> None:
+                async with keyshelf.open_async(url, timeout=60) as akv:
+                    await akv.get(keys[0])  # opened (the bounds are read) before the lock
+                    holder.execute("BEGIN IMMEDIATE")
+                    for key in keys:
+                        assert await akv.get(key) == 1
+                    holder.execute("COMMIT")
+                    await akv.set("after", 2)
+
+            asyncio.run(run())
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    check = sqlite3.connect(path)
+    try:
+        ranked = {row[0] for row in check.execute("SELECT key FROM keyshelf_reads")}
+    finally:
+        check.close()
+    assert ranked == set(keys)

@@ -52,6 +52,7 @@ from ..errors import (
 )
 from ..records import DELETE, MultiDecision, R, Value
 from ._bounds import MAX_KEY_HEADROOM, WRITE_METHODS, Limits
+from ._fastpath import WouldBlock
 from .sqlite import _SIZE, SQLiteBackend, _tokens
 
 #: The messages the triggers abort with (mapped to keyshelf's errors).
@@ -332,7 +333,7 @@ class BoundedSQLiteBackend(SQLiteBackend):
             if seen is None:
                 pending[slot] = [now, 1]
                 if len(pending) >= FLUSH_KEYS:
-                    self.flush_reads()
+                    self._flush_after_read()
             else:
                 seen[0] = max(seen[0], now)
                 seen[1] += 1
@@ -343,8 +344,32 @@ class BoundedSQLiteBackend(SQLiteBackend):
                 not self._reads % CLOCK_EVERY
                 and time.monotonic() - self._flushed_at >= FLUSH_SECONDS
             ):
-                self.flush_reads()
+                self._flush_after_read()
         return value
+
+    def _flush_after_read(self) -> None:
+        """Flush the pending reads, unless the database is busy: then later.
+
+        A read must not fail, or wait, because its bookkeeping could not be
+        written: when another connection holds the write lock (beyond the
+        timeout, or at once on the async fast path's no-wait connection),
+        the reads stay pending for the next flush.
+        """
+        local = self._local
+        if getattr(local, "nowait", False):  # the async fast path's connection
+            with contextlib.suppress(WouldBlock, KVError):
+                self.flush_reads()
+            return
+        # A waiting connection tries once without waiting, then waits again.
+        conn = self._connection()
+        conn.execute("PRAGMA busy_timeout=0")
+        local.nowait = True
+        try:
+            with contextlib.suppress(WouldBlock, KVError):
+                self.flush_reads()
+        finally:
+            local.nowait = False
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
 
     def flush_reads(self) -> None:
         """Add the reads pending in this process to ``t_reads`` (one transaction).
@@ -369,7 +394,20 @@ class BoundedSQLiteBackend(SQLiteBackend):
             with self._transaction(conn):
                 conn.executemany(sql, rows)
 
-        self._run("record reads", work)
+        try:
+            self._run("record reads", work)
+        except BaseException:
+            # Nothing was recorded (the transaction rolled back): keep the
+            # reads pending for the next flush. Above all on the async fast
+            # path, where an inline attempt on a locked database raises
+            # WouldBlock and the call is run again in a worker thread.
+            for place, (at, hits) in pending.items():
+                newer = self._pending.get(place)
+                if newer is None:
+                    self._pending[place] = [at, hits]
+                else:
+                    newer[0], newer[1] = max(at, newer[0]), hits + newer[1]
+            raise
 
     # -- multi-key writes ---------------------------------------------------------
 
