@@ -549,3 +549,26 @@ def test_evictions_of_a_bounded_store_are_delete_changes(opener: Any) -> None:
         ("delete", "a", None),
     ]
     assert sorted(got[2:4], key=repr) == sorted([("set", "c", 3), ("delete", "a", None)], key=repr)
+
+
+def test_a_duration_history_prunes_by_age(opener: Any, clock: Any) -> None:
+    kv = _open(opener, history="1s")
+    if kv is None:
+        return
+    start = kv.revision()
+    for i in range(300):
+        kv.set(f"old{i % 5}", i)
+    clock.advance(2.5)  # the old changes are now beyond the history
+    first_new = None
+    for i in range(300):
+        kv.set(f"new{i % 5}", i)
+        if first_new is None:
+            first_new = kv.revision()
+    assert first_new is not None
+    with pytest.raises(keyshelf.ChangesCompactedError) as info:
+        _next(kv, _watch(kv, since=start))
+    oldest = info.value.oldest
+    # Every change younger than the history is still there.
+    assert start < oldest <= first_new
+    kept = _until_revision(kv, _watch(kv, since=oldest - 1), kv.revision())
+    assert [e.value for e in kept if e.key.startswith("new")] == list(range(300))
