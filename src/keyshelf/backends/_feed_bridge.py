@@ -19,6 +19,7 @@ Cancelling the waiting task removes its listener; nothing else is held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from ._bridge import _AsyncBridge
@@ -62,7 +63,10 @@ class _FeedBridge(_AsyncBridge):
         woken = asyncio.Event()
 
         def ring() -> None:  # called under the backend's lock, maybe from another thread
-            loop.call_soon_threadsafe(woken.set)
+            # A loop closed with this wait still pending (its finally never
+            # ran) must not make another thread's write fail.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(woken.set)
 
         remove = listen(ring)
         try:
