@@ -25,9 +25,8 @@ import keyshelf
 from .feed_workers import END, async_watcher, sync_watcher, writer
 from .helpers import location
 
-#: Backends with a change feed whose processes share one store. (Redis and
-#: PostgreSQL join this list with their feed.)
-FEED_BACKENDS = ("sqlite", "file")
+#: Backends with a change feed whose processes share one store.
+FEED_BACKENDS = ("sqlite", "file", "redis", "postgres")
 
 
 def _replay(events: list[tuple[Any, ...]]) -> dict[str, Any]:
