@@ -82,6 +82,11 @@ class _AsyncBridge(AsyncBackend):
             method.__name__ = name
             setattr(self, name, method)
             self._bound[name] = method
+        # A plain method, not a primitive: called inline on the loop's thread
+        # (it does no I/O that can wait), and only if the backend has one.
+        note_reads = backend.note_reads
+        if getattr(note_reads, "__func__", None) is not Backend.note_reads:
+            self.note_reads = note_reads  # type: ignore[method-assign]
 
     def _closed_error(self) -> StoreClosedError:
         return StoreClosedError(f"The store {self.location} is closed")

@@ -43,6 +43,11 @@ class CachedBackend(Backend):
         self.location = inner.location
         self.multi_key_atomic = inner.multi_key_atomic
         self.change_feed = inner.change_feed
+        # Reads this tier answers never reach the backend's get: a backend
+        # that ranks reads for eviction (bounded LRU/LFU) hears of each one.
+        note_reads = inner.note_reads
+        ranks = getattr(note_reads, "__func__", None) is not Backend.note_reads
+        self._note_reads = note_reads if ranks else None
 
     def _record(self, ns: str, key: str, now: int) -> Record | None:
         """The live record of ``key``: from the cache, else read through."""
@@ -58,7 +63,13 @@ class CachedBackend(Backend):
 
     def get(self, ns: str, key: str, now: int) -> Value | None:
         record = self._record(ns, key, now)
-        return None if record is None else (record.tag, record.payload)
+        if record is None:
+            return None
+        if self._note_reads is not None:
+            # Hit or read-through (get_record, which does not rank): a get
+            # ranks as one on the backend itself (only get does, not exists).
+            self._note_reads(ns, (key,), now)
+        return (record.tag, record.payload)
 
     def get_record(self, ns: str, key: str, now: int) -> Record | None:
         return self._record(ns, key, now)

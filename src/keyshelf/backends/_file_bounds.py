@@ -19,7 +19,7 @@ one reload: that is how cross-process recency is approximated.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import InvalidURLError
@@ -148,6 +148,11 @@ class BoundedFileBackend(FileBackend):
         if value is not None:
             self._tracker.read(ns, key)
         return value
+
+    def note_reads(self, ns: str, keys: Sequence[str], now: int) -> None:
+        """Reads the cache tier served: ranked as :meth:`get` ranks its reads."""
+        for key in keys:
+            self._tracker.read(ns, key)
 
     def stats(self, ns: str, now: int) -> dict[str, Any]:
         out = super().stats(ns, now)

@@ -11,7 +11,7 @@ read records its use with one dict operation.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..records import Record, Value
@@ -47,6 +47,13 @@ class BoundedMemoryBackend(MemoryBackend):
             else:
                 self._tracker.read(ns, key)
         return value
+
+    def note_reads(self, ns: str, keys: Sequence[str], now: int) -> None:
+        """Reads the cache tier served: ranked as :meth:`get` ranks its reads."""
+        if self._records_reads:
+            read = self._tracker.read
+            for key in keys:
+                read(ns, key)
 
     def _put_record(self, ns: str, key: str, record: Record) -> None:
         self._table(ns).put(key, record)

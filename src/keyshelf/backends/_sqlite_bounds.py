@@ -327,25 +327,31 @@ class BoundedSQLiteBackend(SQLiteBackend):
     def get(self, ns: str, key: str, now: int) -> Value | None:
         value = super().get(ns, key, now)
         if value is not None and self._records_reads:
-            pending = self._pending
-            slot = (ns, key)
-            seen = pending.get(slot)
-            if seen is None:
-                pending[slot] = [now, 1]
-                if len(pending) >= FLUSH_KEYS:
-                    self._flush_after_read()
-            else:
-                seen[0] = max(seen[0], now)
-                seen[1] += 1
-            # The clock is read once every CLOCK_EVERY reads (it costs as much
-            # as the rest of this bookkeeping).
-            self._reads += 1
-            if (
-                not self._reads % CLOCK_EVERY
-                and time.monotonic() - self._flushed_at >= FLUSH_SECONDS
-            ):
-                self._flush_after_read()
+            self._note_read(ns, key, now)
         return value
+
+    def note_reads(self, ns: str, keys: Sequence[str], now: int) -> None:
+        """Reads the cache tier served: pending like :meth:`get`'s, flushed alike."""
+        if self._records_reads:
+            for key in keys:
+                self._note_read(ns, key, now)
+
+    def _note_read(self, ns: str, key: str, now: int) -> None:
+        pending = self._pending
+        slot = (ns, key)
+        seen = pending.get(slot)
+        if seen is None:
+            pending[slot] = [now, 1]
+            if len(pending) >= FLUSH_KEYS:
+                self._flush_after_read()
+        else:
+            seen[0] = max(seen[0], now)
+            seen[1] += 1
+        # The clock is read once every CLOCK_EVERY reads (it costs as much
+        # as the rest of this bookkeeping).
+        self._reads += 1
+        if not self._reads % CLOCK_EVERY and time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            self._flush_after_read()
 
     def _flush_after_read(self) -> None:
         """Flush the pending reads, unless the database is busy: then later.

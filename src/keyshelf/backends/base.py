@@ -192,6 +192,19 @@ class Backend(ABC):
         work is refused there. The default does nothing.
         """
 
+    def note_reads(self, ns: str, keys: Sequence[str], now: int) -> None:  # noqa: B027
+        """``get`` served ``keys`` at ``now`` without calling this backend's :meth:`get`.
+
+        A plain method, in both interfaces: the cache tier calls it for every
+        ``get`` it answers (from its entries, or through :meth:`get_record`
+        on a miss), so that a backend whose eviction ranks reads (a bounded
+        LRU or LFU store) counts those reads as if ``get`` had been called.
+        It must be cheap and do no I/O that can wait: it runs on the caller's
+        thread, on the async API the event loop's. Keys deleted or evicted
+        meanwhile are ignored. The default does nothing: right for every
+        backend that does not rank reads.
+        """
+
     def time_left(self, ns: str, key: str, now: int) -> int | None:
         """Whole milliseconds until ``key`` expires; None if it never does; -1 if not live.
 
