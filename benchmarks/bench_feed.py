@@ -184,7 +184,7 @@ def run(
             f"  feed {backend:<9} delivery p50 {row['latency']['p50_ms']:.2f} ms | "
             f"p99 {row['latency']['p99_ms']:.2f} ms"
         )
-        if backend in ("memory", "sqlite", "file"):
+        if backend in ("memory", "sqlite", "file", "redis", "postgres"):
             # On the store the overhead run left with the feed off: a fresh log.
             writes = sustained // 3 if backend == "file" else sustained
             row["pruning"] = pruning(off_url, writes)
