@@ -7,8 +7,9 @@ process records from its next statement:
 
 ``<table>_feed`` (one row)
     ``rev`` the latest revision, ``pruned`` the highest revision pruned,
-    ``kept`` the number of changes kept, and the retention (``history_count``,
-    ``history_ms``, NULL = no such bound).
+    ``kept`` the number of changes kept, the retention (``history_count``,
+    ``history_ms``, NULL = no such bound), ``bell`` (the doorbell, below) and
+    ``xid``/``seq`` (the transaction that took ``rev`` and its last change).
 ``<table>_log``
     One row per change: ``(rev, seq)`` (``seq`` orders the changes of one
     revision), namespace, key, ``kind`` (``s``/``d``/``e``), the value
@@ -25,9 +26,10 @@ so revisions are assigned in commit order: a transaction cannot take revision
 11 and commit before the one holding revision 10 (a plain sequence could, and
 a watcher already at 11 would then never see 10). Taking the lock last also
 means a transaction never holds it while it waits for a row lock, so the lock
-cannot join a deadlock. Every change of one transaction shares one revision
-(the transaction id is remembered in a transaction-local setting); ``seq``
-orders them.
+cannot join a deadlock. Every change of one transaction shares one revision:
+the feed row remembers the id of the transaction that took it (``xid``; the
+row stays locked by that transaction until it commits), and ``seq`` orders
+the changes. Taking the revision and inserting the change is one statement.
 
 A DELETE records ``"delete"``, or ``"expire"`` when the statement marked
 itself as purging expired rows (the transaction-local setting
@@ -85,8 +87,6 @@ class FeedStatements:
         digest = hashlib.sha1(f"{schema}.{table}".encode()).hexdigest()[:20]
         #: The LISTEN/NOTIFY channel (an identifier, short whatever the names).
         self.channel = f"keyshelf_feed_{digest}"
-        # The transaction-local setting remembering "transaction id:revision:seq".
-        setting = f"keyshelf.feed_{digest}"
         function = f"{s}.{quote(table + '_feed')}"
         trigger = quote(table + "_feed")
         self.lock_name = f"keyshelf-feed:{schema}.{table}"
@@ -100,7 +100,9 @@ class FeedStatements:
                 kept bigint NOT NULL,
                 history_count bigint,
                 history_ms bigint,
-                bell bigint NOT NULL DEFAULT 0
+                bell bigint NOT NULL DEFAULT 0,
+                xid bigint NOT NULL DEFAULT 0,
+                seq integer NOT NULL DEFAULT 0
             )""",
             f"""CREATE TABLE IF NOT EXISTS {log} (
                 rev bigint NOT NULL,
@@ -119,67 +121,60 @@ class FeedStatements:
             LANGUAGE plpgsql AS $feed$
             DECLARE
                 now_ms bigint := {NOW};
-                tx text := txid_current()::text;
-                mark text := current_setting('{setting}', true);
-                r bigint;
-                n integer;
+                kind text := 's';
+                was_live boolean;
                 f record;
                 gone_rev bigint;
                 gone_count bigint;
-                was_live boolean;
             BEGIN
                 IF TG_OP = 'UPDATE' AND NEW IS NOT DISTINCT FROM OLD THEN
                     RETURN NULL;
                 END IF;
-                IF mark IS NOT NULL AND split_part(mark, ':', 1) = tx THEN
-                    r := split_part(mark, ':', 2)::bigint;
-                    n := split_part(mark, ':', 3)::integer + 1;
-                    UPDATE {feed} SET kept = kept + 1 WHERE id = 1 RETURNING * INTO f;
-                ELSE
-                    UPDATE {feed} SET rev = rev + 1, kept = kept + 1 WHERE id = 1
-                        RETURNING * INTO f;
-                    r := f.rev;
-                    n := 0;
-                    IF f.bell > now_ms THEN
-                        PERFORM pg_notify('{self.channel}', '');
-                    END IF;
-                END IF;
-                PERFORM set_config('{setting}', tx || ':' || r || ':' || n, true);
                 IF TG_OP = 'DELETE' THEN
-                    was_live := OLD.expires_at IS NULL OR OLD.expires_at > now_ms;
-                    INSERT INTO {log} (rev, seq, ns, key, kind, {_PREV}, at)
-                    VALUES (r, n, OLD.ns, OLD.key,
-                        CASE WHEN current_setting('{PURGING}', true) = 'on' THEN 'e' ELSE 'd' END,
-                        CASE WHEN was_live THEN OLD.tag END, CASE WHEN was_live THEN OLD.ival END,
-                        CASE WHEN was_live THEN OLD.fval END, CASE WHEN was_live THEN OLD.tval END,
-                        CASE WHEN was_live THEN OLD.bval END, now_ms);
-                ELSIF TG_OP = 'UPDATE'
-                        AND (OLD.expires_at IS NULL OR OLD.expires_at > now_ms) THEN
+                    kind := CASE WHEN current_setting('{PURGING}', true) = 'on'
+                                 THEN 'e' ELSE 'd' END;
+                END IF;
+                was_live := TG_OP <> 'INSERT'
+                    AND (OLD.expires_at IS NULL OR OLD.expires_at > now_ms);
+                -- One statement: the revision (a new one for the first change of
+                -- this transaction, whose id the feed row remembers) and the change.
+                WITH taken AS (
+                    UPDATE {feed} SET
+                        rev = CASE WHEN xid = txid_current() THEN rev ELSE rev + 1 END,
+                        seq = CASE WHEN xid = txid_current() THEN seq + 1 ELSE 0 END,
+                        xid = txid_current(), kept = kept + 1
+                    WHERE id = 1
+                    RETURNING rev, seq, kept, history_count, history_ms, bell
+                ), added AS (
                     INSERT INTO {log} (rev, seq, ns, key, kind, {_VALUE}, version, expires_at,
                                        {_PREV}, at)
-                    VALUES (r, n, NEW.ns, NEW.key, 's', NEW.tag, NEW.ival, NEW.fval, NEW.tval,
-                            NEW.bval, NEW.version, NEW.expires_at, OLD.tag, OLD.ival, OLD.fval,
-                            OLD.tval, OLD.bval, now_ms);
-                ELSE
-                    INSERT INTO {log} (rev, seq, ns, key, kind, {_VALUE}, version, expires_at, at)
-                    VALUES (r, n, NEW.ns, NEW.key, 's', NEW.tag, NEW.ival, NEW.fval, NEW.tval,
-                            NEW.bval, NEW.version, NEW.expires_at, now_ms);
+                    SELECT taken.rev, taken.seq, coalesce(NEW.ns, OLD.ns),
+                        coalesce(NEW.key, OLD.key), kind, NEW.tag, NEW.ival, NEW.fval,
+                        NEW.tval, NEW.bval, NEW.version, NEW.expires_at,
+                        CASE WHEN was_live THEN OLD.tag END, CASE WHEN was_live THEN OLD.ival END,
+                        CASE WHEN was_live THEN OLD.fval END, CASE WHEN was_live THEN OLD.tval END,
+                        CASE WHEN was_live THEN OLD.bval END, now_ms
+                    FROM taken
+                )
+                SELECT * FROM taken INTO f;
+                IF f.seq = 0 AND f.bell > now_ms THEN
+                    PERFORM pg_notify('{self.channel}', '');
                 END IF;
                 IF f.history_count IS NOT NULL
                         AND f.kept > f.history_count
                                      + greatest(f.history_count / 10, {PRUNE_SLACK_MIN}) THEN
                     WITH gone AS (
                         DELETE FROM {log} l USING (
-                            SELECT rev, seq FROM {log} ORDER BY rev, seq
+                            SELECT l2.rev, l2.seq FROM {log} l2 ORDER BY l2.rev, l2.seq
                             LIMIT f.kept - f.history_count
                         ) d WHERE l.rev = d.rev AND l.seq = d.seq RETURNING l.rev
                     ) SELECT max(rev), count(*) FROM gone INTO gone_rev, gone_count;
                     UPDATE {feed} SET pruned = greatest(pruned, coalesce(gone_rev, 0)),
                         kept = kept - gone_count WHERE id = 1;
                 END IF;
-                IF f.history_ms IS NOT NULL AND n = 0 AND r % {PRUNE_EVERY} = 0 THEN
+                IF f.history_ms IS NOT NULL AND f.seq = 0 AND f.rev % {PRUNE_EVERY} = 0 THEN
                     WITH gone AS (
-                        DELETE FROM {log} WHERE at < now_ms - f.history_ms AND rev < r
+                        DELETE FROM {log} WHERE at < now_ms - f.history_ms AND rev < f.rev
                         RETURNING rev
                     ) SELECT max(rev), count(*) FROM gone INTO gone_rev, gone_count;
                     UPDATE {feed} SET pruned = greatest(pruned, coalesce(gone_rev, 0)),
