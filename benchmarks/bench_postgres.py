@@ -42,7 +42,6 @@ from psycopg import sql as pgsql
 
 import keyshelf
 from keyshelf.backends._postgres_sql import NOW, columns
-from keyshelf.backends._postgres_sync import ADAPTERS
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 NS = "default"
@@ -66,7 +65,12 @@ class Bench:
         self.kv = keyshelf.open(url, schema=self.schema, min_size=1, max_size=4)
         backend: Any = self.kv.backend
         self.sql = backend._sql
-        self.raw = psycopg.connect(url, autocommit=True, prepare_threshold=None, context=ADAPTERS)
+        # The plain driver as its docs show it: one autocommit connection,
+        # default settings, each statement executed with prepare=True. (With
+        # prepare_threshold=None, as this baseline once had, psycopg prepares
+        # nothing, prepare=True included: both sides then parsed every call
+        # and the ratios hid keyshelf's own missing preparation.)
+        self.raw = psycopg.connect(url, autocommit=True)
         self.rows: list[tuple[str, float, float]] = []
 
     def close(self) -> None:
@@ -169,9 +173,7 @@ class Bench:
                 loop_rows: list[tuple[str, float, float]] = []
                 keys = [f"bench:m:{i:04d}" for i in range(100)]
                 mapping = {key: f"value-{i}" for i, key in enumerate(keys)}
-                araw = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, prepare_threshold=None, context=ADAPTERS
-                )
+                araw = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 sql = self.sql
                 value = "value-" * 8
                 put_sql = sql.put(False, False, True)
