@@ -297,6 +297,8 @@ def test_change_feed_is_kept_per_namespace(cluster: str, prefix: str) -> None:
             writer.namespace("t1").set("k", 1)  # t1 existed: marked on by enabling
             kv.namespace("t2").mset({"a": 1, "b": 2})  # a new namespace: marked at once
             kv.namespace("t2").delete("a")
+            kv.namespace("t4").set("c", 1)  # and the next one too
+            assert [c.key for c in backend.changes("t4", 0, 100, 0)] == ["c"]
             assert [(c.revision, c.type, c.key) for c in backend.changes("t1", 0, 100, 0)] == [
                 (1, "set", "k")
             ]

@@ -158,6 +158,7 @@ class AsyncRedisBackend(AsyncBackend):
         self._blocking: Any = None
         self._feed_marked: set[str] = set()
         self._feed_checked = -1.0
+        self._feed_conf: tuple[int | None, int | None] | None = None
         # Until connect() has succeeded, the first call runs it, alone (a
         # cluster client also discovers the topology then, and redis-py loses
         # connections if many calls race to do that). Checked, with _closed,
@@ -970,7 +971,7 @@ class AsyncRedisBackend(AsyncBackend):
                     space = self._layout.space(ns)
                     await self._feed_configure(space.feed, history_count, history_ms)
                     self._feed_marked.add(space.feed)
-                self._feed_checked = -1.0
+                self._feed_conf = (history_count, history_ms)
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "enable_changes") from exc
 
@@ -978,19 +979,24 @@ class AsyncRedisBackend(AsyncBackend):
         """On a cluster: switch a namespace's feed on if the store's is (see enable_changes).
 
         Asked once per namespace and process while the feed is on; while it
-        is off, the store-wide setting is read at most once a second.
+        is off, the store-wide setting is read at most once a second. Once
+        on, the setting is kept (there is no switching off).
         """
         if feed in self._feed_marked:
             return
-        clock = time.monotonic()
-        if 0 <= clock - self._feed_checked < _FEED_RECHECK:
-            return
-        conf = await self._client.execute_command("HMGET", self._layout.feed, "on", "count", "ms")
-        self._feed_checked = clock
-        if conf[0] != b"1":
-            return
-        count, ms = (None if c is None else int(c) for c in conf[1:])
-        await self._feed_configure(feed, count, ms)
+        if self._feed_conf is None:
+            clock = time.monotonic()
+            if 0 <= clock - self._feed_checked < _FEED_RECHECK:
+                return
+            conf = await self._client.execute_command(
+                "HMGET", self._layout.feed, "on", "count", "ms"
+            )
+            self._feed_checked = clock
+            if conf[0] != b"1":
+                return
+            count, ms = (None if c is None else int(c) for c in conf[1:])
+            self._feed_conf = (count, ms)
+        await self._feed_configure(feed, *self._feed_conf)
         self._feed_marked.add(feed)
 
     async def changes_enabled(self) -> bool:
