@@ -272,3 +272,17 @@ def test_redis_multi_key_transaction_is_one_revision(rd: tuple[str, str]) -> Non
         ]
         raw = kv._backend.client
         assert raw.hget(f"{prefix}:#feed", "j") is None  # the MULTI's mark is gone
+
+
+def test_redis_duration_bound_prunes_old_changes(rd: tuple[str, str]) -> None:
+    url, prefix = rd
+    with keyshelf.open(url, prefix=prefix, history="20ms") as kv:
+        for i in range(10):
+            kv.set("old", i)
+        time.sleep(0.1)  # older than the bound now
+        for i in range(54):
+            kv.set("new", i)  # the 64th revision applies the duration bound
+        with pytest.raises(ChangesCompactedError) as caught:
+            kv._backend.changes(None, 0, 10, 0)
+        assert caught.value.oldest > 10
+        assert {key for _, _, key in _changes(kv, caught.value.oldest - 1)} == {"new"}

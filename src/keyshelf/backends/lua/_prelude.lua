@@ -64,14 +64,17 @@ local function feed_add(data, kind, after, before)
     args[#args + 1] = '~'
     args[#args + 1] = count
   end
-  local clock = redis.call('TIME')
   args[#args + 1] = string.format('%d', feed_rev()) .. '-*'
   args[#args + 1] = 'k'
   args[#args + 1] = data
   args[#args + 1] = 'y'
   args[#args + 1] = kind
-  args[#args + 1] = 'at'
-  args[#args + 1] = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  if FEED_CFG[3] then
+    -- The server time of the change, for a duration bound (entries without
+    -- one, written under a count bound, count as old).
+    args[#args + 1] = 'at'
+    args[#args + 1] = string.format('%d', now_ms())
+  end
   if after then
     args[#args + 1] = 't'
     args[#args + 1] = after[1]
