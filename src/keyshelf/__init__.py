@@ -17,6 +17,8 @@ from ._store_async import AsyncStore
 from ._store_sync import Store
 from ._transactions_async import AsyncAtomic, AsyncTransaction
 from ._transactions_sync import Atomic, Transaction
+from ._watch_async import AsyncWatch
+from ._watch_sync import Watch
 from .changes import ChangeEvent
 from .codec import Codec, PickleCodec
 from .entry import Entry
@@ -61,6 +63,7 @@ __all__ = [
     "AsyncLock",
     "AsyncStore",
     "AsyncTransaction",
+    "AsyncWatch",
     "Atomic",
     "BackendError",
     "BackendUnavailableError",
@@ -96,6 +99,7 @@ __all__ = [
     "UndecodableValueWarning",
     "UnsupportedOperationError",
     "ValueTooLargeError",
+    "Watch",
     "migrate",
     "migrate_async",
     "open",
