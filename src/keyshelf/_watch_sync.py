@@ -60,6 +60,8 @@ class Watch:
         self._buffer: deque[ChangeEvent] = deque()
         self._closed = False
         self._started = False
+        # True once a read found nothing new: the next read checks the revision.
+        self._idle = False
 
     def _start(self) -> int:
         """Check that the feed is on; fix the starting revision of a watch from now."""
@@ -82,10 +84,23 @@ class Watch:
                 raise StopIteration
             try:
                 after = self._start()
-                changes = self._backend.changes(self._ns, after, READ_BATCH, self._store._now())
+                now = self._store._now()
+                # After a read that found nothing, read the revision first:
+                # when the store moved on in other namespaces only, changes()
+                # stays empty while the doorbell rings at once for a revision
+                # this watch is never given, and the loop would spin. Every
+                # change up to the revision read has committed before the
+                # changes() that follows, so moving past it when that read is
+                # empty skips nothing.
+                latest = self._backend.revision(now, ns=self._ns) if self._idle else None
+                changes = self._backend.changes(self._ns, after, READ_BATCH, now)
                 if not changes:
+                    if latest is not None and latest > after:
+                        self._after = after = latest
+                    self._idle = True
                     self._backend.wait_changes(after, WAIT_SLICE, ns=self._ns)
                     continue
+                self._idle = False
             except StoreClosedError:
                 # close() of the store ends every watch on it.
                 self._closed = True
