@@ -1057,7 +1057,10 @@ class AsyncS3Backend(AsyncBackend):
         return False
 
     async def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
+        await self._io.release()
 
 
 def _step(decide: Decision[R], now: int) -> Step:

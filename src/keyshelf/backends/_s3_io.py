@@ -359,12 +359,21 @@ def _mode(create: bool, etag: str | None) -> Any:
     return "overwrite"
 
 
+#: Seconds an async store yields at close() for obstore's runtime to settle (see
+#: :meth:`AsyncS3IO.release`).
+_SETTLE = 0.02
+
+
 class S3IO:
     """Blocking calls to one bucket (obstore's native sync API, no thread per call)."""
 
     def __init__(self, settings: S3Settings) -> None:
         self.location = settings.location
         self.store = settings.store()
+
+    def release(self) -> None:
+        """Drop the client (and its connection pool) now rather than at interpreter exit."""
+        self.store = None
 
     def get(self, name: str) -> tuple[bytes, str] | None:
         """(body, etag) of an object, or None if there is none."""
@@ -443,6 +452,20 @@ class AsyncS3IO:
     def __init__(self, settings: S3Settings) -> None:
         self.location = settings.location
         self.store = settings.store()
+
+    async def release(self) -> None:
+        """Drop the client (and its connection pool) now, and let obstore's runtime settle.
+
+        obstore 0.12 runs its async calls on a Tokio runtime that is never
+        shut down: when a client is dropped while the interpreter finalizes,
+        a runtime thread tearing down its connections can abort the process
+        (SIGABRT after all work succeeded; 10 of 30 runs of four processes
+        each doing 120 async requests, against 0 of 20 with this release).
+        Dropping the client at close() and yielding 20 ms lets the runtime
+        finish that teardown while the interpreter is intact.
+        """
+        self.store = None
+        await asyncio.sleep(_SETTLE)
 
     async def get(self, name: str) -> tuple[bytes, str] | None:
         """(body, etag) of an object, or None if there is none."""

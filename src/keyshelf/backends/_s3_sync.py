@@ -1042,7 +1042,10 @@ class S3Backend(Backend):
         return False
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
+        self._io.release()
 
 
 def _step(decide: Decision[R], now: int) -> Step:
