@@ -192,8 +192,20 @@ class StoreCore(Generic[B]):
 
         return merge
 
-    def _decode(self, value: Value) -> Any:
-        return self._codec.decode(value[0], value[1])
+    def _decode(self, value: Value, key: str) -> Any:
+        try:
+            return self._codec.decode(value[0], value[1])
+        except SerializationError as exc:
+            raise self._undecodable_value(key, exc) from exc
+
+    def _undecodable_value(self, key: str, exc: SerializationError) -> SerializationError:
+        """The error of a read whose stored value this store's codec cannot decode.
+
+        Names the key and namespace: the codec's own message does not know them.
+        """
+        return SerializationError(
+            f"Cannot decode the value of key {key!r} in namespace {self._ns!r}: {exc}"
+        )
 
     def _decode_listed(self, rows: Iterable[tuple[str, Value | None]]) -> dict[str, Any]:
         """Decode the values of a listing, leaving out (with a warning) any it cannot.

@@ -92,7 +92,7 @@ class AsyncLock:
         found = await backend.get(store._ns, self.name, now)
         if found is None:
             return None, None
-        value = store._decode(found)
+        value = store._decode(found, self.name)
         return value, parse(value, self.name, self.namespace)
 
     async def acquire(self) -> AsyncLock:

@@ -93,7 +93,7 @@ class Lock:
         found = backend.get(store._ns, self.name, now)
         if found is None:
             return None, None
-        value = store._decode(found)
+        value = store._decode(found, self.name)
         return value, parse(value, self.name, self.namespace)
 
     def acquire(self) -> Lock:

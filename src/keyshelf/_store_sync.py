@@ -130,7 +130,12 @@ class Store(StoreCore[Backend]):
         """The value of ``key``, or ``default`` if it is missing or expired."""
         # _now and _decode inlined: the hottest call of the API.
         value = self._backend.get(self._ns, check_key(key), now_ms(self._clock))
-        return default if value is None else self._codec.decode(value[0], value[1])
+        if value is None:
+            return default
+        try:
+            return self._codec.decode(value[0], value[1])
+        except SerializationError as exc:
+            raise self._undecodable_value(key, exc) from exc
 
     def set(
         self,
@@ -171,7 +176,7 @@ class Store(StoreCore[Backend]):
         on one key, exactly one gets its value. An expired key is missing.
         """
         result = self._backend.update(self._ns, check_key(key), self._now(), decide_getdel)
-        return None if result is None else self._decode(result)
+        return None if result is None else self._decode(result, key)
 
     def getset(self, key: str, value: Any, ttl: TTLArg = None) -> Any:
         """Store ``value`` and return the old value (None if missing), atomically.
@@ -181,7 +186,7 @@ class Store(StoreCore[Backend]):
         """
         key, encoded, _, now, expires = self._prepare_set(key, value, ttl, None, False)
         old = self._backend.update(self._ns, key, now, decide_getset(encoded, expires))
-        return None if old is None else self._decode(old)
+        return None if old is None else self._decode(old, key)
 
     def delete_if(self, key: str, value: Any) -> bool:
         """Delete ``key`` only if its value equals ``value`` (typed, as ``compare_and_swap``).
@@ -225,7 +230,7 @@ class Store(StoreCore[Backend]):
         missing = [key for key in dict.fromkeys(wanted) if key not in found]
         if missing:
             raise KeysNotFoundError(missing)
-        return {key: self._decode(found[key]) for key in wanted}
+        return {key: self._decode(found[key], key) for key in wanted}
 
     def increment(self, key: str, delta: int | float = 1) -> int | float:
         """Atomically add ``delta``; a missing key starts at 0 with no TTL.
@@ -283,7 +288,7 @@ class Store(StoreCore[Backend]):
             for key, value in rows:
                 assert value is not None
                 try:
-                    decoded = self._decode(value)
+                    decoded = self._codec.decode(value[0], value[1])
                 except SerializationError as exc:
                     # Another key's undecodable value never ends the listing.
                     self._undecodable(key, value[0], exc)
@@ -384,7 +389,7 @@ class Store(StoreCore[Backend]):
         """Values of the live keys among ``keys``; missing ones left out."""
         wanted = check_keys(keys)
         found = self._backend.get_many(self._ns, wanted, self._now())
-        return {key: self._decode(found[key]) for key in wanted if key in found}
+        return {key: self._decode(found[key], key) for key in wanted if key in found}
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = None) -> dict[str, bool]:
         """Set every pair atomically; ``{key: True}`` for each."""
@@ -423,7 +428,7 @@ class Store(StoreCore[Backend]):
         check_key(key)
         encoded = self._encode(key, check_append(value))
         result = self._backend.append(self._ns, key, encoded, self._now(), self._max_value_size)
-        return self._decode(result)  # type: ignore[no-any-return]
+        return self._decode(result, key)  # type: ignore[no-any-return]
 
     def get_metadata(self, key: str) -> dict[str, Any] | None:
         """The user metadata of ``key`` (``{}`` if none); None if missing."""

@@ -208,6 +208,9 @@ def admin() -> Any:
     if conn is None or conn.closed:
         conn = connect(server_url())
         _server["admin"] = conn
+        # Closed at exit: left to the garbage collector it warned (ResourceWarning)
+        # at the end of every run.
+        atexit.register(conn.close)
     return conn
 
 
@@ -218,7 +221,9 @@ def drop_schema(name: str) -> None:
     try:
         admin().execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
     except psycopg.OperationalError:  # the admin connection died: once more, afresh
-        _server.pop("admin", None)
+        dead = _server.pop("admin", None)
+        if dead is not None:
+            dead.close()
         admin().execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 

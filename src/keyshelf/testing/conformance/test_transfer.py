@@ -135,10 +135,16 @@ def test_opaque_records_never_break_listings_of_other_keys(kv: Any) -> None:
     with pytest.warns(warning):
         assert list(kv.iter_items(batch_size=1)) == [("a", "x"), ("b", 2)]
     # Reading such a key by name is a clear error; the other keys read as ever.
-    with pytest.raises(keyshelf.SerializationError, match="Unknown value tag 'zz'"):
+    ns = kv.namespace_name
+    with pytest.raises(keyshelf.SerializationError, match="Unknown value tag 'zz'") as info:
         kv.get("z")
-    with pytest.raises(keyshelf.SerializationError, match="Refusing to unpickle"):
+    assert f"key 'z' in namespace {ns!r}" in str(info.value)
+    with pytest.raises(keyshelf.SerializationError, match="Refusing to unpickle") as info:
         kv.get("p")
+    assert f"key 'p' in namespace {ns!r}" in str(info.value)
+    for read in (lambda: kv.get_many(["a", "z"]), lambda: kv.mget(["z"])):
+        with pytest.raises(keyshelf.SerializationError, match="key 'z' in namespace"):
+            read()
     assert kv.get("a") == "x" and kv.get_many(["a", "b"]) == {"a": "x", "b": 2}
     # They travel on untouched (export never decodes), and can be deleted.
     out = io.BytesIO()
