@@ -142,9 +142,10 @@ def test_opaque_records_never_break_listings_of_other_keys(kv: Any) -> None:
     with pytest.raises(keyshelf.SerializationError, match="Refusing to unpickle") as info:
         kv.get("p")
     assert f"key 'p' in namespace {ns!r}" in str(info.value)
-    for read in (lambda: kv.get_many(["a", "z"]), lambda: kv.mget(["z"])):
-        with pytest.raises(keyshelf.SerializationError, match="key 'z' in namespace"):
-            read()
+    with pytest.raises(keyshelf.SerializationError, match="key 'z' in namespace"):
+        kv.get_many(["a", "z"])
+    with pytest.raises(keyshelf.SerializationError, match="key 'z' in namespace"):
+        kv.mget(["z"])
     assert kv.get("a") == "x" and kv.get_many(["a", "b"]) == {"a": "x", "b": 2}
     # They travel on untouched (export never decodes), and can be deleted.
     out = io.BytesIO()
