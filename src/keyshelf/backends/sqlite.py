@@ -842,6 +842,23 @@ class SQLiteBackend(Backend):
                 return row[0]  # type: ignore[no-any-return]
         return super().increment(ns, key, delta, now)
 
+    def compare_and_swap(self, ns: str, key: str, expected: Value, new: Value, now: int) -> bool:
+        # Fast path: one UPDATE when the stored value is byte-for-byte the
+        # expected one (what a lock's release or a counter's CAS loop sees);
+        # a miss runs the shared decision in one transaction, which decides by
+        # typed equality (and finds the key missing, or the value different).
+        params = (ns, key, now, expected[0], expected[1], new[0], new[1])
+        try:
+            changed = self._local.conn.execute(self._sql.compare_and_swap, params).rowcount
+        except (AttributeError, sqlite3.Error) as exc:
+            sql = self._sql.compare_and_swap
+            changed = self._after_fast(
+                exc, "compare_and_swap", lambda conn: conn.execute(sql, params).rowcount
+            )
+        if changed:
+            return True
+        return super().compare_and_swap(ns, key, expected, new, now)
+
     def put_many(
         self, ns: str, items: Sequence[tuple[str, Value]], expires_at: int | None, now: int
     ) -> None:
@@ -1345,6 +1362,15 @@ class _Statements:
                 expires_at = excluded.expires_at, meta = excluded.meta,
                 created_at = excluded.created_at, updated_at = excluded.updated_at,
                 version = excluded.version"""
+        # ?1 ns ?2 key ?3 now ?4 expected type ?5 expected value ?6 new type
+        # ?7 new value. Swaps only when the stored type and value are the very
+        # ones expected (equal bytes, or equal numbers of the same type tag:
+        # typed-equal for certain); anything else takes the slow path, where
+        # the shared decision applies typed equality in full.
+        live3 = _LIVE.format(now="?3")
+        self.compare_and_swap = f"""
+            UPDATE {t} SET type = ?6, value = ?7, updated_at = ?3, version = version + 1
+            WHERE ns = ?1 AND key = ?2 AND {live3} AND type = ?4 AND value = ?5"""
         # ?1 ns ?2 key ?3 delta ?4 now. Only a live int/float whose result stays
         # a finite float or a 64-bit int; everything else takes the slow path.
         live4 = _LIVE.format(now="?4")
