@@ -31,8 +31,8 @@ def where() -> Iterator[tuple[str, dict[str, Any]]]:
         yield found
 
 
-def _raw_names(url: str, options: dict[str, Any], under: str) -> list[str]:
-    import obstore
+def _raw_store(options: dict[str, Any]) -> Any:
+    """A plain obstore client of the test bucket, for looking behind keyshelf."""
     from obstore.store import S3Store
 
     config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
@@ -40,7 +40,13 @@ def _raw_names(url: str, options: dict[str, Any], under: str) -> list[str]:
     if "aws_access_key_id" in options:
         config["access_key_id"] = options["aws_access_key_id"]
         config["secret_access_key"] = options["aws_secret_access_key"]
-    store = S3Store(s3_server.BUCKET, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
+    return S3Store(s3_server.BUCKET, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
+
+
+def _raw_names(url: str, options: dict[str, Any], under: str) -> list[str]:
+    import obstore
+
+    store = _raw_store(options)
     prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
     return [
         str(meta["path"]).removeprefix(prefix + "/")
@@ -102,14 +108,8 @@ def _run_and_crash(
 def _pending(url: str, options: dict[str, Any]) -> list[str]:
     """Names of the objects still holding a batch's pending write."""
     import obstore
-    from obstore.store import S3Store
 
-    config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
-    config["virtual_hosted_style_request"] = False
-    if "aws_access_key_id" in options:
-        config["access_key_id"] = options["aws_access_key_id"]
-        config["secret_access_key"] = options["aws_secret_access_key"]
-    store = S3Store(s3_server.BUCKET, config=config, client_options={"allow_http": True})  # type: ignore[arg-type]
+    store = _raw_store(options)
     prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
     return [
         name
@@ -206,18 +206,9 @@ def test_a_batch_failing_part_way_changes_nothing(
     import asyncio
 
     import obstore
-    from obstore.store import S3Store
 
     url, options = where
-    config: dict[str, Any] = {"endpoint": options["endpoint_url"], "region": "us-east-1"}
-    config["virtual_hosted_style_request"] = False
-    config["access_key_id"] = options.get("aws_access_key_id")
-    config["secret_access_key"] = options.get("aws_secret_access_key")
-    store = S3Store(
-        s3_server.BUCKET,
-        config={k: v for k, v in config.items() if v is not None},  # type: ignore[arg-type]
-        client_options={"allow_http": True},
-    )
+    store = _raw_store(options)
     prefix = url.removeprefix(f"s3://{s3_server.BUCKET}/")
     with keyshelf.open(url, **options) as kv:
         kv.mset({"a": 1, "z": 26})
