@@ -372,8 +372,13 @@ class S3IO:
         self.store = settings.store()
 
     def release(self) -> None:
-        """Drop the client (and its connection pool) now rather than at interpreter exit."""
+        """Drop the client (and its connection pool) now, and let obstore's runtime settle.
+
+        The runtime closes the pool's sockets on its own threads: waiting as the
+        async close does means a closed store holds no descriptor any more.
+        """
         self.store = None
+        time.sleep(_SETTLE)
 
     def get(self, name: str) -> tuple[bytes, str] | None:
         """(body, etag) of an object, or None if there is none."""
