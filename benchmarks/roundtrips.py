@@ -1,7 +1,10 @@
-"""A loopback TCP proxy that counts round trips to a server (Redis, PostgreSQL).
+"""Loopback TCP proxies in front of a server (Redis, PostgreSQL).
 
-Used by ``bench_transactions`` (round trips per commit, reported by ``make
+:class:`LoopbackProxy` relays bytes both ways and lets a subclass see every
+chunk before it is forwarded. :class:`RoundTrips` counts round trips; it is
+used by ``bench_transactions`` (round trips per commit, reported by ``make
 bench``) and by ``tests/backends/test_native_commit.py`` (which asserts them).
+``tests/backends/test_async_open.py`` delays the server's replies with one.
 A round trip is counted when the server starts answering after the client
 has sent something, per connection: requests sent together (a pipeline, one
 script) and answered together count once, whatever the timing.
@@ -12,22 +15,21 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 
-class RoundTrips:
-    """A loopback TCP proxy to ``upstream`` that counts round trips per connection.
+class LoopbackProxy:
+    """A loopback TCP proxy to ``upstream``, running in threads of its own.
 
-    A round trip is counted when the server starts answering after the
-    client has sent something: requests sent together (a pipeline, one
-    script) and answered together are one.
+    Every chunk read from either side is passed to :meth:`relay` (``up`` is
+    true for bytes from the client) before it is forwarded; the base class
+    forwards it unchanged at once. ``port`` is the loopback port to connect to.
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.count = 0
-        self._guard = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
         self.port = int(self._listener.getsockname()[1])
@@ -35,6 +37,9 @@ class RoundTrips:
         self._sockets: list[socket.socket] = []
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
+
+    def relay(self, data: bytes, up: bool, connection: dict[str, str]) -> None:
+        """See one chunk before it is forwarded; ``connection`` is per-connection state."""
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -46,26 +51,23 @@ class RoundTrips:
                 return
             server = socket.create_connection(self.upstream)
             self._sockets += [client, server]
-            state = {"last": "server"}
+            connection: dict[str, str] = {}
             for source, target, up in ((client, server, True), (server, client, False)):
                 thread = threading.Thread(
-                    target=self._pump, args=(source, target, up, state), daemon=True
+                    target=self._pump, args=(source, target, up, connection), daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
 
     def _pump(
-        self, source: socket.socket, target: socket.socket, up: bool, state: dict[str, str]
+        self, source: socket.socket, target: socket.socket, up: bool, connection: dict[str, str]
     ) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                with self._guard:
-                    if not up and state["last"] == "client":
-                        self.count += 1
-                    state["last"] = "client" if up else "server"
+                self.relay(data, up, connection)
                 target.sendall(data)
         except OSError:
             pass
@@ -84,16 +86,44 @@ class RoundTrips:
             thread.join(timeout=10)
 
 
+class RoundTrips(LoopbackProxy):
+    """A loopback proxy that counts round trips, over every connection, in ``count``.
+
+    A round trip is counted when the server starts answering after the
+    client has sent something: requests sent together (a pipeline, one
+    script) and answered together are one.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.count = 0
+        self._guard = threading.Lock()
+        super().__init__(upstream)
+
+    def relay(self, data: bytes, up: bool, connection: dict[str, str]) -> None:
+        with self._guard:
+            if not up and connection.get("last", "server") == "client":
+                self.count += 1
+            connection["last"] = "client" if up else "server"
+
+
+P = TypeVar("P", bound=LoopbackProxy)
+
+
 @contextlib.contextmanager
-def counting(url: str) -> Iterator[tuple[RoundTrips, str]]:
-    """A counting proxy in front of the server of ``url``; yields it and the URL through it."""
+def proxied(url: str, make: Callable[[tuple[str, int]], P]) -> Iterator[tuple[P, str]]:
+    """``make((host, port))`` in front of the server of ``url``; yields it and the URL to use."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port
     if host is None or port is None:
         raise ValueError(f"{url!r} names no host and port")
-    proxy = RoundTrips((host, port))
+    proxy = make((host, port))
     try:
         netloc = parts.netloc.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
         yield proxy, parts._replace(netloc=netloc).geturl()
     finally:
         proxy.close()
+
+
+def counting(url: str) -> contextlib.AbstractContextManager[tuple[RoundTrips, str]]:
+    """A counting proxy in front of the server of ``url``; yields it and the URL through it."""
+    return proxied(url, RoundTrips)

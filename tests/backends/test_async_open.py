@@ -19,13 +19,13 @@ import asyncio
 import contextlib
 import itertools
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from benchmarks.roundtrips import LoopbackProxy, proxied
 
 import keyshelf
 
@@ -40,7 +40,7 @@ TICK = 0.005
 MAX_GAP = 0.05
 
 
-class SlowProxy:
+class SlowProxy(LoopbackProxy):
     """A loopback TCP proxy to ``upstream`` that delays the server's replies.
 
     Bytes from the client pass at once; every chunk from the server is held
@@ -50,73 +50,20 @@ class SlowProxy:
     """
 
     def __init__(self, upstream: tuple[str, int], delay: float) -> None:
-        self.upstream = upstream
         self.delay = delay
         self.holds: list[tuple[float, float]] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = int(self._listener.getsockname()[1])
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
+        super().__init__(upstream)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            self._sockets += [client, server]
-            for source, target, delay in ((client, server, 0.0), (server, client, self.delay)):
-                thread = threading.Thread(
-                    target=self._pump, args=(source, target, delay), daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, delay: float) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if delay:
-                    started = time.monotonic()
-                    time.sleep(delay)
-                    self.holds.append((started, time.monotonic()))
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                target.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
+    def relay(self, data: bytes, up: bool, connection: dict[str, str]) -> None:
+        if not up:
+            started = time.monotonic()
+            time.sleep(self.delay)
+            self.holds.append((started, time.monotonic()))
 
 
-@contextlib.contextmanager
-def slow_proxy(url: str) -> Iterator[tuple[SlowProxy, str]]:
+def slow_proxy(url: str) -> contextlib.AbstractContextManager[tuple[SlowProxy, str]]:
     """A proxy in front of the server of ``url``; yields it and the URL through it."""
-    parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
-    proxy = SlowProxy((parts.hostname, parts.port), DELAY)
-    try:
-        netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-        yield proxy, parts._replace(netloc=netloc).geturl()
-    finally:
-        proxy.close()
+    return proxied(url, lambda upstream: SlowProxy(upstream, DELAY))
 
 
 async def _heartbeat_while(work: Callable[[], Awaitable[None]]) -> list[float]:
