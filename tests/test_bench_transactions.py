@@ -8,37 +8,18 @@ tests/backends/test_native_commit.py.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .bench_groups import run_group
 
 
 def test_transactions_group_smoke(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))
-    sys.modules.pop("benchmarks", None)
-    from benchmarks import run
-
-    out = tmp_path / "transactions.json"
-    code = run.main(
-        [
-            "--only=transactions",
-            "--rounds=2",
-            "--calls=5",
-            "--warmup=1",
-            f"--json={out}",
-            f"--workdir={tmp_path}",
-            "--quiet",
-        ]
-    )
-    assert code == 0
-    assert "### Checked commit" in capsys.readouterr().out
-    report = json.loads(out.read_text())
+    printed, report = run_group("transactions", monkeypatch, tmp_path, capsys)
+    assert "### Checked commit" in printed
     sqlite = report["transactions"]["sqlite"]
     assert sqlite["commit (2 checks + 2 sets)"]["calls"] == 10
     assert sqlite["2 plain sets"]["calls"] == 10
