@@ -76,6 +76,7 @@ from ..records import (
     DELETE,
     INT64_MAX,
     INT64_MIN,
+    Action,
     CommitOutcome,
     Decision,
     DeleteOp,
@@ -564,54 +565,37 @@ class RedisBackend(Backend):
 
     def update(self, ns: str, key: str, now: int, decide: Decision[R]) -> R:
         """Read, decide in Python, write under WATCH; retried if the key changed."""
-        if not self._ready:
-            self._prepare()
-        space = self._layout.space(ns)
-        data = space.base + key
-        try:
-            if self._settings.cluster:
-                self._feed_mark(space.feed)
-            for _attempt in range(rc.WATCH_ATTEMPTS):
-                with self._client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(data)
-                        reply = self._eval(rc.GET_RECORD, (data,), (), client=pipe)
-                        old = rc.record_from_reply(reply, now) if reply else None
-                        write, result = decide(old)
-                        if write is None:
-                            return result
-                        pipe.multi()
-                        if isinstance(write, Write):
-                            pipe.execute_command(
-                                "EVAL",
-                                rc.WRITE.source,
-                                5,
-                                data,
-                                space.catalog,
-                                space.expiring,
-                                space.feed,
-                                space.log,
-                                *_write_args(key, write, old, now),
-                            )
-                        else:  # DELETE: the delete primitive's script, for this key
-                            names = self._delete_keys(space, [key])
-                            pipe.execute_command("EVAL", rc.DELETE.source, len(names), *names, key)
-                        pipe.execute()
-                        return result
-                    except redis_errors.WatchError:
-                        continue
-        except _DRIVER_ERRORS as exc:
-            raise self._fail(exc, "update") from exc
-        raise BackendError(
-            f"Redis server {self.location}: key {key!r} in namespace {ns!r} kept changing; "
-            f"gave up after {rc.WATCH_ATTEMPTS} attempts"
-        )
+
+        def decide_one(records: dict[str, Record | None]) -> tuple[dict[str, Action], R]:
+            write, result = decide(records[key])
+            return ({} if write is None else {key: write}), result
+
+        what = f"key {key!r} in namespace {ns!r}"
+        return self._watched(ns, [key], now, decide_one, "update", what)
 
     def update_many(self, ns: str, keys: Sequence[str], now: int, decide: MultiDecision[R]) -> R:
         """Read every key under WATCH, decide in Python, write in one MULTI; retried on change.
 
         The keys of one namespace share one hash slot, so the WATCH and the
         transaction touch one node of a Redis Cluster too.
+        """
+        what = f"keys in namespace {ns!r}"
+        return self._watched(ns, keys, now, decide, "update_many", what)
+
+    def _watched(
+        self,
+        ns: str,
+        keys: Sequence[str],
+        now: int,
+        decide: MultiDecision[R],
+        operation: str,
+        what: str,
+    ) -> R:
+        """Read ``keys`` under WATCH, ``decide``, apply in one MULTI; retried when one changed.
+
+        The writes run the same scripts as the primitives (so the indexes and
+        the feed stay right); when the MULTI holds more than one script, they
+        share one feed revision.
         """
         if not self._ready:
             self._prepare()
@@ -635,8 +619,9 @@ class RedisBackend(Backend):
                         if not writes and not doomed:
                             return result
                         pipe.multi()
-                        # The scripts of this MULTI share one feed revision.
-                        pipe.execute_command("EVAL", rc.FEED_JOIN.source, 1, space.feed)
+                        joined = len(writes) + bool(doomed) > 1
+                        if joined:
+                            pipe.execute_command("EVAL", rc.FEED_JOIN.source, 1, space.feed)
                         for key, write in writes:
                             pipe.execute_command(
                                 "EVAL",
@@ -654,15 +639,16 @@ class RedisBackend(Backend):
                             pipe.execute_command(
                                 "EVAL", rc.DELETE.source, len(names), *names, *doomed
                             )
-                        pipe.execute_command("HDEL", space.feed, "j")
+                        if joined:
+                            pipe.execute_command("HDEL", space.feed, "j")
                         pipe.execute()
                         return result
                     except redis_errors.WatchError:
                         continue
         except _DRIVER_ERRORS as exc:
-            raise self._fail(exc, "update_many") from exc
+            raise self._fail(exc, operation) from exc
         raise BackendError(
-            f"Redis server {self.location}: keys in namespace {ns!r} kept changing; "
+            f"Redis server {self.location}: {what} kept changing; "
             f"gave up after {rc.WATCH_ATTEMPTS} attempts"
         )
 
