@@ -252,3 +252,28 @@ async def test_inline_writes_leave_checkpoints_to_the_worker_threads(tmp_path: P
     # SQLite's autocheckpoint is 1,000 pages; the hand-over adds at most the
     # pages of CHECKPOINT_EVERY writes (a few each).
     assert wal_pages < 1000 + 8 * _sqlite_fast.CHECKPOINT_EVERY
+
+
+async def test_memory_get_runs_without_a_backend_coroutine_and_refuses_once_closed() -> None:
+    kv = keyshelf.open_async("memory://")
+    await kv.set("k", "v")
+    bridge = kv._backend
+    assert bridge.get_now is not None
+    awaited = 0
+    real = bridge.get
+
+    async def counting(*args: Any) -> Any:
+        nonlocal awaited
+        awaited += 1
+        return await real(*args)
+
+    bridge.get = counting
+    for _ in range(1000):
+        assert await kv.get("k") == "v"
+    # The backend's coroutine is awaited only when the loop is due a turn
+    # (a clock check every 16th call), not on every call.
+    assert awaited < 1000 // 16 + 1
+    await kv.aclose()
+    for _ in range(32):  # every call, not only those that read the clock
+        with pytest.raises(keyshelf.StoreClosedError):
+            await kv.get("k")

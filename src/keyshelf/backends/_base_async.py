@@ -70,6 +70,17 @@ class AsyncBackend(ABC):
     #: default: the defaults raise UnsupportedOperationError.
     change_feed: bool = False
 
+    if True:  # ASYNC
+        #: None, or a plain function that does :meth:`get` on the calling
+        #: thread without awaiting (same arguments, same answer), offered by a
+        #: backend whose reads never wait (the memory backend's bridge). It
+        #: answers :data:`AWAIT` instead, having done nothing, when the caller
+        #: must await :meth:`get` (which then also gives the event loop a
+        #: turn). The async store's ``get`` calls it: one coroutine per call
+        #: instead of two (the store's and the backend's), ~0.2 µs of a ~0.7 µs
+        #: memory get.
+        get_now: Callable[[str, str, int], Any] | None = None
+
     # -- abstract primitives: every backend writes these ----------------------
 
     @abstractmethod
@@ -416,6 +427,11 @@ class AsyncBackend(ABC):
         else:
             time.sleep(min(timeout, FEED_POLL_INTERVAL))
 
+
+if True:  # ASYNC
+    #: What :attr:`AsyncBackend.get_now` answers when the caller must await
+    #: :meth:`AsyncBackend.get` instead (a get answers None or a tuple, never this).
+    AWAIT: Any = object()
 
 # Every key, for the defaults above.
 _ALL = compile_pattern("*")

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import StoreClosedError
-from ._base_async import AsyncBackend
+from ._base_async import AWAIT, AsyncBackend
 from ._fastpath import SLICE, FastPath, WouldBlock
 from .base import Backend
 
@@ -82,6 +82,13 @@ class _AsyncBridge(AsyncBackend):
             method.__name__ = name
             setattr(self, name, method)
             self._bound[name] = method
+        if self._executor is None:
+            # The memory backend's get, offered as a plain function to the
+            # async store (see AsyncBackend.get_now): the store's coroutine is
+            # then the only one per call. Its coroutine, awaited only when
+            # get_now answers AWAIT, checks the clock on every call.
+            self.get_now = self._now(backend.get)
+            self.get = self._bound["get"] = self._checked(backend.get)  # type: ignore[method-assign]
         # A plain method, not a primitive: called inline on the loop's thread
         # (it does no I/O that can wait), and only if the backend has one.
         note_reads = backend.note_reads
@@ -154,6 +161,27 @@ class _AsyncBridge(AsyncBackend):
 
         return three if arity == 3 else four if arity == 4 else call
 
+    def _now(self, fn: Callable[[str, str, int], Any]) -> Callable[[str, str, int], Any]:
+        # As the hot coroutines of _inline: the clock is read on every 16th call.
+        calls = 0
+
+        def now(a: str, b: str, c: int) -> Any:
+            nonlocal calls
+            calls += 1
+            if not calls & 15 and _clock() >= self._turn_ends:
+                return AWAIT  # the store awaits get, which gives the loop its turn
+            return fn(a, b, c)
+
+        return now
+
+    def _checked(self, fn: Callable[[str, str, int], Any]) -> Callable[..., Any]:
+        async def get(a: str, b: str, c: int) -> Any:
+            if _clock() >= self._turn_ends:
+                await self._turn()
+            return fn(a, b, c)
+
+        return get
+
     def _fast(
         self, attempt: Callable[..., Any], fn: Callable[..., Any], arity: int | None
     ) -> Callable[..., Any]:
@@ -218,6 +246,7 @@ class _AsyncBridge(AsyncBackend):
         finally:
             self._closed = True
             self._turn_ends = -math.inf  # the inline calls' closed check (see _turn)
+            self.get_now = None  # the store awaits get, which now refuses
             # Every primitive now raises StoreClosedError at once: the hot
             # coroutines of memory do not test _closed on each call.
             # (A subclass's own replacement of a primitive is left alone.)
