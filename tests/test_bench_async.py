@@ -42,7 +42,12 @@ def test_async_group_smoke(
     report = json.loads(out.read_text())
     sqlite = report["groups"]["async sqlite"]["operations"]
     for op in ("get hit", "set", "increment"):
-        assert set(sqlite[op]) == {"keyshelf async", "keyshelf sync", "aiosqlite"}
+        assert set(sqlite[op]) == {
+            "keyshelf async",
+            "keyshelf sync",
+            "aiosqlite",
+            "aiosqlite one hop",
+        }
         assert all(s["calls"] == 10 for s in sqlite[op].values())
     memory = report["groups"]["async memory"]["operations"]
     assert set(memory["get hit"]) == {"keyshelf async", "keyshelf sync"}
