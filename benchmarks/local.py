@@ -12,7 +12,14 @@ SQLite: keyshelf's SQLite backend against
   ceiling, no abstraction at all;
 * diskcache ``Cache`` (defaults: WAL, ``synchronous=NORMAL``, pickled values);
 * sqlitedict ``SqliteDict`` with ``autocommit=True`` in WAL mode, as it is
-  usually opened (its writes return before they are committed).
+  usually opened (its writes return before they are committed);
+* *bare* stdlib ``sqlite3`` as a user following the module's documentation
+  writes it (:class:`BareSQLite`): a ``(key, value, expiry)`` table, an
+  ``INSERT ... ON CONFLICT DO UPDATE`` per set, values as orjson bytes. Twice:
+  with the defaults ``sqlite3.connect()`` gives (rollback journal,
+  ``synchronous=FULL``, a ``with con:`` commit per write), and in WAL mode with
+  ``synchronous=NORMAL`` on an autocommit connection, the settings keyshelf
+  uses, so that the difference between the two is visible on its own.
 
 Each contestant has the same operations (:data:`benchmarks.workload.OPS`)
 over the same keys, a ``load`` that fills it with the listing keys, and a
@@ -256,6 +263,90 @@ class LockedDict(Contestant):
         }
 
 
+#: A value of about 1 KB of JSON (a user profile with a few nested records):
+#: keyshelf's cost of a write grows with the value (it is checked and encoded,
+#: a copy is stored), cachetools' does not (it stores a reference).
+PROFILE = {
+    "user_id": 48213,
+    "name": "Alice Example",
+    "email": "alice@example.com",
+    "roles": ["admin", "editor", "viewer"],
+    "settings": {"theme": "dark", "language": "en-GB", "timezone": "Europe/London"},
+    "addresses": [
+        {"kind": kind, "street": "1 Long Road", "city": "Cambridge", "postcode": "CB1 1AA"}
+        for kind in ("home", "work", "billing")
+    ],
+    "recent": [{"page": f"/items/{n}", "at": 1700000000 + n, "ok": True} for n in range(8)],
+    "csrf": "9f8e7d6c5b4a3f2e1d0c",
+    "login_at": 1700000000,
+}
+
+#: history= of the feed-on variant: the change feed keeps this many changes.
+VARIANT_HISTORY = 10_000
+
+
+class MemoryVariants(Contestant):
+    """keyshelf ``memory://`` under the conditions that move the issue's figures.
+
+    Each operation is named after what differs from the main table: a larger
+    value (``1 KB value``), the change feed switched on
+    (``history=10000``), the read-through cache tier (``cache='memory'``).
+    :class:`CachetoolsVariants` runs the same keys and values on a plain
+    ``TTLCache``, so each ratio shows what that one condition costs.
+    """
+
+    name = "keyshelf memory"
+    keyshelf = True
+
+    def __init__(self, workdir: Path, listing_keys: int) -> None:
+        super().__init__(workdir, listing_keys)
+        self.stores = {
+            "default": keyshelf.open("memory://"),
+            "feed": keyshelf.open("memory://", history=VARIANT_HISTORY),
+            "cache": keyshelf.open("memory://", cache="memory"),
+        }
+
+    def load(self) -> None:
+        for kv in self.stores.values():
+            for start in range(0, self.k.n, 10_000):
+                kv.mset(dict.fromkeys(self.k.users[start : start + 10_000], SESSION))
+
+    def ops(self) -> dict[str, Op]:
+        k, plain = self.k, self.stores["default"]
+        feed, cached = self.stores["feed"], self.stores["cache"]
+        profiles = [dict.fromkeys(batch, PROFILE) for batch in k.batches]
+        return {
+            "set, 1 KB value": Op(lambda i: plain.set(k.hit(i), PROFILE)),
+            "mset 100, 1 KB values": Op(lambda i: plain.mset(profiles[i % len(profiles)])),
+            "set, history=10000": Op(lambda i: feed.set(k.hit(i), SESSION)),
+            "set with TTL, history=10000": Op(lambda i: feed.set(k.ttl_key(i), SESSION, ttl=TTL)),
+            "mset 100, history=10000": Op(lambda i: feed.mset(k.mapping(i))),
+            "set, cache='memory'": Op(lambda i: cached.set(k.hit(i), SESSION)),
+        }
+
+    def close(self) -> None:
+        for kv in self.stores.values():
+            kv.close()
+
+
+class CachetoolsVariants(CachetoolsTTL):
+    """The anchor of :class:`MemoryVariants`: the same keys and values in a ``TTLCache``."""
+
+    def ops(self) -> dict[str, Op]:
+        c, k = self.cache, self.k
+        profiles = [dict.fromkeys(batch, PROFILE) for batch in k.batches]
+        plain_set = Op(lambda i: c.__setitem__(k.hit(i), SESSION))
+        mset = Op(lambda i: c.update(k.mapping(i)))
+        return {
+            "set, 1 KB value": Op(lambda i: c.__setitem__(k.hit(i), PROFILE)),
+            "mset 100, 1 KB values": Op(lambda i: c.update(profiles[i % len(profiles)])),
+            "set, history=10000": plain_set,
+            "set with TTL, history=10000": Op(lambda i: c.__setitem__(k.ttl_key(i), SESSION)),
+            "mset 100, history=10000": mset,
+            "set, cache='memory'": plain_set,
+        }
+
+
 # ---------------------------------------------------------------------------
 # SQLite anchors
 # ---------------------------------------------------------------------------
@@ -349,6 +440,151 @@ class RawSQLite(Contestant):
 
         def listing(i: int) -> list[str]:
             return [key for (key,) in execute(listing_sql, (ns, PREFIX, upper, now()))]
+
+        return {
+            "set": Op(lambda i: put(k.hit(i), SESSION)),
+            "get hit": Op(lambda i: get(k.hit(i))),
+            "get miss": Op(lambda i: get(k.miss(i))),
+            "set with TTL": Op(lambda i: put(k.ttl_key(i), SESSION, TTL)),
+            "set (int)": Op(lambda i: put(k.int_key(i), i)),
+            "get hit (int)": Op(lambda i: get(k.int_key(i))),
+            "increment": Op(incr),
+            "delete": Op(delete, prepare=lambda i: put(k.delete(i), SESSION)),
+            "mset 100": Op(lambda i: self.put_rows(k.mapping(i).items())),
+            "mget 100": Op(mget),
+            "list user:1*": Op(listing, calls=LIST_CALLS_INDEXED, warmup=2),
+        }
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class BareSQLite(Contestant):
+    """A hand-written store on stdlib ``sqlite3``: the table and statements a user writes.
+
+    ``CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expiry REAL)``
+    (a rowid table with its automatic key index, the usual shape), expiry as a
+    ``time.time()`` instant, values as orjson bytes (the JSON library keyshelf
+    itself uses, so that the comparison is about the storage, not about
+    ``json.dumps``, which costs a few microseconds more per session). No
+    namespace, no type (an int comes back as an int only because JSON says
+    so; a tuple would come back a list), no metadata, no versions, no index
+    on the expiry (a purge would scan the table).
+
+    ``wal=False``: ``sqlite3.connect(path)`` and nothing else, as the
+    module's documentation shows it: the rollback journal, ``synchronous=FULL``
+    and a ``with con:`` block (one commit) per write. ``wal=True``: the same
+    table in WAL mode with ``synchronous=NORMAL`` on an autocommit connection
+    (``isolation_level=None``), keyshelf's own journal settings.
+    """
+
+    def __init__(self, workdir: Path, listing_keys: int, *, wal: bool) -> None:
+        super().__init__(workdir, listing_keys)
+        self.wal = wal
+        self.name = "bare sqlite3 WAL" if wal else "bare sqlite3 defaults"
+        self.path = workdir / ("bare-wal.db" if wal else "bare-defaults.db")
+        if wal:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            self.conn = sqlite3.connect(self.path, check_same_thread=False)
+        with self._writing():
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS kv "
+                "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expiry REAL)"
+            )
+
+    UPSERT = (
+        "INSERT INTO kv (key, value, expiry) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expiry = excluded.expiry"
+    )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One committed write transaction, the way each journal setting is used."""
+        if self.wal:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        else:
+            with self.conn:  # commits, or rolls back on an exception
+                yield
+
+    def put_rows(self, items: Any, expiry: float | None = None) -> None:
+        rows = [(key, orjson.dumps(value), expiry) for key, value in items]
+        with self._writing():
+            self.conn.executemany(self.UPSERT, rows)
+
+    def load(self) -> None:
+        k = self.k
+        for start in range(0, k.n, 10_000):
+            self.put_rows((key, SESSION) for key in k.users[start : start + 10_000])
+        self.put_rows((key, 7) for key in k.ints)
+        self.put_rows([("counter", 0)])
+
+    def ops(self) -> dict[str, Op]:
+        conn, k, wal, now = self.conn, self.k, self.wal, time.time
+        execute, upsert = conn.execute, self.UPSERT
+        dumps, loads = orjson.dumps, orjson.loads
+
+        if wal:
+
+            def put(key: str, value: Any, ttl: float | None = None) -> None:
+                expiry = None if ttl is None else now() + ttl
+                execute(upsert, (key, dumps(value), expiry))  # autocommit: one commit
+
+        else:
+
+            def put(key: str, value: Any, ttl: float | None = None) -> None:
+                expiry = None if ttl is None else now() + ttl
+                with conn:
+                    execute(upsert, (key, dumps(value), expiry))
+
+        def get(key: str) -> Any:
+            row = execute("SELECT value, expiry FROM kv WHERE key = ?", (key,)).fetchone()
+            if row is None or (row[1] is not None and row[1] <= now()):
+                return None
+            return loads(row[0])
+
+        def incr(i: int) -> int:
+            # Read, add, write back in one write transaction (no lost update).
+            with self._writing():
+                row = execute("SELECT value FROM kv WHERE key = 'counter'").fetchone()
+                value = (0 if row is None else int(loads(row[0]))) + 1
+                execute(upsert, ("counter", dumps(value), None))
+            return value
+
+        def delete(i: int) -> bool:
+            t = now()
+            with self._writing():
+                rows = execute(
+                    "DELETE FROM kv WHERE key = ? RETURNING expiry", (k.delete(i),)
+                ).fetchall()
+            return any(exp is None or exp > t for (exp,) in rows)
+
+        many = f"SELECT key, value, expiry FROM kv WHERE key IN ({', '.join('?' * 100)})"
+
+        def mget(i: int) -> dict[str, Any]:
+            t = now()
+            return {
+                key: loads(value)
+                for key, value, exp in execute(many, k.batch(i))
+                if exp is None or exp > t
+            }
+
+        upper = PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1)
+        listing_sql = (
+            "SELECT key FROM kv WHERE key >= ? AND key < ? "
+            "AND (expiry IS NULL OR expiry > ?) ORDER BY key"
+        )
+
+        def listing(i: int) -> list[str]:
+            return [key for (key,) in execute(listing_sql, (PREFIX, upper, now()))]
 
         return {
             "set": Op(lambda i: put(k.hit(i), SESSION)),

@@ -50,15 +50,30 @@ def test_runner_smoke(runner: object, tmp_path: Path, capsys: pytest.CaptureFixt
     printed = capsys.readouterr().out
     assert "### memory backend" in printed
     assert "### SQLite backend" in printed
-    assert "### Targets (issue 7)" in printed
+    assert "### Targets (issues 7 and 18)" in printed
+    assert "### memory backend: what moves the figures" in printed
 
     report = json.loads(out.read_text())
     memory = report["groups"]["memory"]["operations"]
     sqlite = report["groups"]["sqlite"]["operations"]
     for op in ("set", "get hit", "get miss", "increment", "delete", "mset 100", "mget 100"):
         assert set(memory[op]) == {"keyshelf memory", "cachetools TTLCache", "dict + lock"}
-        assert {"keyshelf sqlite", "raw sqlite3", "diskcache"} <= set(sqlite[op])
+        assert {
+            "keyshelf sqlite",
+            "bare sqlite3 WAL",
+            "bare sqlite3 defaults",
+            "raw sqlite3",
+            "diskcache",
+        } <= set(sqlite[op])
         assert sqlite[op]["keyshelf sqlite"]["calls"] == 10
+        assert sqlite[op]["bare sqlite3 defaults"]["calls"] == 10
+    variants = report["groups"]["memory variants"]["operations"]
+    assert {"set, 1 KB value", "set, history=10000", "mset 100, history=10000"} <= set(variants)
+    for by_name in variants.values():
+        assert set(by_name) == {"keyshelf memory", "cachetools TTLCache"}
+    issue18 = {t["what"] for t in report["targets"] if t["what"].startswith("issue 18")}
+    assert "issue 18: SQLite set ÷ bare sqlite3 WAL" in issue18
+    assert "issue 18: memory mset 100 ÷ cachetools TTLCache" in issue18
     assert set(report["bulk"]["results"]) == {
         "keyshelf sqlite",
         "raw sqlite3",
