@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import threading
 import weakref
 from contextlib import suppress
@@ -93,6 +94,9 @@ class BoundedConnection(AsyncConnection[Any]):
     """
 
     limit: float | None = None
+    #: A poll(2) object watching the socket for input (set when connected):
+    #: the health check of an idle connection is one ``poll`` when it holds none.
+    poller: select.poll | None = None
     #: Set when the server announced, while the connection sat idle, that it is
     #: closing it (a FATAL message, e.g. from pg_terminate_backend).
     server_closing = False
@@ -179,6 +183,9 @@ class AsyncConnections:
                     raise
                 connections._last_connect_error = ""
                 conn.limit = limit
+                if hasattr(select, "poll"):  # not on Windows: the check then reads at once
+                    conn.poller = select.poll()
+                    conn.poller.register(conn.pgconn.socket, select.POLLIN)
                 conn.add_notice_handler(functools.partial(_note_closing, weakref.ref(conn)))
                 return conn
 
@@ -234,6 +241,11 @@ class AsyncConnections:
         pgconn = conn.pgconn
         if pgconn.status != ConnStatus.OK:
             return False
+        poller = getattr(conn, "poller", None)
+        if poller is not None and not poller.poll(0):
+            # Nothing arrived while it sat idle (the common case, one system
+            # call): a closed or closing server would have left input or EOF.
+            return not getattr(conn, "server_closing", False)
         try:
             # Twice: a terminated backend sends its last message, then closes;
             # the first read takes the message, the second meets the end.
