@@ -44,6 +44,20 @@ def write_lock(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def count_hand_overs(kv: keyshelf.AsyncStore) -> list[int]:
+    """A one-item list that counts the calls the store's bridge hands to a worker thread."""
+    bridge = kv._backend
+    handed = [0]
+    real = bridge._in_thread
+
+    async def counting(fn: Any, args: Any, kwargs: Any) -> Any:
+        handed[0] += 1
+        return await real(fn, args, kwargs)
+
+    bridge._in_thread = counting
+    return handed
+
+
 def test_hot_primitives_take_exactly_the_arguments_the_bridge_passes() -> None:
     for name, arity in _bridge._POSITIONAL.items():
         params = list(inspect.signature(getattr(AsyncBackend, name)).parameters.values())[1:]
@@ -56,16 +70,19 @@ async def test_a_locked_write_waits_in_the_thread_while_the_loop_runs(tmp_path: 
     async with keyshelf.open_async(f"sqlite:///{path}") as kv:
         await kv.set("seen", "before")
         backend = kv._backend.backend
+        handed = count_hand_overs(kv)
         with write_lock(path):
             writes = [
                 asyncio.create_task(kv.set("k", 1)),
                 asyncio.create_task(kv.increment("missing")),  # a BEGIN IMMEDIATE transaction
                 asyncio.create_task(kv.increment("seen-count")),  # the one-statement UPDATE path
             ]
-            # The loop runs: inline reads complete while the lock is held (WAL).
-            for _ in range(20):
+            # The loop runs: inline reads complete while the lock is held (WAL),
+            # and the lock is held until every write has given up its inline
+            # retries and waits in a worker thread.
+            while handed[0] < 3:
                 assert await kv.get("seen") == "before"
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.001)
             assert not any(task.done() for task in writes)
             # The failed inline attempts left the loop's connection clean.
             assert getattr(backend._local, "nowait", False)
@@ -277,3 +294,35 @@ async def test_memory_get_runs_without_a_backend_coroutine_and_refuses_once_clos
     for _ in range(32):  # every call, not only those that read the clock
         with pytest.raises(keyshelf.StoreClosedError):
             await kv.get("k")
+
+
+async def test_a_write_that_finds_a_short_lock_retries_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retries enough for any scheduling hiccup: the lock below is released
+    # as soon as every write has failed once, and only then do they succeed.
+    monkeypatch.setattr(_bridge, "BUSY_RETRIES", (0.001,) * 2000)
+    path = tmp_path / "r.db"
+    async with keyshelf.open_async(f"sqlite:///{path}") as kv:
+        await kv.set("n", 1)
+        handed = count_hand_overs(kv)
+        bridge = kv._backend
+        busy = [0]
+        real = bridge._retry
+
+        async def counting(*args: Any) -> Any:
+            busy[0] += 1
+            return await real(*args)
+
+        bridge._retry = counting
+        with write_lock(path):
+            writes = [
+                asyncio.create_task(kv.set("k", 1)),
+                asyncio.create_task(kv.increment("n")),
+                asyncio.create_task(kv.increment("new")),
+            ]
+            while busy[0] < 3:  # every write found the lock taken
+                await asyncio.sleep(0)
+            assert not any(task.done() for task in writes)
+        assert [await task for task in writes] == [True, 2, 1]
+        assert handed[0] == 0  # every write ran on the loop's thread

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import StoreClosedError
 from ._base_async import AWAIT, AsyncBackend
-from ._fastpath import SLICE, FastPath, WouldBlock
+from ._fastpath import BUSY_RETRIES, SLICE, Busy, FastPath, WouldBlock
 from .base import Backend
 
 _clock = time.perf_counter
@@ -190,6 +190,8 @@ class _AsyncBridge(AsyncBackend):
                 await self._turn()
             try:
                 return attempt(a, b, c)
+            except Busy:
+                return await self._retry(attempt, fn, (a, b, c), {})
             except WouldBlock:
                 pass
             return await self._in_thread(fn, (a, b, c), {})
@@ -199,6 +201,8 @@ class _AsyncBridge(AsyncBackend):
                 await self._turn()
             try:
                 return attempt(a, b, c, d)
+            except Busy:
+                return await self._retry(attempt, fn, (a, b, c, d), {})
             except WouldBlock:
                 pass
             return await self._in_thread(fn, (a, b, c, d), {})
@@ -208,11 +212,38 @@ class _AsyncBridge(AsyncBackend):
                 await self._turn()
             try:
                 return attempt(*args, **kwargs)
+            except Busy:
+                return await self._retry(attempt, fn, args, kwargs)
             except WouldBlock:
                 pass
             return await self._in_thread(fn, args, kwargs)
 
         return three if arity == 3 else four if arity == 4 else call
+
+    async def _retry(
+        self,
+        attempt: Callable[..., Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A call whose inline attempt found the database locked: see :class:`Busy`.
+
+        Sleeps on the loop and tries inline again, at most ``BUSY_RETRIES``
+        times; then (or on a :class:`WouldBlock` that is not busy) the call
+        runs in a worker thread. Every attempt that failed changed nothing.
+        """
+        for delay in BUSY_RETRIES:
+            await asyncio.sleep(delay)
+            if self._closed:
+                raise self._closed_error()
+            try:
+                return attempt(*args, **kwargs)
+            except Busy:
+                continue
+            except WouldBlock:
+                break
+        return await self._in_thread(fn, args, kwargs)
 
     def _threaded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         async def call(*args: Any, **kwargs: Any) -> Any:

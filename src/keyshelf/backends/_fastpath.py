@@ -34,5 +34,24 @@ class WouldBlock(Exception):  # noqa: N818 (a signal between bridge and backend,
     """
 
 
+class Busy(WouldBlock):
+    """Raised by an inline attempt that found the database locked by another connection.
+
+    Like :class:`WouldBlock`, it changed nothing. The lock is usually held for
+    one short write (tens of µs), so the bridge tries the call inline again
+    after the sleeps of :data:`BUSY_RETRIES` (the loop runs other tasks
+    meanwhile) before it hands it to a worker thread.
+    """
+
+
+#: Seconds the bridge sleeps on the event loop before each new inline attempt
+#: of a call that raised :class:`Busy` (the first sleeps of SQLite's own busy
+#: handler, 1, 2 and 5 ms); after the last, the call goes to a worker thread,
+#: which waits for the lock as the sync API does. A worker thread that runs
+#: a call needs the GIL for its Python parts and hands it back and forth with
+#: the loop's thread, which is one cause of stalls under contention.
+BUSY_RETRIES = (0.001, 0.002, 0.005)
+
+
 #: Primitive name -> the function that tries it inline (same arguments).
 FastPath = Mapping[str, Callable[..., Any]]

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._fastpath import FastPath, WouldBlock
+from ._fastpath import Busy, FastPath, WouldBlock
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteBackend
@@ -111,7 +111,10 @@ def _attempt(backend: SQLiteBackend, name: str) -> Callable[..., Any]:
                 raise WouldBlock
             if not getattr(backend._local, "nowait", False):
                 nowait()
-            return fn(ns, keys, *args)
+            try:
+                return fn(ns, keys, *args)
+            except WouldBlock as exc:  # the backend's only one: SQLITE_BUSY
+                raise Busy from exc
 
         return batch
 
@@ -126,13 +129,19 @@ def _attempt(backend: SQLiteBackend, name: str) -> Callable[..., Any]:
                 # Lets the worker thread's connection, which checkpoints
                 # (SQLite's autocheckpoint), commit this one write; see above.
                 raise WouldBlock
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except WouldBlock as exc:  # the backend's only one: SQLITE_BUSY
+                raise Busy from exc
 
         return write
 
     def one(*args: Any, **kwargs: Any) -> Any:
         if not getattr(backend._local, "nowait", False):
             nowait()
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except WouldBlock as exc:  # the backend's only one: SQLITE_BUSY
+            raise Busy from exc
 
     return one
