@@ -554,11 +554,86 @@ def loop_stall(
     )
 
 
+def floor_stall(
+    path: Path,
+    *,
+    seconds: float = 3.0,
+    tasks: int = 8,
+    writers: int = 2,
+    busy_us: float = 30.0,
+    period: float = 0.001,
+) -> StallResult:
+    """The machine's floor: the heartbeat of :func:`loop_stall` with no keyshelf call.
+
+    The same writer processes on the same kind of file, and ``tasks`` tasks
+    that each keep the loop busy ``busy_us`` of plain Python per turn (about
+    one inline call of the contention scenario: median ~30 µs) and then
+    yield. What the heartbeat sees here is the OS's scheduling of a busy
+    loop thread next to the writers and the machine's other jobs: no
+    library code runs, no thread, no GIL hand-off, no SQLite.
+    """
+    url = f"sqlite:///{path}"
+    keyshelf.open(url).close()
+    busy = busy_us / 1e6
+    with _writers(path, writers, 0.0, 0.0, 0) as (_stop, procs):
+
+        async def main() -> tuple[list[float], int]:
+            stalls: list[float] = []
+            done = asyncio.Event()
+
+            async def heartbeat() -> None:
+                last = time.perf_counter()
+                while not done.is_set():
+                    await asyncio.sleep(period)
+                    now = time.perf_counter()
+                    stalls.append(max(0.0, (now - last - period) * 1000))
+                    last = now
+
+            async def spin() -> int:
+                n = 0
+                while not done.is_set():
+                    t0 = time.perf_counter()
+                    while time.perf_counter() - t0 < busy:
+                        pass
+                    n += 1
+                    await asyncio.sleep(0)
+                return n
+
+            beat = asyncio.create_task(heartbeat())
+            spinners = [asyncio.create_task(spin()) for _ in range(tasks)]
+            await asyncio.sleep(seconds)
+            done.set()
+            turns = sum(await asyncio.gather(*spinners))
+            await beat
+            return stalls, turns
+
+        stalls, turns = asyncio.run(main())
+    outs = [int(p.stdout.read().strip() or 0) if p.stdout else 0 for p in procs]
+    with keyshelf.open(url) as kv:
+        counters = [kv.get(f"writer:{i}", 0) for i in range(writers)]
+    return StallResult(
+        ticks=len(stalls),
+        stalls_ms=stalls,
+        task_calls=turns,
+        increments=0,
+        counter=0,
+        writer_calls=outs,
+        writer_counters=counters,
+        handed_over=0,
+        longest_inline_ms=0.0,
+    )
+
+
+#: The floor scenario's label (:func:`floor_stall`).
+FLOOR = "no keyshelf: 8 tasks each busy 30 µs per turn, writers hammering (the machine's floor)"
+
 #: The stall scenarios: label -> (writers' lock hold in ms, their pause in ms,
-#: fast path on). Writers hammering keep 2 CPUs busy by themselves: on a
-#: 2-core machine the loop's thread then waits for a CPU, whatever it runs.
-SCENARIOS = {
+#: fast path on; None: :func:`floor_stall`, no keyshelf call at all). Writers
+#: hammering keep 2 CPUs busy by themselves: on a 2-core machine the loop's
+#: thread then waits for a CPU, whatever it runs.
+SCENARIOS: dict[str, tuple[float, float, bool | None]] = {
     "writers hammering": (0.0, 0.0, True),
+    FLOOR: (0.0, 0.0, None),
     "writers hammering, every call in the thread (no fast path)": (0.0, 0.0, False),
     "writers paced (a pause of 1 ms per 2 writes)": (0.0, 1.0, True),
     "writers holding the lock 100 ms at a time": (100.0, 0.0, True),
@@ -569,9 +644,11 @@ def stall(workdir: Path, *, seconds: float, log: Callable[[str], None]) -> dict[
     """The loop-stall figures of the issue's scenario, and two variants for context."""
     out: dict[str, Any] = {}
     for n, (label, (hold, pause, fast)) in enumerate(SCENARIOS.items()):
-        result = loop_stall(
-            workdir / f"stall-{n}.db", seconds=seconds, hold_ms=hold, pause_ms=pause, fast_path=fast
-        )
+        path = workdir / f"stall-{n}.db"
+        if fast is None:
+            result = floor_stall(path, seconds=seconds)
+        else:
+            result = loop_stall(path, seconds=seconds, hold_ms=hold, pause_ms=pause, fast_path=fast)
         if result.counter != result.increments or result.writer_counters != result.writer_calls:
             raise AssertionError(f"lost updates under contention: {result}")
         out[label] = result.as_dict()
