@@ -21,7 +21,7 @@ from .errors import (
     UndecodableValueWarning,
     ValueTooLargeError,
 )
-from .expiry import Clock, expires_at, now_ms, ttl_seconds
+from .expiry import MAX_TTL_SECONDS, Clock, expires_at, now_ms, ttl_seconds
 from .keys import check_key, check_keys, check_namespace
 from .patterns import Matcher, compile_pattern
 from .records import KEEP, Meta, Value
@@ -165,19 +165,28 @@ class StoreCore(Generic[B]):
     ) -> tuple[str, Value, Meta, int, int | None]:
         """Validate and encode everything ``set`` needs before any I/O."""
         checked = check_key(key)
-        encoded = self._encode(checked, value)
+        # _encode, inlined: every set runs it.
+        tag, payload = self._codec.encode(value)
+        size = len(payload) if type(payload) is bytes else payload_size(tag, payload)
+        if size > self._max_value_size:
+            raise self._too_large(checked, size)
+        encoded = (tag, payload)
         meta: Meta = KEEP
         if metadata is not None:
             user, meta_ttl = self._metadata(metadata)
             if ttl is None:
                 ttl = meta_ttl
             meta = self._codec.encode_metadata(user)
-        if ttl is None:  # _times inlined for the common case
-            return checked, encoded, meta, now_ms(self._clock), None
+        now = now_ms(self._clock)  # _times inlined
+        if ttl is None:
+            return checked, encoded, meta, now, None
         if keep_ttl:
             raise InvalidArgumentError("keep_ttl cannot be combined with a ttl")
-        now, expires = self._times(ttl)
-        return checked, encoded, meta, now, expires
+        if type(ttl) is int and 0 < ttl <= MAX_TTL_SECONDS:
+            # What expires_at() computes for a whole number of seconds: exact
+            # in floats up to MAX_TTL_SECONDS * 1000 < 2**53, so no rounding.
+            return checked, encoded, meta, now, now + ttl * 1000
+        return checked, encoded, meta, now, expires_at(now, ttl)
 
     def _merge_metadata(self, metadata: dict[str, Any], replace: bool) -> Any:
         codec = self._codec

@@ -165,10 +165,14 @@ class AsyncStore(StoreCore[AsyncBackend]):
         user metadata; ``metadata={...}`` replaces it (a ``ttl`` entry in it
         sets the expiry when ``ttl`` is not given).
         """
-        # Flags are truth values; backends bind them as SQL parameters, so pass real bools.
-        nx, xx, keep_ttl = bool(nx), bool(xx), bool(keep_ttl)
-        if nx and xx:
-            raise InvalidArgumentError("nx and xx cannot both be set")
+        # Flags are truth values; backends bind them as SQL parameters, so pass
+        # real bools (three bool() calls only when one is set: a plain set is hot).
+        if nx or xx or keep_ttl:
+            nx, xx, keep_ttl = bool(nx), bool(xx), bool(keep_ttl)
+            if nx and xx:
+                raise InvalidArgumentError("nx and xx cannot both be set")
+        else:
+            nx = xx = keep_ttl = False
         key, encoded, meta, now, expires = self._prepare_set(key, value, ttl, metadata, keep_ttl)
         return await self._backend.put(
             self._ns, key, encoded, expires, meta, now, nx=nx, xx=xx, keep_ttl=keep_ttl

@@ -628,7 +628,18 @@ class Codec:
             if _I64_MIN <= v <= _I64_MAX:
                 return TAG_INT, v
             return TAG_BIGINT, _int_text(v)
-        if t is dict or t is list:
+        if t is dict:
+            # _encode_tree's common case, inlined: a plain JSON dict is one walk
+            # and one dump. Anything else (a tag to add, a value to refuse, a
+            # tree too deep, text orjson refuses) takes _encode_tree from the
+            # start, which decides it in full.
+            try:
+                if _plain_dict(v, 0):
+                    return TAG_JSON, _dumps(v)
+            except (_TooDeepError, RecursionError, _RefusedError, _JSONEncodeError):
+                pass
+            return _encode_tree(v)
+        if t is list:
             return _encode_tree(v)
         if t is float:
             # finite ("v - v" is nan for inf and nan) and not -0.0

@@ -64,8 +64,17 @@ def check_key(key: object) -> str:
     """Return ``key`` if it follows the key rules, else raise InvalidKeyError."""
     # Exact str only: an unhashable key must not reach the set, and a str
     # subclass equal to a cached key must not skip the type rule.
-    if type(key) is str and key in _valid_cache:
-        return key
+    if type(key) is str:
+        if key in _valid_cache:
+            return key
+        # The rules of _problem for the common case, inline (as check_keys has
+        # them): a key outside the cache, e.g. one of many keys written in
+        # turn, costs a few string tests instead of _problem and _remember.
+        if 0 < len(key) <= MAX_KEY_LENGTH and key.isprintable() and not key.startswith("__"):
+            if len(_valid_cache) >= _VALID_CACHE_LIMIT:
+                _valid_cache.clear()
+            _valid_cache.add(key)
+            return key
     message = _problem(key, "Key")
     if message is not None:
         raise InvalidKeyError(message)
