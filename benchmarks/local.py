@@ -46,6 +46,22 @@ from keyshelf.backends.sqlite import SQLiteBackend
 from .timing import Op
 from .workload import PATTERN, PREFIX, SESSION, TTL, keys_for
 
+#: "set" writes the very session every key already holds. SQLite notices when
+#: an updated row's bytes are unchanged and leaves the page clean, so the
+#: commit of a (key, value, expiry) table writes nothing at all, while a
+#: keyshelf row always changes (``updated_at`` and ``version``). This
+#: operation writes a session the key does not hold (``login_at`` differs
+#: from every stored one, for fewer than 100,000 calls per operation), so
+#: every side commits a real change: the comparison of two writes.
+NEW_VALUE = "set (new value)"
+_NEW_VALUES = [{**SESSION, "login_at": 1_700_000_001 + n} for n in range(1000)]
+
+
+def new_value(i: int) -> dict[str, object]:
+    """A session that differs from the one stored under every key of the workload."""
+    return _NEW_VALUES[i % 1000]
+
+
 # Listing is not a single-key operation: far fewer calls per round.
 LIST_CALLS_INDEXED = 40
 LIST_CALLS_SCAN = 8
@@ -114,6 +130,7 @@ class KeyshelfStore(Contestant):
         kv, k = self.kv, self.k
         return {
             "set": Op(lambda i: kv.set(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: kv.set(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: kv.get(k.hit(i))),
             "get miss": Op(lambda i: kv.get(k.miss(i))),
             "set with TTL": Op(lambda i: kv.set(k.ttl_key(i), SESSION, ttl=TTL)),
@@ -168,6 +185,7 @@ class CachetoolsTTL(Contestant):
 
         return {
             "set": Op(lambda i: c.__setitem__(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: c.__setitem__(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: get(k.hit(i))),
             "get miss": Op(lambda i: get(k.miss(i))),
             # Every entry of a TTLCache has the cache's TTL.
@@ -250,6 +268,7 @@ class LockedDict(Contestant):
 
         return {
             "set": Op(lambda i: put(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: put(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: get(k.hit(i))),
             "get miss": Op(lambda i: get(k.miss(i))),
             "set with TTL": Op(lambda i: put(k.ttl_key(i), SESSION, TTL)),
@@ -443,6 +462,7 @@ class RawSQLite(Contestant):
 
         return {
             "set": Op(lambda i: put(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: put(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: get(k.hit(i))),
             "get miss": Op(lambda i: get(k.miss(i))),
             "set with TTL": Op(lambda i: put(k.ttl_key(i), SESSION, TTL)),
@@ -588,6 +608,7 @@ class BareSQLite(Contestant):
 
         return {
             "set": Op(lambda i: put(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: put(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: get(k.hit(i))),
             "get miss": Op(lambda i: get(k.miss(i))),
             "set with TTL": Op(lambda i: put(k.ttl_key(i), SESSION, TTL)),
@@ -643,6 +664,7 @@ class DiskCache(Contestant):
 
         return {
             "set": Op(lambda i: c.set(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: c.set(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: c.get(k.hit(i))),
             "get miss": Op(lambda i: c.get(k.miss(i))),
             "set with TTL": Op(lambda i: c.set(k.ttl_key(i), SESSION, expire=TTL)),
@@ -707,6 +729,7 @@ class SqliteDictStore(Contestant):
 
         return {
             "set": Op(lambda i: set_(k.hit(i), SESSION)),
+            NEW_VALUE: Op(lambda i: set_(k.hit(i), new_value(i))),
             "get hit": Op(lambda i: d.get(k.hit(i))),
             "get miss": Op(lambda i: d.get(k.miss(i))),
             # sqlitedict has no expiry.

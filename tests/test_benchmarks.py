@@ -73,6 +73,9 @@ def test_runner_smoke(runner: object, tmp_path: Path, capsys: pytest.CaptureFixt
         assert set(by_name) == {"keyshelf memory", "cachetools TTLCache"}
     issue18 = {t["what"] for t in report["targets"] if t["what"].startswith("issue 18")}
     assert "issue 18: SQLite set ÷ bare sqlite3 WAL" in issue18
+    assert "issue 18: SQLite set (new value) ÷ bare sqlite3 WAL" in issue18
+    ops = list(sqlite)
+    assert ops[ops.index("set") + 1] == "set (new value)"
     assert "issue 18: memory mset 100 ÷ cachetools TTLCache" in issue18
     assert set(report["bulk"]["results"]) == {
         "keyshelf sqlite",
