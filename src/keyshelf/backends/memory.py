@@ -51,6 +51,9 @@ from .base import Backend
 #: ``__new__`` is a Python-level function, this is the C one it calls.
 _new: Any = tuple.__new__
 
+#: The expiry heap is never rebuilt below this many entries.
+_EXPIRIES_FLOOR = 4096
+
 
 class MemoryBackend(Backend):
     """One private in-memory store; namespace views share it."""
@@ -64,6 +67,9 @@ class MemoryBackend(Backend):
         self._lock = threading.RLock()
         # (expires_at, ns, key); entries may be stale and are checked on pop.
         self._expiries: list[tuple[int, str, str]] = []
+        # Beyond this many entries the heap is rebuilt from the records (see
+        # _compact_expiries): rewriting a key with a TTL leaves a stale entry.
+        self._expiries_limit = _EXPIRIES_FLOOR
         self._closed = False
         # The change feed (docs/changes.md): off until enable_changes; its
         # condition shares the store's lock, under which every change is recorded.
@@ -88,6 +94,30 @@ class MemoryBackend(Backend):
         table.put(key, record)
         if record.expires_at is not None:
             heapq.heappush(self._expiries, (record.expires_at, ns, key))
+            if len(self._expiries) > self._expiries_limit:
+                self._compact_expiries()
+
+    def _compact_expiries(self) -> None:
+        """Rebuild the expiry heap from the records that have an expiry (under the lock).
+
+        Every write of a key with a TTL pushes an entry and leaves the one of
+        its previous expiry behind; only ``purge_expired`` pops them, once
+        due. A store whose keys are rewritten with a TTL (a session refreshed
+        on every request) would otherwise hold one entry per write, not per
+        key. The rebuild keeps an entry for every record with an expiry,
+        expired ones included (``purge_expired`` still removes them), and
+        the next one waits until the heap has doubled: at most one
+        rebuilt entry per write, amortised.
+        """
+        heap = [
+            (record.expires_at, ns, key)
+            for ns, table in self._data.items()
+            for key, record in table.records.items()
+            if record.expires_at is not None
+        ]
+        heapq.heapify(heap)
+        self._expiries[:] = heap
+        self._expiries_limit = max(_EXPIRIES_FLOOR, 2 * len(heap))
 
     # -- primitives -------------------------------------------------------
 
@@ -152,6 +182,8 @@ class MemoryBackend(Backend):
                 table.put(key, record)
             if record.expires_at is not None:
                 heapq.heappush(self._expiries, (record.expires_at, ns, key))
+                if len(self._expiries) > self._expiries_limit:
+                    self._compact_expiries()
         return True
 
     def increment(self, ns: str, key: str, delta: int | float, now: int) -> int | float:
@@ -245,6 +277,8 @@ class MemoryBackend(Backend):
                     records[key] = record  # a replaced key: no hook to run, the index has it
                 if expires_at is not None:
                     heapq.heappush(self._expiries, (expires_at, ns, key))
+            if expires_at is not None and len(self._expiries) > self._expiries_limit:
+                self._compact_expiries()
 
     def delete(self, ns: str, keys: Sequence[str], now: int) -> list[str]:
         removed: list[str] = []
