@@ -317,8 +317,9 @@ class MemoryVariants(Contestant):
     name = "keyshelf memory"
     keyshelf = True
 
-    def __init__(self, workdir: Path, listing_keys: int) -> None:
+    def __init__(self, workdir: Path, listing_keys: int, batch_calls: int) -> None:
         super().__init__(workdir, listing_keys)
+        self.batch_calls = batch_calls
         self.stores = {
             "default": keyshelf.open("memory://"),
             "feed": keyshelf.open("memory://", history=VARIANT_HISTORY),
@@ -336,10 +337,14 @@ class MemoryVariants(Contestant):
         profiles = [dict.fromkeys(batch, PROFILE) for batch in k.batches]
         return {
             "set, 1 KB value": Op(lambda i: plain.set(k.hit(i), PROFILE)),
-            "mset 100, 1 KB values": Op(lambda i: plain.mset(profiles[i % len(profiles)])),
+            "mset 100, 1 KB values": Op(
+                lambda i: plain.mset(profiles[i % len(profiles)]), calls=self.batch_calls
+            ),
             "set, history=10000": Op(lambda i: feed.set(k.hit(i), SESSION)),
             "set with TTL, history=10000": Op(lambda i: feed.set(k.ttl_key(i), SESSION, ttl=TTL)),
-            "mset 100, history=10000": Op(lambda i: feed.mset(k.mapping(i))),
+            "mset 100, history=10000": Op(
+                lambda i: feed.mset(k.mapping(i)), calls=self.batch_calls
+            ),
             "set, cache='memory'": Op(lambda i: cached.set(k.hit(i), SESSION)),
         }
 
@@ -351,14 +356,20 @@ class MemoryVariants(Contestant):
 class CachetoolsVariants(CachetoolsTTL):
     """The anchor of :class:`MemoryVariants`: the same keys and values in a ``TTLCache``."""
 
+    def __init__(self, workdir: Path, listing_keys: int, batch_calls: int) -> None:
+        super().__init__(workdir, listing_keys)
+        self.batch_calls = batch_calls
+
     def ops(self) -> dict[str, Op]:
         c, k = self.cache, self.k
         profiles = [dict.fromkeys(batch, PROFILE) for batch in k.batches]
         plain_set = Op(lambda i: c.__setitem__(k.hit(i), SESSION))
-        mset = Op(lambda i: c.update(k.mapping(i)))
+        mset = Op(lambda i: c.update(k.mapping(i)), calls=self.batch_calls)
         return {
             "set, 1 KB value": Op(lambda i: c.__setitem__(k.hit(i), PROFILE)),
-            "mset 100, 1 KB values": Op(lambda i: c.update(profiles[i % len(profiles)])),
+            "mset 100, 1 KB values": Op(
+                lambda i: c.update(profiles[i % len(profiles)]), calls=self.batch_calls
+            ),
             "set, history=10000": plain_set,
             "set with TTL, history=10000": Op(lambda i: c.__setitem__(k.ttl_key(i), SESSION)),
             "mset 100, history=10000": mset,
