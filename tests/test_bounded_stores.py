@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 import keyshelf
+from keyshelf.backends import _sqlite_bounds
 from keyshelf.backends._sqlite_bounds import FLUSH_KEYS, trigger_sql
+from keyshelf.backends.sqlite import _SIZE, _tokens
 
 WRITER = """
 import sys, keyshelf
@@ -131,7 +133,7 @@ def test_sqlite_shape_check_accepts_exactly_the_bounds_triggers(tmp_path: Path) 
     path = tmp_path / "shape.db"
     keyshelf.open(path, max_keys=3).close()
     keyshelf.open(path).close()  # accepted: exactly keyshelf's triggers
-    name = next(iter(trigger_sql("keyshelf")))
+    name = next(iter(trigger_sql("keyshelf", "lru")))
     conn = sqlite3.connect(path)
     conn.execute(f"DROP TRIGGER {name}")
     conn.execute(f"CREATE TRIGGER {name} AFTER INSERT ON keyshelf BEGIN SELECT 1; END")
@@ -196,3 +198,108 @@ def test_reads_of_an_lru_store_never_fail_or_lose_their_ranking_on_a_locked_file
     finally:
         check.close()
     assert ranked == set(keys)
+
+
+def _shape1(path: Path, max_keys: int, max_bytes: int | None, policy: str) -> None:
+    """A bounded store of shape 1, exactly as keyshelf before shape 2 made it.
+
+    (Its SQL is kept in _sqlite_bounds for the upgrade; at the time shape 2
+    was written it was checked token for token against the previous release's.)
+    """
+    with keyshelf.open(path) as kv:
+        kv.mset({f"k{i:02d}": "v" * i for i in range(max_keys)})
+        kv.get("k00")  # nothing to rank yet: the store is not bounded
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        t = "keyshelf"
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_sqlite_bounds._v1_bounds_table_sql(t))
+        conn.execute(_sqlite_bounds.reads_table_sql(t))
+        conn.execute(_sqlite_bounds._v1_evicted_table_sql(t))
+        conn.execute(
+            f"INSERT INTO {t}_bounds SELECT 0, ?, ?, ?, count(*), "
+            f"coalesce(sum({_SIZE}), 0), 7, 0 FROM {t}",
+            (max_keys, max_bytes, policy),
+        )
+        for sql in _sqlite_bounds._v1_trigger_sql(t).values():
+            conn.execute(sql)
+        conn.execute("INSERT INTO keyshelf_reads VALUES ('default', 'k00', 9e12, 5)")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _schema(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "none"])
+def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) -> None:
+    path = tmp_path / "shape1.db"
+    _shape1(path, 40, 10_000, policy)
+    before = path.read_bytes()
+    with keyshelf.open(f"sqlite:///{path}?readonly=true") as ro:  # reads it as it is
+        assert ro.stats()["max_keys"] == 40 and ro.stats()["evictions"] == 7
+        assert ro.get("k01") == "v"
+    assert path.read_bytes() == before
+    kv = keyshelf.open(path)
+    schema = _schema(path)
+    assert "keyshelf_evicted" not in schema
+    shape2 = _sqlite_bounds.bounds_table_sql("keyshelf")
+    assert _tokens(schema["keyshelf_bounds"]) == _tokens(shape2)
+    for name, sql in trigger_sql("keyshelf", policy).items():
+        assert _tokens(schema[name]) == _tokens(sql), name
+    stats = kv.stats()
+    assert (stats["max_keys"], stats["max_bytes"], stats["evictions"]) == (40, 10_000, 7)
+    assert _counters(kv) == (40, kv.storage_size()["total"])
+    if policy == "none":
+        with pytest.raises(keyshelf.StoreFullError):
+            kv.set("more", 1)
+    else:
+        for i in range(30):
+            kv.set(f"new{i}", i)
+            assert kv.stats()["total_keys"] <= 40
+        assert kv.get("new29") == 29
+        # The upgrade kept the flushed reads: LRU and LFU keep the key read most
+        # (and last), FIFO evicts it with the oldest.
+        assert (kv.get("k00") is not None) == (policy != "fifo")
+        assert kv.stats()["evictions"] > 7
+    assert _counters(kv) == (kv.stats()["total_keys"], kv.storage_size()["total"])
+    kv.close()
+    keyshelf.open(path).close()  # shape 2 opens as it is
+
+
+def test_sqlite_triggers_follow_a_change_of_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.db"
+    kv = keyshelf.open(path, max_keys=10, eviction="lru")
+    kv.mset({f"k{i}": i for i in range(10)})
+    kv.get("k0")
+    kv.close()  # the read is flushed: under LRU, k0 would be kept
+    kv = keyshelf.open(path, max_keys=10, eviction="fifo")
+    schema = _schema(path)
+    for name, sql in trigger_sql("keyshelf", "fifo").items():
+        assert _tokens(schema[name]) == _tokens(sql), name
+    for i in range(3):
+        kv.set(f"new{i}", i)  # each write is counted before it evicts
+        assert kv.stats()["total_keys"] == 10
+    assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(3, 10)] + ["new0", "new1", "new2"])
+    kv.close()
+
+
+def test_bytes_are_counted_again_when_max_bytes_is_set(tmp_path: Path) -> None:
+    path = tmp_path / "bytes.db"
+    kv = keyshelf.open(path, max_keys=40)
+    for i in range(100):  # evictions: the bytes are not counted without max_bytes
+        kv.set(f"k{i}", "x" * 50)
+    kv.close()
+    kv = keyshelf.open(path, max_keys=40, max_bytes=1_000)
+    assert _counters(kv)[1] == kv.storage_size()["total"] > 1_000
+    kv.set("last", "y" * 10)
+    assert kv.storage_size()["total"] <= 1_000
+    assert _counters(kv) == (kv.stats()["total_keys"], kv.storage_size()["total"])
+    assert kv.get("last") == "y" * 10
+    kv.close()

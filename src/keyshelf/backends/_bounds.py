@@ -49,6 +49,8 @@ POLICIES = ("lru", "lfu", "fifo", "none")
 
 #: At most this many keys of headroom (see :func:`key_headroom`).
 MAX_KEY_HEADROOM = 4096
+#: The headroom is this fraction of a limit (1/HEADROOM_DIVISOR).
+HEADROOM_DIVISOR = 16
 
 #: The backend primitives that write: a bounded in-process backend wraps each
 #: in :meth:`Tracker.write` (nested calls, e.g. ``append`` -> ``update``, count once).
@@ -120,12 +122,12 @@ def key_headroom(max_keys: int) -> int:
 
     0 for stores of fewer than 32 keys, where every eviction is exact.
     """
-    return min(MAX_KEY_HEADROOM, max_keys // 16)
+    return min(MAX_KEY_HEADROOM, max_keys // HEADROOM_DIVISOR)
 
 
 def byte_headroom(max_bytes: int) -> int:
     """Bytes an eviction frees below ``max_bytes``: ``max_bytes // 16``."""
-    return max_bytes // 16
+    return max_bytes // HEADROOM_DIVISOR
 
 
 def take_limits(options: dict[str, Any]) -> Limits | None:
