@@ -449,6 +449,7 @@ def loop_stall(
     holds: int = 0,
     period: float = 0.001,
     fast_path: bool = True,
+    task_pause_ms: float = 0.0,
 ) -> StallResult:
     """Run the contention scenario on a fresh SQLite file; every tick's lateness in ms.
 
@@ -459,6 +460,8 @@ def loop_stall(
     measured: the longest call that ran inline (on the loop's thread), and how
     many calls went to the worker thread. ``fast_path=False``: every call
     goes to the worker thread, as before the fast path (for comparison).
+    ``task_pause_ms`` > 0: each task sleeps that long after each call (a loop
+    that is not kept 100 % busy).
     """
     from keyshelf.backends import _sqlite_fast
 
@@ -503,6 +506,8 @@ def loop_stall(
                             await kv.increment("tasks")
                             mine += 1
                         n += 1
+                        if task_pause_ms:
+                            await asyncio.sleep(task_pause_ms / 1000)
                     return n, mine
 
                 beat = asyncio.create_task(heartbeat())
@@ -628,27 +633,42 @@ def floor_stall(
 FLOOR = "no keyshelf: 8 tasks each busy 30 µs per turn, writers hammering (the machine's floor)"
 
 #: The stall scenarios: label -> (writers' lock hold in ms, their pause in ms,
-#: fast path on; None: :func:`floor_stall`, no keyshelf call at all). Writers
-#: hammering keep 2 CPUs busy by themselves: on a 2-core machine the loop's
-#: thread then waits for a CPU, whatever it runs.
-SCENARIOS: dict[str, tuple[float, float, bool | None]] = {
-    "writers hammering": (0.0, 0.0, True),
-    FLOOR: (0.0, 0.0, None),
-    "writers hammering, every call in the thread (no fast path)": (0.0, 0.0, False),
-    "writers paced (a pause of 1 ms per 2 writes)": (0.0, 1.0, True),
-    "writers holding the lock 100 ms at a time": (100.0, 0.0, True),
+#: fast path on (None: :func:`floor_stall`, no keyshelf call at all), the
+#: tasks' pause after each call in ms). Writers hammering keep 2 CPUs busy by
+#: themselves: on a 2-core machine the loop's thread then waits for a CPU,
+#: whatever it runs.
+SCENARIOS: dict[str, tuple[float, float, bool | None, float]] = {
+    "writers hammering": (0.0, 0.0, True, 0.0),
+    FLOOR: (0.0, 0.0, None, 0.0),
+    "writers hammering, every call in the thread (no fast path)": (0.0, 0.0, False, 0.0),
+    "writers hammering, tasks pausing 1 ms after each call": (0.0, 0.0, True, 1.0),
+    "writers hammering, tasks pausing 1 ms after each call, no fast path": (
+        0.0,
+        0.0,
+        False,
+        1.0,
+    ),
+    "writers paced (a pause of 1 ms per 2 writes)": (0.0, 1.0, True, 0.0),
+    "writers holding the lock 100 ms at a time": (100.0, 0.0, True, 0.0),
 }
 
 
 def stall(workdir: Path, *, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
     """The loop-stall figures of the issue's scenario, and two variants for context."""
     out: dict[str, Any] = {}
-    for n, (label, (hold, pause, fast)) in enumerate(SCENARIOS.items()):
+    for n, (label, (hold, pause, fast, task_pause)) in enumerate(SCENARIOS.items()):
         path = workdir / f"stall-{n}.db"
         if fast is None:
             result = floor_stall(path, seconds=seconds)
         else:
-            result = loop_stall(path, seconds=seconds, hold_ms=hold, pause_ms=pause, fast_path=fast)
+            result = loop_stall(
+                path,
+                seconds=seconds,
+                hold_ms=hold,
+                pause_ms=pause,
+                fast_path=fast,
+                task_pause_ms=task_pause,
+            )
         if result.counter != result.increments or result.writer_counters != result.writer_calls:
             raise AssertionError(f"lost updates under contention: {result}")
         out[label] = result.as_dict()

@@ -56,6 +56,8 @@ def test_async_group_smoke(
         "writers hammering",
         "no keyshelf: 8 tasks each busy 30 µs per turn, writers hammering (the machine's floor)",
         "writers hammering, every call in the thread (no fast path)",
+        "writers hammering, tasks pausing 1 ms after each call",
+        "writers hammering, tasks pausing 1 ms after each call, no fast path",
         "writers paced (a pause of 1 ms per 2 writes)",
         "writers holding the lock 100 ms at a time",
     }
