@@ -196,7 +196,7 @@ def bench_sqlite(args: argparse.Namespace, workdir: Path, log: Callable[[str], N
             workdir, args.listing_keys, f"sqlite:///{workdir / 'keyshelf.db'}", "keyshelf sqlite"
         ),
         local.BareSQLite(workdir, args.listing_keys, wal=True),
-        local.BareSQLite(workdir, args.listing_keys, wal=False),
+        local.BareSQLite(workdir, args.listing_keys, wal=False, write_calls=min(args.calls, 200)),
         local.RawSQLite(workdir, args.listing_keys),
         local.DiskCache(workdir, args.listing_keys),
         local.SqliteDictStore(workdir, args.listing_keys),
