@@ -971,14 +971,21 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
 
         One transaction under an advisory lock, so concurrent callers do not
         race. The trigger is in the database: every writer of every process
-        records from its next statement.
+        records from its next statement. A feed of the earlier layout (a
+        counter row) is replaced, its revision carried over as the prune mark.
         """
         feed = self._feed
         async with self._connection("enable_changes") as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (feed.lock_name,)
             )
+            cur = await conn.execute(feed.old_layout, feed.old_layout_params)
+            upgrading = await cur.fetchone() is not None
+            for statement in feed.upgrade if upgrading else []:
+                await conn.execute(statement)
             for statement in feed.create:
+                await conn.execute(statement)
+            for statement in feed.carry if upgrading else []:
                 await conn.execute(statement)
             cur = await conn.execute(feed.has_trigger, feed.has_trigger_params)
             if await cur.fetchone() is None:
@@ -1019,19 +1026,20 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
             if not await self._feed_exists(conn):
                 return []
             if ns is None:
-                cur = await conn.execute(feed.read_all, (after, limit), prepare=True, binary=True)
+                cur = await conn.execute(
+                    feed.read_all, (after, after, limit), prepare=True, binary=True
+                )
             else:
                 cur = await conn.execute(
-                    feed.read_ns, (after, ns, limit), prepare=True, binary=True
+                    feed.read_ns, (after, after, ns, limit), prepare=True, binary=True
                 )
             rows = await cur.fetchall()
             if rows and len(rows) >= limit:
-                last = rows[-1][0]
-                taken = sum(1 for row in rows if row[0] == last)
+                last, n = rows[-1][0], rows[-1][-1]
                 if ns is None:
-                    cur = await conn.execute(feed.read_rest_all, (last, taken), prepare=True)
+                    cur = await conn.execute(feed.read_rest_all, (n, last), prepare=True)
                 else:
-                    cur = await conn.execute(feed.read_rest_ns, (last, ns, taken), prepare=True)
+                    cur = await conn.execute(feed.read_rest_ns, (n, last, ns), prepare=True)
                 rows += await cur.fetchall()
             cur = await conn.execute(feed.pruned, prepare=True, binary=True)
             mark = await cur.fetchone()

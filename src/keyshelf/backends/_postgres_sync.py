@@ -953,12 +953,19 @@ class PostgresBackend(base.Backend):
 
         One transaction under an advisory lock, so concurrent callers do not
         race. The trigger is in the database: every writer of every process
-        records from its next statement.
+        records from its next statement. A feed of the earlier layout (a
+        counter row) is replaced, its revision carried over as the prune mark.
         """
         feed = self._feed
         with self._connection("enable_changes") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (feed.lock_name,))
+            cur = conn.execute(feed.old_layout, feed.old_layout_params)
+            upgrading = cur.fetchone() is not None
+            for statement in feed.upgrade if upgrading else []:
+                conn.execute(statement)
             for statement in feed.create:
+                conn.execute(statement)
+            for statement in feed.carry if upgrading else []:
                 conn.execute(statement)
             cur = conn.execute(feed.has_trigger, feed.has_trigger_params)
             if cur.fetchone() is None:
@@ -999,17 +1006,18 @@ class PostgresBackend(base.Backend):
             if not self._feed_exists(conn):
                 return []
             if ns is None:
-                cur = conn.execute(feed.read_all, (after, limit), prepare=True, binary=True)
+                cur = conn.execute(feed.read_all, (after, after, limit), prepare=True, binary=True)
             else:
-                cur = conn.execute(feed.read_ns, (after, ns, limit), prepare=True, binary=True)
+                cur = conn.execute(
+                    feed.read_ns, (after, after, ns, limit), prepare=True, binary=True
+                )
             rows = cur.fetchall()
             if rows and len(rows) >= limit:
-                last = rows[-1][0]
-                taken = sum(1 for row in rows if row[0] == last)
+                last, n = rows[-1][0], rows[-1][-1]
                 if ns is None:
-                    cur = conn.execute(feed.read_rest_all, (last, taken), prepare=True)
+                    cur = conn.execute(feed.read_rest_all, (n, last), prepare=True)
                 else:
-                    cur = conn.execute(feed.read_rest_ns, (last, ns, taken), prepare=True)
+                    cur = conn.execute(feed.read_rest_ns, (n, last, ns), prepare=True)
                 rows += cur.fetchall()
             cur = conn.execute(feed.pruned, prepare=True, binary=True)
             mark = cur.fetchone()
