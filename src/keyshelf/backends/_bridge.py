@@ -9,7 +9,9 @@ sync one. The async store reaches them through :class:`AsyncBridge`:
   there unless the backend's *fast path* (``inline=``, see :mod:`._fastpath`)
   offers it inline: then it is first tried on the loop thread, and goes to a
   worker thread only when the attempt raises :class:`WouldBlock` (which it
-  does before changing anything).
+  does before changing anything); an attempt that raised :class:`Busy` (the
+  database was locked) is first tried inline again after the sleeps of
+  :data:`._fastpath.BUSY_RETRIES`.
 
 Inline calls never await, so a task calling them in a loop would never let
 other tasks run: before an inline call, the bridge yields to the loop

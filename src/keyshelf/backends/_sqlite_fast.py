@@ -6,15 +6,18 @@ loop's thread when it cannot wait for long, on that thread's own *no-wait*
 connection (``busy_timeout=0``, no retry sleeps: see
 :meth:`SQLiteBackend.enter_nowait`). When the database is locked by another
 connection the attempt fails at once with SQLITE_BUSY, before anything was
-written, and the bridge hands the call to a worker thread, whose connection
-waits for the lock as the sync API does:
+written, and raises :class:`~._fastpath.Busy`: the bridge tries it inline
+again after short sleeps on the loop (``BUSY_RETRIES``), then hands the call
+to a worker thread, whose connection waits for the lock as the sync API does.
+Every failed attempt left nothing behind:
 
 * a single statement in autocommit mode that gets SQLITE_BUSY did nothing (a
   write statement that fails is rolled back whole by SQLite);
 * a ``BEGIN IMMEDIATE`` that gets SQLITE_BUSY took no lock and wrote nothing;
 * a COMMIT that gets SQLITE_BUSY (possible in rollback-journal modes only)
   leaves its transaction open: it is rolled back before the hand-over, and
-  the worker thread runs the whole call again from its start.
+  the retry (inline or in the worker thread) runs the whole call again from
+  its start.
 
 Inline, by primitive (``INLINE_READS`` / ``INLINE_WRITES``): point reads and
 writes of one key, the read-modify-write transactions of one key
