@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 import keyshelf
 from keyshelf.backends import _sqlite_bounds
 from keyshelf.backends._sqlite_bounds import FLUSH_KEYS, trigger_sql
-from keyshelf.backends.sqlite import _SIZE, _tokens
+from keyshelf.backends.sqlite import _SIZE, _data_table_sql, _Statements, _tokens
 
 WRITER = """
 import sys, keyshelf
@@ -303,3 +304,79 @@ def test_bytes_are_counted_again_when_max_bytes_is_set(tmp_path: Path) -> None:
     assert _counters(kv) == (kv.stats()["total_keys"], kv.storage_size()["total"])
     assert kv.get("last") == "y" * 10
     kv.close()
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu", "fifo"])
+@pytest.mark.parametrize("max_bytes", [None, 900])
+def test_shape2_evicts_exactly_what_shape1_evicted(
+    tmp_path: Path, policy: str, max_bytes: int | None
+) -> None:
+    # The same writes, deletions and flushed reads (seeded, with ties of
+    # instants) on a table under shape 1's triggers and one under shape 2's:
+    # after every write both hold the same rows and count the same evictions.
+    # Reads are flushed only in the middle third, so both of shape 2's victim
+    # queries (with and without the lookup in t_reads) run.
+    put = _Statements("keyshelf").put_by_flags[(False, False, False)]
+    conns = []
+    for shape in (1, 2):
+        conn = sqlite3.connect(tmp_path / f"shape{shape}.db", isolation_level=None)
+        conn.execute("PRAGMA recursive_triggers = ON")
+        conn.execute("PRAGMA synchronous = OFF")  # the triggers' logic, not durability
+        conn.execute(_data_table_sql("keyshelf"))
+        if shape == 2:
+            conn.execute(_sqlite_bounds.bounds_table_sql("keyshelf"))
+        else:
+            conn.execute(_sqlite_bounds._v1_bounds_table_sql("keyshelf"))
+        conn.execute(_sqlite_bounds.reads_table_sql("keyshelf"))
+        conn.execute(
+            "INSERT INTO keyshelf_bounds VALUES (0, 40, ?, ?, 0, 0, 0, 0)", (max_bytes, policy)
+        )
+        if shape == 1:
+            conn.execute(_sqlite_bounds._v1_evicted_table_sql("keyshelf"))
+            triggers = _sqlite_bounds._v1_trigger_sql("keyshelf")
+        else:
+            triggers = trigger_sql("keyshelf", policy)
+        for sql in triggers.values():
+            conn.execute(sql)
+        conns.append(conn)
+    rng = random.Random(16)
+    now = 1_000
+    for step in range(600):
+        now += rng.choice((0, 0, 1, 2))  # instants tie often
+        ns = rng.choice(("a", "b"))
+        key = f"k{rng.randrange(90)}"
+        value = "x" * rng.randrange(1, 40)
+        deleting = rng.random() < 0.05
+        for conn in conns:
+            if deleting:
+                conn.execute("DELETE FROM keyshelf WHERE ns = ? AND key = ?", (ns, key))
+            else:
+                conn.execute(put, (ns, key, "s", value, None, None, now))
+        if 200 <= step < 400 and step % 7 == 0:  # a flush of reads of keys present
+            rows = conns[0].execute("SELECT ns, key FROM keyshelf ORDER BY ns, key").fetchall()
+            picked = rng.sample(rows, min(5, len(rows)))
+            for conn in conns:
+                for r_ns, r_key in picked:
+                    conn.execute(
+                        "INSERT INTO keyshelf_reads VALUES (?, ?, ?, 1) ON CONFLICT (ns, key) "
+                        "DO UPDATE SET at = max(at, excluded.at), hits = hits + 1",
+                        (r_ns, r_key, now),
+                    )
+        if step == 400:  # the keys read are deleted: no flushed read from here on
+            for conn in conns:
+                conn.execute(
+                    "DELETE FROM keyshelf WHERE (ns, key) IN (SELECT ns, key FROM keyshelf_reads)"
+                )
+                assert conn.execute("SELECT count(*) FROM keyshelf_reads").fetchone()[0] == 0
+        held = [
+            conn.execute("SELECT ns, key FROM keyshelf ORDER BY ns, key").fetchall()
+            for conn in conns
+        ]
+        assert held[0] == held[1], step
+        counts = [
+            conn.execute("SELECT keys, evictions FROM keyshelf_bounds").fetchone() for conn in conns
+        ]
+        assert counts[0] == counts[1], step
+    assert counts[0][1] > 50  # it evicted all along
+    for conn in conns:
+        conn.close()
