@@ -49,7 +49,9 @@ POLICIES = ("lru", "lfu", "fifo", "none")
 
 #: At most this many keys of headroom (see :func:`key_headroom`).
 MAX_KEY_HEADROOM = 4096
-#: The headroom is this fraction of a limit (1/HEADROOM_DIVISOR).
+#: The headroom is this fraction of a limit (1/HEADROOM_DIVISOR). Bounded
+#: SQLite files carry it in their triggers' SQL: changing it changes their
+#: shape, which then needs an upgrade at open (see ``_sqlite_bounds``).
 HEADROOM_DIVISOR = 16
 
 #: The backend primitives that write: a bounded in-process backend wraps each
