@@ -29,7 +29,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -120,8 +120,12 @@ def run_group(
     calls: int,
     warmup: int,
     log: Callable[[str], None],
+    only_ops: Collection[str] | None = None,
 ) -> Group:
-    """Time every operation on every contestant (each offers ``ops()``)."""
+    """Time every operation on every contestant (each offers ``ops()``).
+
+    ``only_ops``: time these operations only (``--ops``); None times all.
+    """
     all_ops = {c.name: c.ops() for c in contestants}
     order = []
     for op in OPS:
@@ -130,6 +134,8 @@ def run_group(
             if op == "set" and local.NEW_VALUE in all_ops[group.ours]:
                 order.append(local.NEW_VALUE)  # next to the set it qualifies
     order += [op for op in all_ops[group.ours] if op not in order]
+    if only_ops is not None:
+        order = [op for op in order if op in only_ops]
     for op in order:
         entries = [(name, ops[op]) for name, ops in all_ops.items() if op in ops]
         started = time.perf_counter()
@@ -183,7 +189,13 @@ def bench_memory_variants(
             "memory backend: what moves the figures", contestants[0].name, [contestants[1].name]
         )
         return run_group(
-            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+            group,
+            contestants,
+            rounds=args.rounds,
+            calls=args.calls,
+            warmup=args.warmup,
+            log=log,
+            only_ops=args.ops,
         )
     finally:
         for c in contestants:
@@ -222,7 +234,13 @@ def _run_local(
                 raise AssertionError(f"{c.name} listed {got} keys, expected {expected}")
         group = Group(title, contestants[0].name, [c.name for c in contestants[1:]])
         return run_group(
-            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+            group,
+            contestants,
+            rounds=args.rounds,
+            calls=args.calls,
+            warmup=args.warmup,
+            log=log,
+            only_ops=args.ops,
         )
     finally:
         for c in contestants:
@@ -289,7 +307,13 @@ def bench_redis(args: argparse.Namespace, url: str, log: Callable[[str], None]) 
         ]
         group = Group("Redis backend", "keyshelf redis", ["raw redis-py"])
         return run_group(
-            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+            group,
+            contestants,
+            rounds=args.rounds,
+            calls=args.calls,
+            warmup=args.warmup,
+            log=log,
+            only_ops=args.ops,
         )
     finally:
         kv.close()
@@ -309,7 +333,13 @@ def bench_postgres(args: argparse.Namespace, url: str, log: Callable[[str], None
         ]
         group = Group("PostgreSQL backend", "keyshelf postgres", ["raw psycopg"])
         return run_group(
-            group, contestants, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
+            group,
+            contestants,
+            rounds=args.rounds,
+            calls=args.calls,
+            warmup=args.warmup,
+            log=log,
+            only_ops=args.ops,
         )
     finally:
         bench.close()
@@ -540,6 +570,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=2000, help="timed calls per round")
     p.add_argument("--warmup", type=int, default=300, help="untimed calls per round")
+    p.add_argument(
+        "--ops",
+        default=None,
+        help="comma-separated operations of the memory, sqlite, redis and postgres tables "
+        "(e.g. 'set,set (new value),set with TTL'; default all)",
+    )
     p.add_argument("--listing-keys", type=int, default=100_000)
     p.add_argument("--bulk", type=int, default=1_000_000)
     p.add_argument("--bulk-batch", type=int, default=10_000)
@@ -565,6 +601,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    if args.ops is not None:
+        args.ops = [op.strip() for op in args.ops.split(",") if op.strip()]
     unknown = set(args.only) - set(GROUPS) - set(OPTIONAL_GROUPS)
     if unknown:
         p.error(f"unknown groups: {', '.join(sorted(unknown))}")
