@@ -36,3 +36,28 @@ def test_compaction_keeps_expired_records_for_the_purge() -> None:
     assert len(backend._expiries) <= 2 * _EXPIRIES_FLOOR
     assert backend.purge_expired(None, int(clock[0] * 1000)) == 1
     assert "short" not in backend._data["default"].records
+
+
+class _NoWalk(dict):  # type: ignore[type-arg]
+    """A record dict that refuses to be walked: a compaction must not scan the store."""
+
+    def items(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole namespace was walked")
+
+    def values(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole namespace was walked")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole namespace was walked")
+
+
+def test_compaction_reads_the_heap_not_the_store() -> None:
+    kv = keyshelf.open("memory://")
+    backend = kv._backend
+    assert isinstance(backend, MemoryBackend)
+    kv.mset({f"plain{i}": i for i in range(1000)})  # keys without a TTL
+    table = backend._data["default"]
+    table.records = _NoWalk(table.records)
+    for i in range(3 * _EXPIRIES_FLOOR):
+        kv.set("session", i, ttl=60)
+    assert len(backend._expiries) <= 2 * _EXPIRIES_FLOOR

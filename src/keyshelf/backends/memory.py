@@ -98,23 +98,28 @@ class MemoryBackend(Backend):
                 self._compact_expiries()
 
     def _compact_expiries(self) -> None:
-        """Rebuild the expiry heap from the records that have an expiry (under the lock).
+        """Drop the stale entries of the expiry heap (under the lock).
 
         Every write of a key with a TTL pushes an entry and leaves the one of
         its previous expiry behind; only ``purge_expired`` pops them, once
         due. A store whose keys are rewritten with a TTL (a session refreshed
         on every request) would otherwise hold one entry per write, not per
-        key. The rebuild keeps an entry for every record with an expiry,
-        expired ones included (``purge_expired`` still removes them), and
-        the next one waits until the heap has doubled: at most one
-        rebuilt entry per write, amortised.
+        key. An entry is kept if its record still has that very expiry
+        (expired ones included: ``purge_expired`` still removes them), once
+        per key. The work is O(heap), never O(keys of the store), and the
+        next compaction waits until the heap has doubled: amortised, a
+        constant per write.
         """
-        heap = [
-            (record.expires_at, ns, key)
-            for ns, table in self._data.items()
-            for key, record in table.records.items()
-            if record.expires_at is not None
-        ]
+        data = self._data
+        seen: set[tuple[str, str]] = set()
+        heap: list[tuple[int, str, str]] = []
+        for entry in self._expiries:
+            expires, ns, key = entry
+            table = data.get(ns)
+            record = None if table is None else table.records.get(key)
+            if record is not None and record.expires_at == expires and (ns, key) not in seen:
+                seen.add((ns, key))
+                heap.append(entry)
         heapq.heapify(heap)
         self._expiries[:] = heap
         self._expiries_limit = max(_EXPIRIES_FLOOR, 2 * len(heap))
