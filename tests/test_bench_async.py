@@ -58,7 +58,9 @@ def test_async_group_smoke(
         "writers hammering, every call in the thread (no fast path)",
         "writers hammering, tasks pausing 1 ms after each call",
         "writers hammering, tasks pausing 1 ms after each call, no fast path",
-        "writers paced (a pause of 1 ms per 2 writes)",
+        "writers paced (a pause of 0.5 ms after each write)",
+        "no keyshelf: 8 tasks each busy 30 µs per turn, writers paced (the machine's floor)",
+        "writers paced, every call in the thread (no fast path)",
         "writers holding the lock 100 ms at a time",
     }
     for r in stalls.values():
@@ -66,7 +68,17 @@ def test_async_group_smoke(
         assert 0 <= r["stall_p50_ms"] <= r["stall_p99_ms"] <= r["stall_max_ms"]
     no_fast = stalls["writers hammering, every call in the thread (no fast path)"]
     assert no_fast["handed_to_thread"] >= no_fast["task_calls"]
+    for label, r in stalls.items():
+        # every writer process wrote, and its rate of commits is reported
+        assert len(r["writer_commits_per_s"]) == 2, label
+        assert all(n > 0 for n in r["writer_commits_per_s"]), label
+        # the inline attempts are counted only where the fast path runs
+        fast = "no fast path" not in label and "no keyshelf" not in label
+        assert (r["inline_attempts"] > 0) == fast, label
+        assert 0 <= r["busy"] <= r["inline_attempts"], label
+        assert r["slow_inline_calls_cpu"] <= r["slow_inline_calls"], label
     whats = {target["what"] for target in report["targets"]}
     assert "SQLite async get hit ÷ aiosqlite" in whats
     assert "memory async increment ÷ sync" in whats
     assert "loop stall max ms (writers hammering)" in whats
+    assert "loop stall p99 ms (writers paced (a pause of 0.5 ms after each write))" in whats
