@@ -17,10 +17,15 @@ Duration retention is judged by the latest write time the log has seen.
 
 Pruning is amortised: the log holds up to ``max(count // 10, 100)`` changes
 over a count bound before it drops the oldest ones in one slice.
+
+Cost: a change is one :class:`Change` built with its revision and three list
+appends; the doorbell (:class:`Doorbell`) wakes the condition only when a
+watcher waits on it, so a store that nobody watches pays no ``notify_all``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
@@ -29,6 +34,39 @@ from contextlib import contextmanager
 from ..changes import DELETE, EXPIRE, SET, Change
 from ..errors import ChangesCompactedError
 from ..records import Record
+
+
+class Doorbell:
+    """The backend's condition, with a count of the watchers waiting on it.
+
+    Guarantee: no wakeup is missed. A watcher calls :meth:`wait` holding the
+    condition's lock (as ``Condition.wait`` requires), so it counts itself in
+    before the wait releases the lock, and out after the wait has taken it
+    back; a writer records and calls :meth:`notify_all` holding the same
+    lock. So a writer that sees ``waiting == 0`` knows that no watcher is
+    between its check of the revision and its wakeup: every watcher that
+    checked before this write is counted, every one that checks after it
+    sees the new revision.
+    """
+
+    __slots__ = ("_condition", "waiting")
+
+    def __init__(self, condition: threading.Condition) -> None:
+        self._condition = condition
+        self.waiting = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """``Condition.wait``, counted (the caller holds the condition's lock)."""
+        self.waiting += 1
+        try:
+            return self._condition.wait(timeout)
+        finally:  # Condition.wait takes the lock back before it returns or raises
+            self.waiting -= 1
+
+    def notify_all(self) -> None:
+        """Wake every waiting watcher; nothing to do (no call at all) when none waits."""
+        if self.waiting:
+            self._condition.notify_all()
 
 
 class ChangeLog:
@@ -45,16 +83,24 @@ class ChangeLog:
         self._changes: list[Change] = []
         self._revisions: list[int] = []
         self._times: list[int] = []
+        # Inside group(): the revision of the group's changes once its first is
+        # recorded; None otherwise (each change takes the next revision).
         self._group: int | None = None
         self._grouping = False
         self._last_time = 0
-        self.condition = condition
+        # The log's length past which a count bound prunes (none: never).
+        self._count_limit: float = math.inf
+        #: What watchers of this log wait on (``condition.wait(timeout)``).
+        self.condition = Doorbell(condition)
         self._listeners: list[Callable[[], None]] = []
 
     def enable(self, history_count: int | None, history_ms: int | None) -> None:
         self.enabled = True
         self.history_count = history_count
         self.history_ms = history_ms
+        self._count_limit = (
+            math.inf if history_count is None else history_count + max(history_count // 10, 100)
+        )
 
     # -- recording ----------------------------------------------------------------
 
@@ -72,28 +118,33 @@ class ChangeLog:
 
     def record(self, ns: str, key: str, old: Record | None, new: Record | None) -> None:
         """Append the change of ``key`` from ``old`` to ``new`` (None: removed)."""
+        if new is None and old is None:
+            return
+        revision = self._group
+        if revision is None:
+            revision = self.revision = self.revision + 1
+            if self._grouping:
+                self._group = revision
         if new is None:
-            if old is None:
-                return
+            assert old is not None
             kind = EXPIRE if self.expiring else DELETE
-            change = Change(0, kind, ns, key, None, None, None, (old.tag, old.payload))
+            change = Change(revision, kind, ns, key, None, None, None, (old.tag, old.payload))
         else:
             prev = None
             if old is not None and (old.expires_at is None or old.expires_at > new.updated_at):
                 prev = (old.tag, old.payload)
             change = Change(
-                0, SET, ns, key, (new.tag, new.payload), new.version, new.expires_at, prev
+                revision, SET, ns, key, (new.tag, new.payload), new.version, new.expires_at, prev
             )
             self._last_time = max(self._last_time, new.updated_at)
-        if self._grouping and self._group is not None:
-            revision = self._group
-        else:
-            self.revision += 1
-            revision = self._group = self.revision
-        self._changes.append(change._replace(revision=revision))
+        self._changes.append(change)
         self._revisions.append(revision)
         self._times.append(self._last_time)
-        self._prune(self._last_time)
+        ms = self.history_ms
+        if len(self._changes) > self._count_limit or (
+            ms is not None and self._times[0] < self._last_time - ms
+        ):
+            self._prune(self._last_time)
         if not self._grouping:
             self._ring()
 
@@ -105,9 +156,7 @@ class ChangeLog:
     def _prune(self, now: int) -> None:
         cut = 0
         size = len(self._changes)
-        if self.history_count is not None and size > self.history_count + max(
-            self.history_count // 10, 100
-        ):
+        if self.history_count is not None and size > self._count_limit:
             cut = size - self.history_count
         if self.history_ms is not None and self._times and self._times[0] < now - self.history_ms:
             # Amortised like the count: only once a tenth of the log (or 100) is due.
