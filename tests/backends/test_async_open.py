@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -66,14 +67,30 @@ def slow_proxy(url: str) -> contextlib.AbstractContextManager[tuple[SlowProxy, s
     return proxied(url, lambda upstream: SlowProxy(upstream, DELAY))
 
 
-async def _heartbeat_while(work: Callable[[], Awaitable[None]]) -> list[float]:
-    """Run ``work`` while a heartbeat task ticks; return the tick times."""
-    ticks: list[float] = []
+def _runqueue_wait() -> float:
+    """Seconds this thread has waited on the CPU run queue (preempted), 0.0 if unknown.
+
+    Linux's per-thread schedstat: run time, run-queue wait, time slices (ns).
+    """
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def _heartbeat_while(work: Callable[[], Awaitable[None]]) -> list[tuple[float, float]]:
+    """Run ``work`` while a heartbeat task ticks; return each tick's time and run-queue wait.
+
+    A tick is ``(time.monotonic(), _runqueue_wait())`` of the loop's thread:
+    the second tells the part of a gap the kernel spent running other threads.
+    """
+    ticks: list[tuple[float, float]] = []
     done = asyncio.Event()
 
     async def beat() -> None:
         while not done.is_set():
-            ticks.append(time.monotonic())
+            ticks.append((time.monotonic(), _runqueue_wait()))
             await asyncio.sleep(TICK)
 
     task = asyncio.create_task(beat())
@@ -83,7 +100,7 @@ async def _heartbeat_while(work: Callable[[], Awaitable[None]]) -> list[float]:
     finally:
         done.set()
         await task
-    ticks.append(time.monotonic())
+    ticks.append((time.monotonic(), _runqueue_wait()))
     return ticks
 
 
@@ -117,8 +134,19 @@ def _through_proxy(kind: str) -> Iterator[tuple[SlowProxy, str, dict[str, Any]]]
         drop_schema(schema)
 
 
-def _measure(kind: str) -> tuple[list[float], list[tuple[float, float]]]:
+def _measure(
+    kind: str, *, warm: bool = False
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Heartbeat ticks while a store opens through the slow proxy, and the proxy's holds.
+
+    ``warm``: open and use a store once before, unmeasured, so that the
+    process's one-time work (importing the driver and the backend's modules:
+    40-90 ms of the loop's thread on this machine) is not in the figures.
+    """
     with _through_proxy(kind) as (proxy, url, options):
+        if warm:
+            asyncio.run(_open_and_use(url, options)())
+            proxy.holds.clear()
         ticks = asyncio.run(_heartbeat_while(_open_and_use(url, options)))
         holds = list(proxy.holds)
     # Connecting and the first calls took several delayed replies.
@@ -130,7 +158,7 @@ def _measure(kind: str) -> tuple[list[float], list[tuple[float, float]]]:
 def test_open_async_keeps_the_event_loop_running(kind: str) -> None:
     ticks, holds = _measure(kind)
     for start, end in holds:
-        inside = sum(1 for tick in ticks if start < tick < end)
+        inside = sum(1 for tick, _wait in ticks if start < tick < end)
         # About DELAY / TICK = 50 ticks fit in a hold; a blocked loop makes none.
         assert inside >= 3, f"the event loop stalled during a {end - start:.3f} s reply"
 
@@ -138,9 +166,18 @@ def test_open_async_keeps_the_event_loop_running(kind: str) -> None:
 @pytest.mark.stress
 @pytest.mark.parametrize("kind", ["redis", "postgres"])
 def test_open_async_never_stalls_the_event_loop_over_50_ms(kind: str) -> None:
-    ticks, _holds = _measure(kind)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert max(gaps) <= MAX_GAP, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+    # A gap counts without the time the kernel kept the loop's thread waiting
+    # for a CPU (other processes' work on a loaded machine, not keyshelf's):
+    # a synchronous wait inside open_async() sleeps in a system call, which
+    # is not run-queue time, and stalls a whole hold (DELAY, 250 ms). The
+    # first open of a process imports the driver on the loop's thread
+    # (docs/guarantees.md): measured warm.
+    ticks, _holds = _measure(kind, warm=True)
+    stalls = [(t2 - t1) - (w2 - w1) for (t1, w1), (t2, w2) in itertools.pairwise(ticks)]
+    worst = max(stalls)
+    assert worst <= MAX_GAP, (
+        f"the event loop stalled for {worst * 1000:.0f} ms (preemption excluded)"
+    )
 
 
 def _unreachable(kind: str) -> str:
