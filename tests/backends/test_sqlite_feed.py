@@ -3,12 +3,20 @@
 A multi-key commit shares one revision and the next write's revision follows
 its last change's ``seq``; a commit larger than the history (pruning runs
 inside it, on its own changes) keeps the prune mark at its revision, so a
-reader that has the whole commit is not told it was pruned.
+reader that has the whole commit is not told it was pruned. A commit and a
+purge decide whether the feed is on inside their write transaction, so a
+process that switches the feed on just before cannot make them record
+separate revisions or "delete" instead of "expire".
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +58,96 @@ def test_a_commit_larger_than_the_history_keeps_the_mark_at_its_revision(
         assert caught.value.oldest == revision + 1
         kv.set("next", 1)
         assert _changes(kv, revision) == [(302, "set", "next")]
+
+
+def _switch_on_at_the_decision(
+    monkeypatch: pytest.MonkeyPatch, kv: keyshelf.Store, url: str
+) -> Callable[[], bool]:
+    """Make another store switch the feed on at ``kv``'s next decision about it.
+
+    At the first of: just after ``kv`` decided whether the feed is on
+    (``_feed_on`` returned, or ``_feed_off_at``: the feed known off from an
+    earlier transaction), or just before ``kv`` begins a write transaction.
+    Code that decides before its transaction (the race) then acts on a stale
+    "off"; code that decides inside it sees the feed on. Returns whether the
+    switch happened.
+    """
+    backend: Any = kv.backend
+    done = [False]
+
+    def switch_on() -> None:
+        if not done[0]:
+            done[0] = True
+            with keyshelf.open(url, history=100):  # another connection, as another process
+                pass
+
+    decide = backend._feed_on
+    known_off = backend._feed_off_at
+    begin = backend._transaction
+
+    def feed_on(conn: Any) -> bool:
+        on: bool = decide(conn)
+        switch_on()
+        return on
+
+    def feed_off_at() -> int | None:
+        off_at: int | None = known_off()
+        switch_on()
+        return off_at
+
+    @contextlib.contextmanager
+    def transaction(conn: Any) -> Iterator[None]:
+        switch_on()
+        with begin(conn):
+            yield
+
+    monkeypatch.setattr(backend, "_feed_on", feed_on)
+    monkeypatch.setattr(backend, "_feed_off_at", feed_off_at)
+    monkeypatch.setattr(backend, "_transaction", transaction)
+    return lambda: done[0]
+
+
+def test_a_commit_racing_the_switch_on_shares_one_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with keyshelf.open(url) as kv:
+        assert kv.atomic().set("x", 0).set("y", 0).commit().ok  # feed off: "off" is cached
+        assert kv.atomic().set("x", 0).set("y", 0).commit().ok  # the known-off path
+        switched = _switch_on_at_the_decision(monkeypatch, kv, url)
+        assert kv.atomic().set("x", 1).set("y", 2).commit().ok
+        assert switched()
+        assert sorted(_changes(kv)) == [(1, "set", "x"), (1, "set", "y")]
+        kv.set("z", 3)
+        assert _changes(kv, 1) == [(3, "set", "z")]
+        assert kv.dump() == {"x": 1, "y": 2, "z": 3}
+
+
+def test_a_refused_commit_while_the_feed_is_known_off_stays_refused(tmp_path: Path) -> None:
+    """The known-off path tells a refusal by its checks from a changed schema."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with keyshelf.open(url) as kv:
+        assert kv.atomic().set("x", 0).set("y", 0).commit().ok  # feed off: "off" is cached
+        assert not kv.atomic().check("x", 9).set("x", 1).set("y", 1).commit().ok
+        with keyshelf.open(url, history=100):
+            pass
+        assert not kv.atomic().check("x", 9).set("x", 1).set("y", 1).commit().ok
+        assert kv.dump() == {"x": 0, "y": 0} and kv.revision() == 0
+        assert kv.atomic().check("x", 1).set("x", 2).set("y", 2).commit().ok
+        assert sorted(_changes(kv)) == [(1, "set", "x"), (1, "set", "y")]
+
+
+def test_a_purge_racing_the_switch_on_records_expire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with keyshelf.open(url) as kv:
+        kv.set("kept", 2)
+        assert kv.delete_expired() == 0  # feed off: "off" is cached
+        kv.set("gone", 1, ttl=timedelta(milliseconds=1))
+        time.sleep(0.05)  # "gone" is expired
+        switched = _switch_on_at_the_decision(monkeypatch, kv, url)
+        assert kv.delete_expired() == 1
+        assert switched()
+        assert _changes(kv) == [(1, "expire", "gone")]
+        assert kv.dump() == {"kept": 2}

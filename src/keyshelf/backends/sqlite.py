@@ -789,6 +789,11 @@ class SQLiteBackend(Backend):
         is one transaction. Anything else (deletes, increments, expiries,
         several mutations of one key, sets that keep and sets that replace
         metadata together) takes :meth:`update_many`.
+
+        The change feed: whether it is on is decided inside the write's own
+        transaction (a ``BEGIN IMMEDIATE`` one, or, with the feed known off,
+        the statement itself, which then writes only while the feed's table
+        does not exist), so the commit's changes always share one revision.
         """
         keep = None
         seen: set[str] = set()
@@ -813,13 +818,24 @@ class SQLiteBackend(Backend):
             params += (key, version)
 
         def work(conn: sqlite3.Connection) -> list[Any]:
-            if self._readonly:
-                raise self._read_only()
-            if self._feed_on(conn):  # one revision for the commit: a marked transaction
-                with self._transaction(conn), self._feed_group(conn):
-                    return conn.execute(sql, params).fetchall()
-            return conn.execute(sql, params).fetchall()
+            off_at = self._feed_off_at()
+            if off_at is not None and not self._readonly:
+                # The feed was off at schema version ``off_at``: the statement
+                # writes only if the feed is still off when it runs (its own
+                # transaction, under the write lock), so it records nothing or
+                # writes nothing. No BEGIN, no PRAGMA. Nothing written: if the
+                # schema is still ``off_at`` its checks refused it; else the
+                # feed may have been switched on, and the transaction decides.
+                rows: list[Any] = conn.execute(guarded, params).fetchall()
+                if rows or self._schema_is(conn, off_at):
+                    return rows
+            # One revision for the commit (a marked transaction when the feed is
+            # on), decided under the write lock: a process that switches the
+            # feed on meanwhile commits before this transaction begins.
+            with self._transaction(conn), self._feed_group(conn):
+                return conn.execute(sql, params).fetchall()
 
+        guarded = self._sql.checked_sets(len(ops), len(checks), bool(keep), guarded=True)
         rows = self._run("commit", work)
         if not rows:
             return False, {}
@@ -1014,15 +1030,17 @@ class SQLiteBackend(Backend):
             params = (now, ns)
 
         def work(conn: sqlite3.Connection) -> int:
-            if self._feed_on(conn):
+            # Decided under the write lock, as commit: a feed switched on by
+            # another process meanwhile records these removals as "expire" too.
+            with self._transaction(conn):
+                if not self._feed_on(conn):
+                    return conn.execute(sql, params).rowcount
                 # The feed records these removals as "expire" (_sqlite_feed).
                 f = _sqlite_feed.feed_table(self._table)
-                with self._transaction(conn):
-                    conn.execute(f"UPDATE {f} SET expiring = 1")
-                    removed = conn.execute(sql, params).rowcount
-                    conn.execute(f"UPDATE {f} SET expiring = 0")
-                    return removed
-            return conn.execute(sql, params).rowcount
+                conn.execute(f"UPDATE {f} SET expiring = 1")
+                removed = conn.execute(sql, params).rowcount
+                conn.execute(f"UPDATE {f} SET expiring = 0")
+                return removed
 
         return self._run("delete_expired", work)
 
@@ -1077,13 +1095,40 @@ class SQLiteBackend(Backend):
     change_feed = True
 
     def _feed_on(self, conn: sqlite3.Connection) -> bool:
-        """True if the file holds the feed: cached until the schema changes."""
+        """True if the file holds the feed; called inside a transaction of ``conn``.
+
+        Inside a transaction the answer holds until it ends: a write that
+        decides here (a commit's revision, a purge's "expire") cannot be
+        overtaken by a process switching the feed on. Cached by ``PRAGMA
+        schema_version``, which creating the feed's tables and triggers
+        changes: the cache is taken only from one snapshot (the version and
+        the feed read together, inside the transaction), so a version always
+        maps to what its schema holds. Costs one PRAGMA per call (~3 us inside
+        a transaction, where it starts no read of its own).
+        """
         version = conn.execute("PRAGMA schema_version").fetchone()[0]
         seen = self._feed_seen
-        if seen[0] != version:
-            on = _sqlite_feed.settings(conn, self._table) is not None
-            seen = self._feed_seen = (version, on)
-        return seen[1]
+        if seen[0] == version:
+            return seen[1]
+        on = _sqlite_feed.settings(conn, self._table) is not None
+        if conn.in_transaction:  # else two snapshots: the pair may not be one schema's
+            self._feed_seen = (version, on)
+        return on
+
+    def _feed_off_at(self) -> int | None:
+        """The schema version at which the feed was last seen off, None if not known off.
+
+        A decision taken outside any transaction: only for a statement that
+        checks, in its own transaction, that the schema is still this version
+        (see :meth:`commit`).
+        """
+        version, on = self._feed_seen
+        return None if on or version < 0 else version
+
+    @staticmethod
+    def _schema_is(conn: sqlite3.Connection, version: int) -> bool:
+        """True if the file's schema is still ``version`` (it only grows)."""
+        return bool(conn.execute("PRAGMA schema_version").fetchone()[0] == version)
 
     def _feed_run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run a watcher's read on the watchers' connection, under its lock.
@@ -1150,9 +1195,13 @@ class SQLiteBackend(Backend):
         sql = f"SELECT {_sqlite_feed.REVISION} FROM {c} ORDER BY seq DESC LIMIT 1"
 
         def work(conn: sqlite3.Connection) -> int:
-            if not self._feed_on(conn):
-                return 0
-            row = conn.execute(sql).fetchone()
+            conn.execute("BEGIN")  # one read: the feed's presence and its last row
+            try:
+                if not self._feed_on(conn):
+                    return 0
+                row = conn.execute(sql).fetchone()
+            finally:
+                conn.execute("COMMIT")
             return 0 if row is None else int(row[0])
 
         return self._feed_run("revision", work)
@@ -1171,11 +1220,11 @@ class SQLiteBackend(Backend):
         args = [] if ns is None else [ns]
 
         def work(conn: sqlite3.Connection) -> list[Any]:
-            if not self._feed_on(conn):
-                return []
             # One read transaction: the rows and the pruning mark of one snapshot.
             conn.execute("BEGIN")
             try:
+                if not self._feed_on(conn):
+                    return []
                 pruned = conn.execute(f"SELECT pruned FROM {f}").fetchone()[0]
                 if after < pruned:
                     raise ChangesCompactedError(
@@ -1415,13 +1464,14 @@ class _Statements:
             )
         return sql
 
-    def checked_sets(self, sets: int, checks: int, keep_meta: bool) -> str:
+    def checked_sets(self, sets: int, checks: int, keep_meta: bool, guarded: bool = False) -> str:
         """``commit`` of ``sets`` sets under ``checks`` checks in one upsert (see there).
 
         ?1 ns, ?2 now, then 5 per set (key, type, value, expires_at, meta),
-        then 2 per check (key, version or NULL).
+        then 2 per check (key, version or NULL); ``guarded``: the statement
+        writes only while the file has no change feed.
         """
-        sql = self._by_size.get(("checked_sets", sets, checks, keep_meta))
+        sql = self._by_size.get(("checked_sets", sets, checks, keep_meta, guarded))
         if sql is None:
             t = self._t
             rows = ", ".join(
@@ -1433,9 +1483,15 @@ class _Statements:
                 f"AND {_LIVE.format(now='?2')}) IS ?{first + 2 * i + 1}"
                 for i in range(checks)
             ]
+            if guarded:  # only while the feed is off (its table is created with its triggers)
+                feed = _sqlite_feed.feed_table(t)
+                tests.append(
+                    f"NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                    f"AND name = '{feed}')"
+                )
             old_live = _LIVE.format(now="?2")
             meta = f"CASE WHEN {old_live} THEN meta ELSE NULL END" if keep_meta else "excluded.meta"
-            sql = self._by_size[("checked_sets", sets, checks, keep_meta)] = f"""
+            sql = self._by_size[("checked_sets", sets, checks, keep_meta, guarded)] = f"""
                 INSERT INTO {t}
                     (ns, key, type, value, expires_at, meta, created_at, updated_at, version)
                 SELECT ?1, v.column1, v.column2, v.column3, v.column4, v.column5, ?2, ?2, 1
