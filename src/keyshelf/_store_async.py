@@ -131,12 +131,10 @@ class AsyncStore(StoreCore[AsyncBackend]):
         if True:  # ASYNC
             # A backend whose reads never wait answers without a coroutine of
             # its own (AsyncBackend.get_now), unless the loop is due a turn.
+            checked, now = check_key(key), now_ms(self._clock)
             inline = self._backend.get_now
-            if (
-                inline is None
-                or (value := inline(self._ns, check_key(key), now_ms(self._clock))) is AWAIT
-            ):
-                value = await self._backend.get(self._ns, check_key(key), now_ms(self._clock))
+            if inline is None or (value := inline(self._ns, checked, now)) is AWAIT:
+                value = await self._backend.get(self._ns, checked, now)
         else:
             value = self._backend.get(self._ns, check_key(key), now_ms(self._clock))
         if value is None:

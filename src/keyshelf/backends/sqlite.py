@@ -826,6 +826,7 @@ class SQLiteBackend(Backend):
                 # writes nothing. No BEGIN, no PRAGMA. Nothing written: if the
                 # schema is still ``off_at`` its checks refused it; else the
                 # feed may have been switched on, and the transaction decides.
+                guarded = self._sql.checked_sets(len(ops), len(checks), bool(keep), guarded=True)
                 rows: list[Any] = conn.execute(guarded, params).fetchall()
                 if rows or self._schema_is(conn, off_at):
                     return rows
@@ -835,7 +836,6 @@ class SQLiteBackend(Backend):
             with self._transaction(conn), self._feed_group(conn):
                 return conn.execute(sql, params).fetchall()
 
-        guarded = self._sql.checked_sets(len(ops), len(checks), bool(keep), guarded=True)
         rows = self._run("commit", work)
         if not rows:
             return False, {}
