@@ -112,6 +112,11 @@ class Group:
         return f"### {self.title}\n\n" + markdown_table(header, rows, align="l")
 
 
+def _timing(args: argparse.Namespace) -> dict[str, int]:
+    """The timing options every timed group takes (``--rounds``, ``--calls``, ``--warmup``)."""
+    return {"rounds": args.rounds, "calls": args.calls, "warmup": args.warmup}
+
+
 def run_group(
     group: Group,
     contestants: Sequence[Any],
@@ -224,15 +229,7 @@ def _run_local(
             if got != expected:
                 raise AssertionError(f"{c.name} listed {got} keys, expected {expected}")
         group = Group(title, contestants[0].name, [c.name for c in contestants[1:]])
-        return run_group(
-            group,
-            contestants,
-            rounds=args.rounds,
-            calls=args.calls,
-            warmup=args.warmup,
-            log=log,
-            only_ops=args.ops,
-        )
+        return run_group(group, contestants, **_timing(args), log=log, only_ops=args.ops)
     finally:
         for c in contestants:
             c.close()
@@ -297,15 +294,7 @@ def bench_redis(args: argparse.Namespace, url: str, log: Callable[[str], None]) 
             _Fixed("raw redis-py", {_name(n): Op(_nullary(t)) for n, (_, t) in cases.items()}),
         ]
         group = Group("Redis backend", "keyshelf redis", ["raw redis-py"])
-        return run_group(
-            group,
-            contestants,
-            rounds=args.rounds,
-            calls=args.calls,
-            warmup=args.warmup,
-            log=log,
-            only_ops=args.ops,
-        )
+        return run_group(group, contestants, **_timing(args), log=log, only_ops=args.ops)
     finally:
         kv.close()
         r.close()
@@ -323,15 +312,7 @@ def bench_postgres(args: argparse.Namespace, url: str, log: Callable[[str], None
             _Fixed("raw psycopg", {_name(n): Op(_nullary(t)) for n, _, t in cases}),
         ]
         group = Group("PostgreSQL backend", "keyshelf postgres", ["raw psycopg"])
-        return run_group(
-            group,
-            contestants,
-            rounds=args.rounds,
-            calls=args.calls,
-            warmup=args.warmup,
-            log=log,
-            only_ops=args.ops,
-        )
+        return run_group(group, contestants, **_timing(args), log=log, only_ops=args.ops)
     finally:
         bench.close()
 
@@ -663,9 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (workdir / "async").mkdir()
             timed = bench_async.latency(
                 workdir / "async",
-                rounds=args.rounds,
-                calls=args.calls,
-                warmup=args.warmup,
+                **_timing(args),
                 log=log,
             )
             for key, group in timed.items():
@@ -681,9 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (workdir / "memoize").mkdir()
             memoized = bench_memoize.run(
                 workdir / "memoize",
-                rounds=args.rounds,
-                calls=args.calls,
-                warmup=args.warmup,
+                **_timing(args),
                 log=log,
             )
             for title, group in memoized.items():
@@ -695,9 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (workdir / "bounded").mkdir()
             bounded_groups, report["bounded sizes"] = bench_bounded.run(
                 workdir / "bounded",
-                rounds=args.rounds,
-                calls=args.calls,
-                warmup=args.warmup,
+                **_timing(args),
                 log=log,
             )
             for title, group in bounded_groups.items():
@@ -713,9 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "postgres" in remote:
                 lock_urls["postgres"] = _with_query(remote["postgres"], f"schema={tag}")
             try:
-                report["locks"] = bench_locks.run(
-                    lock_urls, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
-                )
+                report["locks"] = bench_locks.run(lock_urls, **_timing(args), log=log)
             finally:
                 _drop_remote(remote, tag)
         if "transactions" in args.only:
@@ -728,9 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "postgres" in remote:
                 tx_urls["postgres"] = _with_query(remote["postgres"], f"schema={tag}")
             try:
-                report["transactions"] = bench_transactions.run(
-                    tx_urls, rounds=args.rounds, calls=args.calls, warmup=args.warmup, log=log
-                )
+                report["transactions"] = bench_transactions.run(tx_urls, **_timing(args), log=log)
             finally:
                 _drop_remote(remote, tag)
         if "feed" in args.only:
@@ -756,9 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 report["feed"] = bench_feed.run(
                     feed_urls,  # type: ignore[arg-type]
-                    rounds=args.rounds,
-                    calls=args.calls,
-                    warmup=args.warmup,
+                    **_timing(args),
                     latency_changes=args.feed_changes,
                     log=log,
                     sustained=args.feed_sustained,
