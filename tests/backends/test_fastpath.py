@@ -326,3 +326,30 @@ async def test_a_write_that_finds_a_short_lock_retries_inline(
             assert not any(task.done() for task in writes)
         assert [await task for task in writes] == [True, 2, 1]
         assert handed[0] == 0  # every write ran on the loop's thread
+
+
+async def test_a_slice_after_an_overrun_is_shorter_by_the_overrun() -> None:
+    # The next slice ends one SLICE after the last one should have ended
+    # (the tasks that waited ran past it: an iteration then holds about one
+    # slice of inline work in all); an overrun of a whole slice leaves none;
+    # a loop that was away 10 ms or more (not this store's turns) gets a
+    # whole slice, as does the first turn.
+    from keyshelf.backends._fastpath import SLICE
+
+    async with keyshelf.open_async("memory://") as kv:
+        bridge = kv._backend
+        ended = _bridge._clock() - SLICE / 4
+        bridge._turn_ends = ended
+        bridge._new_turn()
+        assert bridge._turn_ends == pytest.approx(ended + SLICE, abs=1e-9)
+
+        bridge._turn_ends = _bridge._clock() - 2 * SLICE
+        before = _bridge._clock()
+        bridge._new_turn()
+        assert before <= bridge._turn_ends <= _bridge._clock()
+
+        for away in (0.02, float("inf")):
+            bridge._turn_ends = _bridge._clock() - away
+            before = _bridge._clock()
+            bridge._new_turn()
+            assert before + SLICE <= bridge._turn_ends <= _bridge._clock() + SLICE

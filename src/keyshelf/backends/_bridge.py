@@ -37,6 +37,9 @@ from ._fastpath import BUSY_RETRIES, SLICE, Busy, FastPath, WouldBlock
 from .base import Backend
 
 _clock = time.perf_counter
+#: An overrun of the last slice this long (seconds) or longer is not counted
+#: against the next one (see :meth:`_AsyncBridge._new_turn`).
+_FORGET = 0.01
 
 # Hot primitives every caller passes positionally, by their number of
 # arguments: their coroutines take exactly these (``*args`` costs ~0.1 µs on a
@@ -115,9 +118,10 @@ class _AsyncBridge(AsyncBackend):
         the first task to use it up schedules :meth:`_new_turn`, which runs
         at the start of the next iteration (before the tasks that yielded)
         and starts the next slice; a task that resumes after the slice is
-        used up again makes its one call and yields. So one iteration of the
-        loop runs about one slice of inline work plus one call per waiting
-        task, however many tasks share the store.
+        used up again makes its one call and yields. Those calls are taken
+        off the next slice (:meth:`_new_turn`), so one iteration of the loop
+        runs about one slice of inline work in all, however many tasks share
+        the store (at least one call per waiting task).
         """
         if self._closed:
             raise self._closed_error()
@@ -132,9 +136,26 @@ class _AsyncBridge(AsyncBackend):
             raise self._closed_error()
 
     def _new_turn(self) -> None:
+        """Start the next slice of inline work, shortened by the last one's overrun.
+
+        The last iteration ran past the end of its slice by the calls of the
+        other waiting tasks (one each) and whatever else the loop ran: the
+        next slice is shorter by that much, so that an iteration with tasks
+        waiting runs about one ``SLICE`` of inline work in all, however many
+        tasks share the store, rather than a slice plus a call per task. A
+        lone task has no overrun and keeps the whole slice (a shorter fixed
+        slice would cost every call a loop iteration: docs/design.md). An
+        overrun of 10 ms or more is a loop that was doing something else,
+        not this store's turns: the slice is then whole.
+        """
         self._turn_scheduled = -math.inf
         if not self._closed:
-            self._turn_ends = _clock() + SLICE
+            now = _clock()
+            overrun = now - self._turn_ends
+            if 0.0 < overrun < _FORGET:
+                self._turn_ends = now + max(0.0, SLICE - overrun)
+            else:
+                self._turn_ends = now + SLICE
 
     def _inline(self, fn: Callable[..., Any], arity: int | None) -> Callable[..., Any]:
         # Memory calls take ~0.1-2 µs: the clock is read on every 16th call of

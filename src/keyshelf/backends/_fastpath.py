@@ -22,7 +22,8 @@ from typing import Any
 #: Seconds of inline work per loop iteration after which the bridge lets the
 #: event loop run other tasks (an ``asyncio.sleep(0)`` before the next inline
 #: call). Shared by every task of one store: with n tasks calling it, one loop
-#: iteration runs about SLICE plus one call per task. Each turn costs ~4-10 µs
+#: iteration runs about SLICE in all (at least one call per task: the next
+#: slice is shortened by what the waiting tasks' calls ran past it). Each turn costs ~4-10 µs
 #: (a loop iteration: an epoll call, the callbacks): 0.25 ms keeps that near
 #: 2 % of inline work (0.1 ms cost a SQLite set ~2 µs more, of ~28, measured
 #: under load), and a waiting task still gets its turn within 0.25 ms plus
