@@ -42,6 +42,8 @@ from .workload import OPS, expected_listing
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+#: Loads of the PostgreSQL bulk run each way (the median is reported).
+PG_BULK_REPEAT = 3
 GROUPS = (
     "memory",
     "sqlite",
@@ -317,6 +319,30 @@ def bench_postgres(args: argparse.Namespace, url: str, log: Callable[[str], None
         bench.close()
 
 
+def bench_postgres_bulk(
+    args: argparse.Namespace, url: str, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """``--bulk`` new keys into PostgreSQL: public ``mset`` against one raw binary COPY.
+
+    Median seconds of :data:`PG_BULK_REPEAT` loads each way (and of the
+    backend's ``put_many`` on batches encoded beforehand: what the core's
+    checks and encoding add), each into a fresh table.
+    """
+    from . import bench_postgres as bp
+
+    bench = bp.Bench(url, args.rounds, args.calls)
+    try:
+        seconds = bench.run_bulk(args.bulk, args.bulk_batch, PG_BULK_REPEAT)
+    finally:
+        bench.close()
+    log(
+        f"  postgres bulk {args.bulk:,}: keyshelf mset {seconds['keyshelf']:.2f} s | backend "
+        f"put_many {seconds['backend']:.2f} s | raw COPY {seconds['copy']:.2f} s | mset keys/s "
+        f"÷ COPY {seconds['copy'] / seconds['keyshelf']:.2f}"
+    )
+    return {"keys": args.bulk, "batch": args.bulk_batch, "seconds": seconds}
+
+
 @dataclass
 class _Fixed:
     name: str
@@ -452,6 +478,17 @@ def checks(report: dict[str, Any], groups: dict[str, Group]) -> list[Check]:
             Check("SQLite bulk keys/s ÷ raw", ours["keys_per_s"] / raw["keys_per_s"], 0.8, True)
         )
         out.append(Check("SQLite bytes per key (session)", ours["bytes_per_key"], 175))
+    pg_bulk = report.get("postgres bulk")
+    if pg_bulk:
+        took = pg_bulk["seconds"]
+        out.append(
+            Check(
+                "PostgreSQL bulk via mset keys/s ÷ raw COPY",
+                took["copy"] / took["keyshelf"],
+                0.8,
+                True,
+            )
+        )
     for name, r in (report.get("procs") or {}).items():
         if name.startswith("keyshelf"):
             out.append(Check(f"{name} lost updates", r["lost_updates"], 0))
@@ -634,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"  {bench_s3.render(row)}")
         if "bulk" in args.only and args.bulk:
             report["bulk"] = bench_bulk(args, workdir, log)
+            if "postgres" in remote:
+                report["postgres bulk"] = bench_postgres_bulk(args, remote["postgres"], log)
         if "stream" in args.only and args.stream_keys:
             report["stream"] = stream.run(
                 workdir / "stream.db", args.stream_keys, args.stream_rounds, log
@@ -802,6 +841,30 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             f"### Bulk load of {bulk['keys']:,} sessions (batches of {bulk['batch']:,})",
             "",
             markdown_table(["contestant", "seconds", "keys/s", "bytes/key on disk"], rows, "l"),
+        ]
+    pg_bulk = report.get("postgres bulk")
+    if pg_bulk:
+        took = pg_bulk["seconds"]
+        labels = {
+            "keyshelf": f"keyshelf `mset`, batches of {pg_bulk['batch']:,}",
+            "backend": "the backend's `put_many` alone (batches encoded beforehand)",
+            "copy": "raw psycopg, one binary `COPY`",
+        }
+        rows = [
+            [
+                label,
+                f"{took[name]:.2f}",
+                f"{pg_bulk['keys'] / took[name]:,.0f}",
+                f"{took['copy'] / took[name]:.2f}x",
+            ]
+            for name, label in labels.items()
+        ]
+        parts += [
+            "",
+            f"### PostgreSQL bulk load of {pg_bulk['keys']:,} new keys "
+            f"(median of {PG_BULK_REPEAT})",
+            "",
+            markdown_table(["contestant", "seconds", "keys/s", "keys/s ÷ COPY"], rows, "l"),
         ]
     st = report.get("stream")
     if st:

@@ -126,10 +126,12 @@ def test_runner_servers_smoke(
     out = tmp_path / "servers.json"
     code = runner.main(  # type: ignore[attr-defined]
         [
-            "--only=redis,postgres",
+            "--only=redis,postgres,bulk",
             "--rounds=1",
             "--calls=3",
             "--warmup=1",
+            "--bulk=2000",
+            "--bulk-batch=1000",
             f"--redis-url={redis_url()}",
             f"--postgres-url={server_url()}",
             f"--json={out}",
@@ -145,7 +147,17 @@ def test_runner_servers_smoke(
     assert {"get hit", "set", "increment", "mget 100", "mset 100"} <= set(postgres_ops)
     assert set(redis_ops["set"]) == {"keyshelf redis", "raw redis-py"}
     assert set(postgres_ops["set"]) == {"keyshelf postgres", "raw psycopg"}
-    assert "### Redis backend" in capsys.readouterr().out
+    # The PostgreSQL bulk row of issue 18: public mset against one raw COPY,
+    # each of the three loads timed (and the SQLite bulk beside it).
+    pg_bulk = report["postgres bulk"]
+    assert pg_bulk["keys"] == 2000
+    assert set(pg_bulk["seconds"]) == {"keyshelf", "backend", "copy"}
+    assert all(s > 0 for s in pg_bulk["seconds"].values())
+    assert "keyshelf sqlite" in report["bulk"]["results"]
+    printed = capsys.readouterr().out
+    assert "### Redis backend" in printed
+    assert "### PostgreSQL bulk load of 2,000 new keys" in printed
+    assert "PostgreSQL bulk via mset keys/s ÷ raw COPY" in printed
 
 
 def test_stream_group_smoke(
