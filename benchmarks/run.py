@@ -816,6 +816,11 @@ def _drop_remote(remote: dict[str, str], tag: str) -> None:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(tag)))
 
 
+def _section(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of one table of the report: a blank line, its title, its table."""
+    return ["", title, "", markdown_table(headers, rows, "l")]
+
+
 def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check]) -> str:
     m = report["machine"]
     s = report["settings"]
@@ -836,12 +841,11 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             [name, f"{r['seconds']:.1f}", f"{r['keys_per_s']:,}", f"{r['bytes_per_key']:.0f}"]
             for name, r in bulk["results"].items()
         ]
-        parts += [
-            "",
+        parts += _section(
             f"### Bulk load of {bulk['keys']:,} sessions (batches of {bulk['batch']:,})",
-            "",
-            markdown_table(["contestant", "seconds", "keys/s", "bytes/key on disk"], rows, "l"),
-        ]
+            ["contestant", "seconds", "keys/s", "bytes/key on disk"],
+            rows,
+        )
     pg_bulk = report.get("postgres bulk")
     if pg_bulk:
         took = pg_bulk["seconds"]
@@ -859,13 +863,12 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             ]
             for name, label in labels.items()
         ]
-        parts += [
-            "",
+        parts += _section(
             f"### PostgreSQL bulk load of {pg_bulk['keys']:,} new keys "
             f"(median of {PG_BULK_REPEAT})",
-            "",
-            markdown_table(["contestant", "seconds", "keys/s", "keys/s ÷ COPY"], rows, "l"),
-        ]
+            ["contestant", "seconds", "keys/s", "keys/s ÷ COPY"],
+            rows,
+        )
     st = report.get("stream")
     if st:
         rows = [
@@ -877,13 +880,12 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             ]
             for name, r in st["results"].items()
         ]
-        parts += [
-            "",
+        parts += _section(
             f"### Streaming listings, SQLite, {st['keys']:,} keys "
             f"({st['under_prefix']:,} under the prefix), median of {st['rounds']}",
-            "",
-            markdown_table(["listing", "seconds", "spread", "÷ keys(prefix)"], rows, "l"),
-        ]
+            ["listing", "seconds", "spread", "÷ keys(prefix)"],
+            rows,
+        )
     stalls = report.get("loop_stall")
     if stalls:
         from .bench_async import render as render_stalls
@@ -906,16 +908,11 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             ]
             for backend, r in locks.items()
         ]
-        parts += [
-            "",
+        parts += _section(
             "### Uncontended lock: kv.lock acquire + release against setnx + delete",
-            "",
-            markdown_table(
-                ["backend", f"{LOCK} µs median (p99)", f"{SETNX} µs median (p99)", "ratio"],
-                rows,
-                "l",
-            ),
-        ]
+            ["backend", f"{LOCK} µs median (p99)", f"{SETNX} µs median (p99)", "ratio"],
+            rows,
+        )
     transactions = report.get("transactions")
     if transactions:
         from .bench_transactions import COMMIT, PLAIN
@@ -930,22 +927,17 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             ]
             for backend, r in transactions.items()
         ]
-        parts += [
-            "",
+        parts += _section(
             "### Checked commit: kv.atomic() with 2 checks + 2 sets against 2 plain sets",
-            "",
-            markdown_table(
-                [
-                    "backend",
-                    f"{COMMIT} µs median (p99)",
-                    f"{PLAIN} µs median (p99)",
-                    "ratio",
-                    "round trips per commit",
-                ],
-                rows,
-                "l",
-            ),
-        ]
+            [
+                "backend",
+                f"{COMMIT} µs median (p99)",
+                f"{PLAIN} µs median (p99)",
+                "ratio",
+                "round trips per commit",
+            ],
+            rows,
+        )
     pr = report.get("procs")
     if pr:
         first = next(iter(pr.values()))
@@ -953,15 +945,12 @@ def render(report: dict[str, Any], groups: dict[str, Group], found: list[Check])
             [name, f"{r['increments_per_s']:,}", f"{r['final']:,}", str(r["lost_updates"])]
             for name, r in pr.items()
         ]
-        parts += [
-            "",
+        parts += _section(
             f"### {first['processes']} processes x {first['calls_per_process']:,} "
             "increments of one key",
-            "",
-            markdown_table(
-                ["contestant", "increments/s", "final value", "lost updates"], rows, "l"
-            ),
-        ]
+            ["contestant", "increments/s", "final value", "lost updates"],
+            rows,
+        )
     for kind, why in report["skipped"].items():
         parts += ["", f"{kind}: skipped ({why})"]
     if found:
