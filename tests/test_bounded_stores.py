@@ -22,7 +22,8 @@ import pytest
 
 import keyshelf
 from keyshelf.backends import _sqlite_bounds
-from keyshelf.backends._sqlite_bounds import FLUSH_KEYS, trigger_sql
+from keyshelf.backends._bounds import Limits
+from keyshelf.backends._sqlite_bounds import FLUSH_KEYS, trigger_names, trigger_sql
 from keyshelf.backends.sqlite import _SIZE, _data_table_sql, _Statements, _tokens
 
 WRITER = """
@@ -40,10 +41,10 @@ def _urls(tmp_path: Path) -> list[str]:
     return [f"sqlite:///{tmp_path / 'bounded.db'}", f"file://{tmp_path / 'bounded.json'}"]
 
 
-def _counters(kv: Any) -> tuple[int, int]:
-    """(keys, bytes) as a bounded SQLite store's totals row holds them."""
+def _counters(kv: Any) -> tuple[int, int | None]:
+    """(keys, bytes) as a bounded SQLite store's totals row holds them (None: not counted)."""
     row = kv._backend._one("test", "SELECT keys, bytes FROM keyshelf_bounds", ())
-    return int(row[0]), int(row[1])
+    return int(row[0]), None if row[1] is None else int(row[1])
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "file"])
@@ -63,10 +64,15 @@ def test_a_second_process_honours_the_limits_without_naming_them(
     kv.close()
 
 
-def test_sqlite_totals_stay_exact_through_every_write_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "limits", [{"max_keys": 50, "max_bytes": 10_000}, {"max_keys": 50}, {"max_bytes": 900}]
+)
+def test_sqlite_totals_stay_exact_through_every_write_path(
+    tmp_path: Path, limits: dict[str, int]
+) -> None:
     path = tmp_path / "exact.db"
     early = keyshelf.open(path)  # opened before the store was bounded
-    kv = keyshelf.open(path, max_keys=50, max_bytes=10_000)
+    kv = keyshelf.open(path, **limits)
     for store in (early, kv):
         for i in range(40):
             store.set(f"s{i}", "x" * (i % 9))
@@ -78,8 +84,11 @@ def test_sqlite_totals_stay_exact_through_every_write_path(tmp_path: Path) -> No
         store.delete("s3", "s39")
         store.expire("m2", 100)
     keys, size = _counters(kv)
-    assert keys == kv.stats()["total_keys"] <= 50
-    assert size == kv.storage_size()["total"] <= 10_000
+    assert keys == kv.stats()["total_keys"] <= limits.get("max_keys", 10**9)
+    if "max_bytes" in limits:
+        assert size == kv.storage_size()["total"] <= limits["max_bytes"]
+    else:  # not counted without a max_bytes (shape 3)
+        assert size is None
     early.close()
     kv.close()
 
@@ -134,7 +143,7 @@ def test_sqlite_shape_check_accepts_exactly_the_bounds_triggers(tmp_path: Path) 
     path = tmp_path / "shape.db"
     keyshelf.open(path, max_keys=3).close()
     keyshelf.open(path).close()  # accepted: exactly keyshelf's triggers
-    name = next(iter(trigger_sql("keyshelf", "lru")))
+    name = next(iter(trigger_sql("keyshelf", Limits(3, None, "lru"))))
     conn = sqlite3.connect(path)
     conn.execute(f"DROP TRIGGER {name}")
     conn.execute(f"CREATE TRIGGER {name} AFTER INSERT ON keyshelf BEGIN SELECT 1; END")
@@ -238,6 +247,15 @@ def _schema(path: Path) -> dict[str, str]:
         conn.close()
 
 
+def _assert_triggers(schema: dict[str, str], limits: Limits) -> None:
+    """The file holds exactly the bounds triggers of ``limits``' layout (shape 3), no other."""
+    want = trigger_sql("keyshelf", limits)
+    held = {name for name in schema if name in trigger_names("keyshelf")}
+    assert held == set(want)
+    for name, sql in want.items():
+        assert _tokens(schema[name]) == _tokens(sql), name
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "none"])
 def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) -> None:
     path = tmp_path / "shape1.db"
@@ -250,10 +268,9 @@ def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) 
     kv = keyshelf.open(path)
     schema = _schema(path)
     assert "keyshelf_evicted" not in schema
-    shape2 = _sqlite_bounds.bounds_table_sql("keyshelf")
-    assert _tokens(schema["keyshelf_bounds"]) == _tokens(shape2)
-    for name, sql in trigger_sql("keyshelf", policy).items():
-        assert _tokens(schema[name]) == _tokens(sql), name
+    shape3 = _sqlite_bounds.bounds_table_sql("keyshelf")
+    assert _tokens(schema["keyshelf_bounds"]) == _tokens(shape3)
+    _assert_triggers(schema, Limits(40, 10_000, policy))
     stats = kv.stats()
     assert (stats["max_keys"], stats["max_bytes"], stats["evictions"]) == (40, 10_000, 7)
     assert _counters(kv) == (40, kv.storage_size()["total"])
@@ -271,23 +288,22 @@ def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) 
         assert kv.stats()["evictions"] > 7
     assert _counters(kv) == (kv.stats()["total_keys"], kv.storage_size()["total"])
     kv.close()
-    keyshelf.open(path).close()  # shape 2 opens as it is
+    keyshelf.open(path).close()  # shape 3 opens as it is
 
 
 def test_sqlite_triggers_follow_a_change_of_policy(tmp_path: Path) -> None:
     path = tmp_path / "policy.db"
-    kv = keyshelf.open(path, max_keys=10, eviction="lru")
-    kv.mset({f"k{i}": i for i in range(10)})
+    # 7 keys: no headroom (7 // 8), every eviction is exact.
+    kv = keyshelf.open(path, max_keys=7, eviction="lru")
+    kv.mset({f"k{i}": i for i in range(7)})
     kv.get("k0")
     kv.close()  # the read is flushed: under LRU, k0 would be kept
-    kv = keyshelf.open(path, max_keys=10, eviction="fifo")
-    schema = _schema(path)
-    for name, sql in trigger_sql("keyshelf", "fifo").items():
-        assert _tokens(schema[name]) == _tokens(sql), name
+    kv = keyshelf.open(path, max_keys=7, eviction="fifo")
+    _assert_triggers(_schema(path), Limits(7, None, "fifo"))
     for i in range(3):
         kv.set(f"new{i}", i)  # each write is counted before it evicts
-        assert kv.stats()["total_keys"] == 10
-    assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(3, 10)] + ["new0", "new1", "new2"])
+        assert kv.stats()["total_keys"] == 7
+    assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(3, 7)] + ["new0", "new1", "new2"])
     kv.close()
 
 
@@ -308,34 +324,44 @@ def test_bytes_are_counted_again_when_max_bytes_is_set(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo"])
 @pytest.mark.parametrize("max_bytes", [None, 900])
-def test_shape2_evicts_exactly_what_shape1_evicted(
-    tmp_path: Path, policy: str, max_bytes: int | None
+def test_shapes_1_2_and_3_evict_exactly_the_same(
+    tmp_path: Path, policy: str, max_bytes: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The same writes, deletions and flushed reads (seeded, with ties of
-    # instants) on a table under shape 1's triggers and one under shape 2's:
-    # after every write both hold the same rows and count the same evictions.
-    # Reads are flushed only in the middle third, so both of shape 2's victim
-    # queries (with and without the lookup in t_reads) run.
+    # instants) on a table under shape 1's triggers, one under shape 2's and
+    # one under shape 3's: after every write all hold the same rows and count
+    # the same evictions. Reads are flushed only in the middle third, so both
+    # victim queries of shapes 2 and 3 (with and without the lookup in
+    # t_reads) run.
+    # Shape 3's triggers are written here with the headroom of shapes 1 and 2
+    # (1/16; shape 3 uses 1/8): the same batches, so the same rows after
+    # every write. test_shape3_evicts_down_to_its_headroom checks 1/8.
+    monkeypatch.setattr(_sqlite_bounds, "HEADROOM_DIVISOR", 16)
     put = _Statements("keyshelf").put_by_flags[(False, False, False)]
     conns = []
-    for shape in (1, 2):
+    for shape in (1, 2, 3):
         conn = sqlite3.connect(tmp_path / f"shape{shape}.db", isolation_level=None)
         conn.execute("PRAGMA recursive_triggers = ON")
         conn.execute("PRAGMA synchronous = OFF")  # the triggers' logic, not durability
         conn.execute(_data_table_sql("keyshelf"))
-        if shape == 2:
-            conn.execute(_sqlite_bounds.bounds_table_sql("keyshelf"))
-        else:
+        if shape == 1:
             conn.execute(_sqlite_bounds._v1_bounds_table_sql("keyshelf"))
+        else:
+            conn.execute(_sqlite_bounds.bounds_table_sql("keyshelf"))
         conn.execute(_sqlite_bounds.reads_table_sql("keyshelf"))
+        # Shape 3 counts the bytes only under a max_bytes (NULL otherwise).
+        counted = 0 if shape < 3 or max_bytes is not None else None
         conn.execute(
-            "INSERT INTO keyshelf_bounds VALUES (0, 40, ?, ?, 0, 0, 0, 0)", (max_bytes, policy)
+            "INSERT INTO keyshelf_bounds VALUES (0, 40, ?, ?, 0, ?, 0, 0)",
+            (max_bytes, policy, counted),
         )
         if shape == 1:
             conn.execute(_sqlite_bounds._v1_evicted_table_sql("keyshelf"))
             triggers = _sqlite_bounds._v1_trigger_sql("keyshelf")
+        elif shape == 2:
+            triggers = _sqlite_bounds._v2_trigger_sql("keyshelf", policy)
         else:
-            triggers = trigger_sql("keyshelf", policy)
+            triggers = trigger_sql("keyshelf", Limits(40, max_bytes, policy))
         for sql in triggers.values():
             conn.execute(sql)
         conns.append(conn)
@@ -372,11 +398,145 @@ def test_shape2_evicts_exactly_what_shape1_evicted(
             conn.execute("SELECT ns, key FROM keyshelf ORDER BY ns, key").fetchall()
             for conn in conns
         ]
-        assert held[0] == held[1], step
+        assert held[0] == held[1] == held[2], step
         counts = [
             conn.execute("SELECT keys, evictions FROM keyshelf_bounds").fetchone() for conn in conns
         ]
-        assert counts[0] == counts[1], step
+        assert counts[0] == counts[1] == counts[2], step
     assert counts[0][1] > 50  # it evicted all along
     for conn in conns:
         conn.close()
+
+
+def _shape2(path: Path, max_keys: int, max_bytes: int | None, policy: str) -> None:
+    """A bounded store of shape 2, exactly as keyshelf before shape 3 made it.
+
+    (Its SQL is kept in _sqlite_bounds for the upgrade; it was checked token
+    for token against the code that wrote shape 2 when shape 3 was written.)
+    Shape 2 counted the bytes until its first eviction even without a
+    max_bytes: the row holds them.
+    """
+    with keyshelf.open(path) as kv:
+        kv.mset({f"k{i:02d}": "v" * i for i in range(max_keys)})
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        t = "keyshelf"
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_sqlite_bounds.bounds_table_sql(t))
+        conn.execute(_sqlite_bounds.reads_table_sql(t))
+        conn.execute(
+            f"INSERT INTO {t}_bounds SELECT 0, ?, ?, ?, count(*), "
+            f"coalesce(sum({_SIZE}), 0), 7, 0 FROM {t}",
+            (max_keys, max_bytes, policy),
+        )
+        for sql in _sqlite_bounds._v2_trigger_sql(t, policy).values():
+            conn.execute(sql)
+        conn.execute("INSERT INTO keyshelf_reads VALUES ('default', 'k00', 9e12, 5)")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "none"])
+@pytest.mark.parametrize("max_bytes", [None, 10_000])
+def test_a_shape2_sqlite_store_is_upgraded_at_open(
+    tmp_path: Path, policy: str, max_bytes: int | None
+) -> None:
+    path = tmp_path / "shape2.db"
+    _shape2(path, 40, max_bytes, policy)
+    before = path.read_bytes()
+    with keyshelf.open(f"sqlite:///{path}?readonly=true") as ro:  # reads it as it is
+        assert ro.stats()["max_keys"] == 40 and ro.stats()["evictions"] == 7
+        assert ro.get("k01") == "v"
+    assert path.read_bytes() == before
+    kv = keyshelf.open(path)
+    _assert_triggers(_schema(path), Limits(40, max_bytes, policy))
+    stats = kv.stats()
+    assert (stats["max_keys"], stats.get("max_bytes"), stats["evictions"]) == (40, max_bytes, 7)
+    size = None if max_bytes is None else kv.storage_size()["total"]
+    assert _counters(kv) == (40, size)
+    if policy == "none":
+        with pytest.raises(keyshelf.StoreFullError):
+            kv.set("more", 1)
+    else:
+        for i in range(30):
+            kv.set(f"new{i}", i)
+            assert kv.stats()["total_keys"] <= 40
+        assert kv.get("new29") == 29
+        # The upgrade kept the flushed reads: LRU and LFU keep the key read most
+        # (and last), FIFO evicts it with the oldest.
+        assert (kv.get("k00") is not None) == (policy != "fifo")
+        assert kv.stats()["evictions"] > 7
+    size = None if max_bytes is None else kv.storage_size()["total"]
+    assert _counters(kv) == (kv.stats()["total_keys"], size)
+    kv.close()
+    upgraded = _schema(path)
+    keyshelf.open(path).close()  # shape 3 opens as it is
+    assert _schema(path) == upgraded
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "none"])
+def test_sqlite_triggers_follow_a_change_of_layout(tmp_path: Path, policy: str) -> None:
+    # Each reopen that sets or drops one of the limits recreates the triggers
+    # for the new layout (and only then); the totals stay exact throughout,
+    # the bytes counted exactly while a max_bytes is set and NULL otherwise.
+    path = tmp_path / "layout.db"
+    steps = [(30, None), (30, 4_000), (None, 4_000), (20, None), (25, None)]
+    for step, (max_keys, max_bytes) in enumerate(steps):
+        kwargs = {"max_keys": max_keys, "max_bytes": max_bytes}
+        kv = keyshelf.open(path, eviction=policy, **{k: v for k, v in kwargs.items() if v})
+        _assert_triggers(_schema(path), Limits(max_keys, max_bytes, policy))
+        # Under "none" nothing is evicted: a store left above lowered limits
+        # only refuses what adds.
+        held = (
+            (kv.stats()["total_keys"], kv.storage_size()["total"]) if policy == "none" else (0, 0)
+        )
+        for i in range(40):
+            try:
+                kv.set(f"s{step}-{i}", "x" * (i % 90))
+            except keyshelf.StoreFullError:
+                assert policy == "none"
+            if i % 4 == 0:
+                kv.delete(f"s{step}-{i - 2}")
+        total = kv.stats()["total_keys"]
+        size = kv.storage_size()["total"]
+        assert max_keys is None or total <= max(max_keys, held[0])
+        assert max_bytes is None or size <= max(max_bytes, held[1])
+        assert _counters(kv) == (total, None if max_bytes is None else size)
+        kv.close()
+
+
+def test_a_trigger_of_another_layout_is_refused(tmp_path: Path) -> None:
+    # A store without max_bytes has no UPDATE totals trigger: one left there
+    # (here: the one of the layout with a max_bytes) is refused as damage.
+    path = tmp_path / "extra.db"
+    keyshelf.open(path, max_keys=10).close()
+    extra = trigger_sql("keyshelf", Limits(10, 100, "lru"))["keyshelf_bounds_update"]
+    conn = sqlite3.connect(path)
+    conn.execute(extra)
+    conn.commit()
+    conn.close()
+    with pytest.raises(keyshelf.IncompatibleStoreError, match="keyshelf_bounds_update"):
+        keyshelf.open(path)
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu", "fifo"])
+def test_shape3_evicts_down_to_its_headroom(tmp_path: Path, policy: str) -> None:
+    # The batch of shape 3: a write that takes the store above max_keys
+    # evicts down to max_keys - max_keys // 8, then the next max_keys // 8
+    # new keys evict nothing (the same for max_bytes, 1/8 of it).
+    kv = keyshelf.open(tmp_path / "batch.db", max_keys=80, eviction=policy)
+    kv.mset({f"k{i}": i for i in range(80)})
+    kv.set("over", 1)
+    assert kv.stats()["total_keys"] == 70 and kv.stats()["evictions"] == 11
+    for i in range(10):
+        kv.set(f"room{i}", i)
+        assert kv.stats()["evictions"] == 11
+    kv.set("over again", 1)
+    assert kv.stats()["total_keys"] == 70 and kv.stats()["evictions"] == 22
+    kv.close()
+    kv = keyshelf.open(tmp_path / "bytes.db", max_bytes=800, eviction=policy)
+    kv.mset({f"k{i}": "x" * 10 for i in range(80)})
+    kv.set("over", "x" * 10)
+    assert kv.storage_size()["total"] == 700  # 800 - 800 // 8
+    kv.close()

@@ -51,8 +51,10 @@ POLICIES = ("lru", "lfu", "fifo", "none")
 MAX_KEY_HEADROOM = 4096
 #: The headroom is this fraction of a limit (1/HEADROOM_DIVISOR). Bounded
 #: SQLite files carry it in their triggers' SQL: changing it changes their
-#: shape, which then needs an upgrade at open (see ``_sqlite_bounds``).
-HEADROOM_DIVISOR = 16
+#: shape, which then needs an upgrade at open (see ``_sqlite_bounds``). An
+#: eviction batch costs a scan of the whole SQLite table: 1/8 pays for it
+#: over twice as many writes as 1/16 did (shapes 1 and 2).
+HEADROOM_DIVISOR = 8
 
 #: The backend primitives that write: a bounded in-process backend wraps each
 #: in :meth:`Tracker.write` (nested calls, e.g. ``append`` -> ``update``, count once).
@@ -120,15 +122,15 @@ class Limits:
 
 
 def key_headroom(max_keys: int) -> int:
-    """Keys an eviction frees beyond the limit: ``min(4096, max_keys // 16)``.
+    """Keys an eviction frees beyond the limit: ``min(4096, max_keys // 8)``.
 
-    0 for stores of fewer than 32 keys, where every eviction is exact.
+    0 for stores of fewer than 8 keys, where every eviction is exact.
     """
     return min(MAX_KEY_HEADROOM, max_keys // HEADROOM_DIVISOR)
 
 
 def byte_headroom(max_bytes: int) -> int:
-    """Bytes an eviction frees below ``max_bytes``: ``max_bytes // 16``."""
+    """Bytes an eviction frees below ``max_bytes``: ``max_bytes // 8``."""
     return max_bytes // HEADROOM_DIVISOR
 
 

@@ -1,33 +1,53 @@
 """Bounded SQLite stores: limits kept by triggers, in the database file itself.
 
-Rules in :mod:`._bounds`. The layout (shape 2), beside keyshelf's data table ``t``:
+Rules in :mod:`._bounds`. The layout (shape 3), beside keyshelf's data table ``t``:
 
 * ``t_bounds``: one row with the limits (``max_keys``, ``max_bytes``,
-  ``policy``), the running totals (``keys``; ``bytes``, NULL after an
-  eviction on a store without ``max_bytes``, counted again when one is set)
-  and the eviction count;
+  ``policy``), the running totals (``keys``, always counted; ``bytes``,
+  counted while a ``max_bytes`` is set and NULL otherwise) and the eviction
+  count;
 * ``t_reads``: the reads of LRU and LFU stores that processes flushed
   (``(ns, key, at, hits)``: the last read's instant and how many reads);
-* five triggers on ``t``: ``AFTER INSERT``, ``AFTER UPDATE`` and ``AFTER
-  DELETE`` ones that keep the totals current, and ``AFTER INSERT`` /
-  ``AFTER UPDATE`` ones, written for the store's policy, that run only
-  after a write that took the store above a limit and evict (``DELETE`` of
-  the first rows in eviction order, never the row just written) or, under
-  ``"none"``, ``RAISE(ABORT)``: SQLite then undoes the whole statement, and
-  a transaction's caller rolls back.
+* triggers on ``t`` written for the store's *layout* (:func:`_layout`: the
+  policy and which limits are set; the values are read from ``t_bounds``,
+  so a reopen that changes only a value keeps them, one that changes the
+  layout recreates them in its transaction):
+
+  - ``AFTER INSERT`` (and, with ``max_bytes`` or ``"none"``, ``AFTER
+    UPDATE``) totals triggers: count the write, and refuse what the layout
+    can refuse (``RAISE(ABORT)``: a value larger than ``max_bytes``; under
+    ``"none"``, a store left above a limit). SQLite then undoes the whole
+    statement, and a transaction's caller rolls back;
+  - ``AFTER INSERT`` / ``AFTER UPDATE`` evict triggers (not under
+    ``"none"``), written for the policy's order, that run only after a
+    write that took the store above a limit: ``DELETE`` of the first rows
+    in eviction order, never the row just written;
+  - an ``AFTER DELETE`` trigger that counts the row out and drops its reads.
+
+  A store with only ``max_keys`` (the common cache) thus runs two small
+  trigger programs per new key, one ``UPDATE`` of the totals row and the
+  evict trigger's condition, and none of the size expressions.
 
 The eviction order comes from the data table's own columns (``updated_at``
 for LRU, ``created_at`` for FIFO, ``version`` for LFU), joined with
 ``t_reads`` only when it holds a read, so a write touches one more page than
 on an unbounded store (the totals row); finding victims scans the table,
 which the headroom makes rare: one scan per batch of
-``min(4096, max_keys // 16)`` keys.
+``min(4096, max_keys // 8)`` keys.
 
-Shape 1 (keyshelf before this one) had policy-neutral evict triggers, a
-``t_evicted`` table and ``bytes NOT NULL``; opening such a store for writing
-upgrades it in the open's transaction (:meth:`BoundedSQLiteBackend._upgrade`),
-and ``readonly=True`` reads it as it is. A keyshelf of shape 1 refuses a
-store of shape 2 (its triggers are not the ones it knows).
+Earlier shapes, recognised exactly (their SQL is kept here only for that)
+and upgraded by the first open for writing, in its transaction
+(:meth:`BoundedSQLiteBackend._upgrade`); ``readonly=True`` reads them as
+they are:
+
+* shape 1: policy-neutral evict triggers, a ``t_evicted`` table and
+  ``bytes NOT NULL``;
+* shape 2: five triggers for every layout, written for the policy alone
+  (totals of keys and bytes, the refusals tested on every write), with a
+  headroom of 1/16.
+
+A keyshelf of an earlier shape refuses a store of a later one (its triggers
+are not the ones it knows).
 
 Because the triggers live in the file, every write path of every process
 (single statements, ``update``/``update_many`` transactions, imports) is
@@ -46,6 +66,7 @@ cross-process recency is approximated.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -132,23 +153,213 @@ def _order(policy: str, joined: bool) -> str:
     return f"{recency}, {read_last}, d.ns, d.key"
 
 
-def _victims(t: str, policy: str, joined: bool, mine: str, limit: str) -> str:
+def _victims(
+    t: str, policy: str, joined: bool, mine: str, limit: str, *, sized: bool = True
+) -> str:
     """Rows of ``t`` in ``policy``'s eviction order (not ``mine``), at most ``limit``.
 
-    A scan of the table: the headroom makes it rare (one per batch of evictions).
+    ``sized``: with each row's size (a ``size`` column), which only a byte
+    goal needs. A scan of the table: the headroom makes it rare (one per
+    batch of evictions).
     """
     join = f" LEFT JOIN {t}_reads AS r ON r.ns = d.ns AND r.key = d.key" if joined else ""
-    return f"""SELECT d.ns, d.key, {_size("d")} AS size FROM {t} AS d{join}
+    size = f", {_size('d')} AS size" if sized else ""
+    return f"""SELECT d.ns, d.key{size} FROM {t} AS d{join}
             WHERE NOT (d.{mine.replace(" AND key", " AND d.key")})
             ORDER BY {_order(policy, joined)} LIMIT {limit}"""
 
 
-_OVER_KEYS = "(max_keys IS NOT NULL AND keys > max_keys)"
-_OVER_BYTES = "(max_bytes IS NOT NULL AND bytes > max_bytes)"
+def _layout(limits: Limits) -> tuple[str, bool, bool]:
+    """What a store's triggers are written for: the policy, and which limits are set.
+
+    Their values are read from ``t_bounds`` by the triggers, so a reopen that
+    only changes a value keeps the triggers; one that changes the layout
+    recreates them (in its transaction).
+    """
+    return limits.policy, limits.max_keys is not None, limits.max_bytes is not None
 
 
-def _write_trigger_sql(t: str, event: str) -> str:
-    """The AFTER INSERT / AFTER UPDATE trigger that keeps the totals, or refuses."""
+def trigger_names(t: str) -> tuple[str, ...]:
+    """The names a bounded store's triggers may have (each layout uses some of them)."""
+    return tuple(
+        f"{t}_bounds_{part}"
+        for part in ("evict_insert", "evict_update", "insert", "update", "delete")
+    )
+
+
+def _over(keys: bool, counts_bytes: bool) -> str | None:
+    """The condition "above a limit" for the limits that are set (None: no limit checked)."""
+    parts = ["keys > max_keys"] * keys + ["bytes > max_bytes"] * counts_bytes
+    return " OR ".join(parts) or None
+
+
+def _totals_trigger_sql(
+    t: str, event: str, refuses: bool, keys: bool, counts_bytes: bool
+) -> str | None:
+    """The AFTER INSERT / AFTER UPDATE trigger that keeps the totals and refuses (or None).
+
+    ``keys`` is always counted (by inserts here, by deletions in the delete
+    trigger); ``bytes`` only while a ``max_bytes`` is set (``counts_bytes``:
+    otherwise it stays NULL). The refusals are only those the layout can
+    need: a value larger than ``max_bytes`` (with a ``max_bytes``), and
+    under ``"none"`` (``refuses``) a store left above a limit. An UPDATE
+    changes no key count: without ``max_bytes`` or ``"none"`` it needs no
+    trigger at all (None).
+    """
+    b = f"{t}_bounds"
+    new, old = _size("new"), _size("old")
+    body = []
+    if event == "INSERT":
+        counted = f", bytes = bytes + {new}" if counts_bytes else ""
+        body.append(f"UPDATE {b} SET keys = keys + 1{counted};")
+    elif counts_bytes:  # the key was there: only its size may change
+        body.append(f"UPDATE {b} SET bytes = bytes + {new} - {old} WHERE {new} <> {old};")
+    full = _over(keys, counts_bytes) if refuses else None
+    too_large = f"{new} > max_bytes" if counts_bytes else None
+    if too_large and full:
+        body.append(
+            f"SELECT CASE WHEN {too_large} THEN RAISE(ABORT, '{TOO_LARGE}') "
+            f"ELSE RAISE(ABORT, '{FULL}') END FROM {b} WHERE {too_large} OR {full};"
+        )
+    elif too_large:
+        body.append(f"SELECT RAISE(ABORT, '{TOO_LARGE}') FROM {b} WHERE {too_large};")
+    elif full:
+        body.append(f"SELECT RAISE(ABORT, '{FULL}') FROM {b} WHERE {full};")
+    if not body:
+        return None
+    statements = "\n    ".join(body)
+    return f"""CREATE TRIGGER {t}_bounds_{event.lower()} AFTER {event} ON {t}
+BEGIN
+    {statements}
+END"""
+
+
+def _evict_trigger_sql(t: str, event: str, policy: str, keys: bool, counts_bytes: bool) -> str:
+    """The AFTER INSERT / AFTER UPDATE trigger that evicts, only when a limit is exceeded.
+
+    Its SQL is written for the store's layout (:func:`_layout`): the order
+    needs no per-row test of the policy, and a store without ``max_bytes``
+    neither sizes its rows nor sums them. SQLite runs the triggers of one
+    event newest first, so this one, created before the totals trigger of
+    its event, runs after it and sees the write counted. (The conformance
+    tests check the limits after every write: a SQLite running them in
+    another order would fail them.)
+
+    The victims are one prefix of the eviction order: first the one that
+    frees enough bytes (only over ``max_bytes``' goal), then as many more as
+    the key goal still needs. They are deleted with the delete trigger's
+    totals switched off (the ``evicting`` flag), and the totals are then
+    counted again from the table: ``count(*)`` reads no row, and the bytes
+    are summed only on a store with ``max_bytes``.
+    """
+    b, r = f"{t}_bounds", f"{t}_reads"
+    mine = "ns = new.ns AND key = new.key"
+    # The goals: max_keys - key_headroom(max_keys), max_bytes - byte_headroom(max_bytes).
+    key_goal = f"(max_keys - min({MAX_KEY_HEADROOM}, max_keys / {HEADROOM_DIVISOR}))"
+    byte_goal = f"(max_bytes - max_bytes / {HEADROOM_DIVISOR})"
+    body = [f"UPDATE {b} SET evicting = 1;"]
+    if counts_bytes:
+        byte_scan = f"(SELECT CASE WHEN bytes > {byte_goal} THEN -1 ELSE 0 END FROM {b})"
+        body.append(f"""DELETE FROM {t} WHERE (ns, key) IN (
+        SELECT ns, key FROM (
+            SELECT ns, key, size, sum(size) OVER (ROWS UNBOUNDED PRECEDING) AS freed
+            FROM ({_victims(t, policy, True, mine, byte_scan)}))
+        WHERE freed - size < (SELECT bytes - {byte_goal} FROM {b}));""")
+    if keys:
+        # max(0, ...): a negative LIMIT is no limit in SQLite. Without
+        # max_bytes nothing was deleted above and the trigger runs only over
+        # max_keys: the count is the totals row's; otherwise the table's
+        # (the byte victims were not counted out).
+        if counts_bytes:
+            key_count = (
+                f"(SELECT CASE WHEN keys > max_keys THEN max(0, (SELECT count(*) FROM {t}) "
+                f"- {key_goal}) ELSE 0 END FROM {b})"
+            )
+        else:
+            key_count = f"(SELECT max(0, keys - {key_goal}) FROM {b})"
+        # Without a flushed read in the file (a store only written to, or
+        # FIFO), the victims are found without a lookup in t_reads per row:
+        # that lookup was half of the scan's time. Of the two statements, the
+        # one whose condition is false has a LIMIT of 0, which ends it before
+        # any scan (a WHERE outside the subquery would not: the subquery runs
+        # first).
+        if policy == "fifo":
+            limits = [(False, key_count)]
+        else:
+            limits = [
+                (False, f"(CASE WHEN EXISTS (SELECT 1 FROM {r}) THEN 0 ELSE {key_count} END)"),
+                (True, f"(CASE WHEN EXISTS (SELECT 1 FROM {r}) THEN {key_count} ELSE 0 END)"),
+            ]
+        for joined, limit in limits:
+            victims = _victims(t, policy, joined, mine, limit, sized=False)
+            body.append(f"""DELETE FROM {t} WHERE (ns, key) IN (
+        SELECT ns, key FROM ({victims}));""")
+    # The evictions are the keys counted before less those counted after:
+    # two updates of the row (its page is written anyway), one count(*).
+    summed = f", bytes = (SELECT coalesce(sum({_SIZE}), 0) FROM {t})" if counts_bytes else ""
+    body.append(
+        f"UPDATE {b} SET evicting = 0, evictions = evictions + keys, "
+        f"keys = (SELECT count(*) FROM {t}){summed};"
+    )
+    body.append(f"UPDATE {b} SET evictions = evictions - keys;")
+    statements = "\n    ".join(body)
+    return f"""CREATE TRIGGER {t}_bounds_evict_{event.lower()} AFTER {event} ON {t}
+WHEN (SELECT {_over(keys, counts_bytes)} FROM {b})
+BEGIN
+    {statements}
+END"""
+
+
+def _delete_trigger_sql(t: str, counts_bytes: bool) -> str:
+    """The AFTER DELETE trigger: the totals (unless evicting), and the key's reads."""
+    b, r = f"{t}_bounds", f"{t}_reads"
+    counted = f", bytes = bytes - {_size('old')}" if counts_bytes else ""
+    return f"""CREATE TRIGGER {t}_bounds_delete AFTER DELETE ON {t}
+BEGIN
+    UPDATE {b} SET keys = keys - 1{counted} WHERE NOT evicting;
+    DELETE FROM {r} WHERE ns = old.ns AND key = old.key;
+END"""
+
+
+def trigger_sql(t: str, limits: Limits) -> dict[str, str]:
+    """Name -> definition of every trigger a bounded store with ``limits`` puts on ``t``.
+
+    Shape 3: written for the layout (:func:`_layout`), not the values. In
+    creation order: each evict trigger before the totals trigger of its event.
+    """
+    policy, keys, counts_bytes = _layout(limits)
+    out: dict[str, str] = {}
+    if policy != "none":
+        for event in ("INSERT", "UPDATE"):
+            out[f"{t}_bounds_evict_{event.lower()}"] = _evict_trigger_sql(
+                t, event, policy, keys, counts_bytes
+            )
+    for event in ("INSERT", "UPDATE"):
+        sql = _totals_trigger_sql(t, event, policy == "none", keys, counts_bytes)
+        if sql is not None:
+            out[f"{t}_bounds_{event.lower()}"] = sql
+    out[f"{t}_bounds_delete"] = _delete_trigger_sql(t, counts_bytes)
+    return out
+
+
+def _layouts() -> list[Limits]:
+    """One Limits of every layout (the values are placeholders)."""
+    return [
+        Limits(max_keys, max_bytes, policy)
+        for policy in POLICIES
+        for max_keys, max_bytes in ((1, None), (None, 1), (1, 1))
+    ]
+
+
+# -- shape 2 (keyshelf before layout-specific triggers): kept only to be
+# recognised and upgraded at open. Its text must not change.
+
+_V2_OVER_KEYS = "(max_keys IS NOT NULL AND keys > max_keys)"
+_V2_OVER_BYTES = "(max_bytes IS NOT NULL AND bytes > max_bytes)"
+
+
+def _v2_write_trigger_sql(t: str, event: str) -> str:
+    """The AFTER INSERT / AFTER UPDATE totals trigger of shapes 1 and 2 (any policy)."""
     b = f"{t}_bounds"
     size = _size("new")
     if event == "UPDATE":  # the key was there: only its size may change
@@ -161,47 +372,24 @@ BEGIN
     UPDATE {b} SET {totals};
     SELECT CASE WHEN {too_large} THEN RAISE(ABORT, '{TOO_LARGE}')
                 ELSE RAISE(ABORT, '{FULL}') END FROM {b}
-        WHERE {too_large} OR (policy = 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES}));
+        WHERE {too_large} OR (policy = 'none' AND ({_V2_OVER_KEYS} OR {_V2_OVER_BYTES}));
 END"""
 
 
-def _evict_trigger_sql(t: str, event: str, policy: str) -> str:
-    """The AFTER INSERT / AFTER UPDATE trigger that evicts, only when a limit is exceeded.
-
-    Its SQL is written for ``policy`` (the order needs no per-row test of the
-    policy); the store's triggers are recreated whenever its policy changes.
-    SQLite runs the triggers of one event newest first, so this one, created
-    before the totals trigger of its event, runs after it and sees the write
-    counted. (The conformance tests check the limits after every write: a
-    SQLite running them in another order would fail them.)
-
-    The victims are one prefix of the eviction order: first the one that
-    frees enough bytes (only over ``max_bytes``' goal), then as many more as
-    the key goal still needs. They are deleted with the delete trigger's
-    totals switched off (the ``evicting`` flag), and the totals are then
-    counted again from the table: ``count(*)`` reads no row, and the bytes
-    are summed only on a store with ``max_bytes`` (elsewhere they are not
-    needed, and left NULL until a ``max_bytes`` is set).
-    """
+def _v2_evict_trigger_sql(t: str, event: str, policy: str) -> str:
+    """Shape 2's evict trigger, written for ``policy`` (headroom 1/16, at most 4096 keys)."""
     b, r = f"{t}_bounds", f"{t}_reads"
     mine = "ns = new.ns AND key = new.key"
-    # The goals: max_keys - key_headroom(max_keys), max_bytes - byte_headroom(max_bytes).
-    key_goal = f"(max_keys - min({MAX_KEY_HEADROOM}, max_keys / {HEADROOM_DIVISOR}))"
-    byte_goal = f"(max_bytes - max_bytes / {HEADROOM_DIVISOR})"
-    # max(0, ...): a negative LIMIT is no limit in SQLite.
+    key_goal = "(max_keys - min(4096, max_keys / 16))"
+    byte_goal = "(max_bytes - max_bytes / 16)"
     key_count = (
-        f"(SELECT CASE WHEN {_OVER_KEYS} THEN max(0, (SELECT count(*) FROM {t}) - {key_goal}) "
+        f"(SELECT CASE WHEN {_V2_OVER_KEYS} THEN max(0, (SELECT count(*) FROM {t}) - {key_goal}) "
         f"ELSE 0 END FROM {b})"
     )
     byte_scan = (
         f"(SELECT CASE WHEN max_bytes IS NOT NULL AND bytes > {byte_goal} "
         f"THEN -1 ELSE 0 END FROM {b})"
     )
-    # Without a flushed read in the file (a store only written to, or FIFO),
-    # the victims are found without a lookup in t_reads per row: that lookup
-    # was half of the scan's time. Of the two statements, the one whose
-    # condition is false has a LIMIT of 0, which ends it before any scan (a
-    # WHERE outside the subquery would not: the subquery runs first).
     if policy == "fifo":
         by_keys = f"""DELETE FROM {t} WHERE (ns, key) IN (
         SELECT ns, key FROM ({_victims(t, policy, False, mine, key_count)}));"""
@@ -215,7 +403,7 @@ def _evict_trigger_sql(t: str, event: str, policy: str) -> str:
         SELECT ns, key FROM ({_victims(t, policy, True, mine, joined)}));"""
         by_bytes = _victims(t, policy, True, mine, byte_scan)
     return f"""CREATE TRIGGER {t}_bounds_evict_{event.lower()} AFTER {event} ON {t}
-WHEN (SELECT policy <> 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES}) FROM {b})
+WHEN (SELECT policy <> 'none' AND ({_V2_OVER_KEYS} OR {_V2_OVER_BYTES}) FROM {b})
 BEGIN
     UPDATE {b} SET evicting = 1;
     DELETE FROM {t} WHERE (ns, key) IN (
@@ -232,31 +420,20 @@ BEGIN
 END"""
 
 
-def _delete_trigger_sql(t: str) -> str:
-    """The AFTER DELETE trigger: the totals (unless evicting), and the key's reads."""
-    b, r = f"{t}_bounds", f"{t}_reads"
-    return f"""CREATE TRIGGER {t}_bounds_delete AFTER DELETE ON {t}
-BEGIN
-    UPDATE {b} SET keys = keys - 1, bytes = bytes - {_size("old")} WHERE NOT evicting;
-    DELETE FROM {r} WHERE ns = old.ns AND key = old.key;
-END"""
-
-
 def _evict_order(policy: str) -> str:
-    """The policy whose order the evict triggers follow ("none" never evicts: LRU's)."""
+    """The policy whose order shape 2's evict triggers follow ("none" never evicts: LRU's)."""
     return "lru" if policy == "none" else policy
 
 
-def trigger_sql(t: str, policy: str) -> dict[str, str]:
-    """Name -> definition of every trigger a bounded store of ``policy`` puts on ``t``."""
-    # In creation order: each evict trigger before the totals trigger of its event.
+def _v2_trigger_sql(t: str, policy: str) -> dict[str, str]:
+    """Name -> definition of every trigger shape 2 put on ``t`` for ``policy``."""
     order = _evict_order(policy)
     return {
-        f"{t}_bounds_evict_insert": _evict_trigger_sql(t, "INSERT", order),
-        f"{t}_bounds_evict_update": _evict_trigger_sql(t, "UPDATE", order),
-        f"{t}_bounds_insert": _write_trigger_sql(t, "INSERT"),
-        f"{t}_bounds_update": _write_trigger_sql(t, "UPDATE"),
-        f"{t}_bounds_delete": _delete_trigger_sql(t),
+        f"{t}_bounds_evict_insert": _v2_evict_trigger_sql(t, "INSERT", order),
+        f"{t}_bounds_evict_update": _v2_evict_trigger_sql(t, "UPDATE", order),
+        f"{t}_bounds_insert": _v2_write_trigger_sql(t, "INSERT"),
+        f"{t}_bounds_update": _v2_write_trigger_sql(t, "UPDATE"),
+        f"{t}_bounds_delete": _delete_trigger_sql(t, True),
     }
 
 
@@ -266,8 +443,8 @@ def _v1_trigger_sql(t: str) -> dict[str, str]:
     return {
         f"{t}_bounds_evict_insert": _v1_evict_trigger_sql(t, "INSERT"),
         f"{t}_bounds_evict_update": _v1_evict_trigger_sql(t, "UPDATE"),
-        f"{t}_bounds_insert": _write_trigger_sql(t, "INSERT"),
-        f"{t}_bounds_update": _write_trigger_sql(t, "UPDATE"),
+        f"{t}_bounds_insert": _v2_write_trigger_sql(t, "INSERT"),
+        f"{t}_bounds_update": _v2_write_trigger_sql(t, "UPDATE"),
         f"{t}_bounds_delete": f"""CREATE TRIGGER {t}_bounds_delete AFTER DELETE ON {t}
 WHEN NOT (SELECT evicting FROM {b})
 BEGIN
@@ -277,16 +454,26 @@ END""",
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _known(t: str) -> dict[str, frozenset[tuple[str, ...]]]:
+    """Trigger name -> the token lists of every definition keyshelf gives it (any shape)."""
+    shapes = [trigger_sql(t, limits) for limits in _layouts()]
+    shapes += [_v2_trigger_sql(t, policy) for policy in POLICIES] + [_v1_trigger_sql(t)]
+    known: dict[str, set[tuple[str, ...]]] = {}
+    for shape in shapes:
+        for name, sql in shape.items():
+            known.setdefault(name, set()).add(tuple(_tokens(sql)))
+    return {name: frozenset(found) for name, found in known.items()}
+
+
 def is_ours(t: str, name: str, sql: str | None) -> bool:
     """True if trigger ``name`` on ``t`` is exactly one a bounded store creates.
 
-    Any policy's, and shape 1's (which an open of the store upgrades).
+    Any layout's, and shapes 1 and 2's (which an open of the store upgrades).
     """
     if sql is None:
         return False
-    found = _tokens(sql)
-    shapes = [trigger_sql(t, policy) for policy in POLICIES] + [_v1_trigger_sql(t)]
-    return any(name in want and _tokens(want[name]) == found for want in shapes)
+    return tuple(_tokens(sql)) in _known(t).get(name, frozenset())
 
 
 def _v1_victims(t: str, mine: str, limit: str) -> str:
@@ -323,10 +510,10 @@ def _v1_evict_trigger_sql(t: str, event: str) -> str:
     b = f"{t}_bounds"
     mine = "ns = new.ns AND key = new.key"
     # The goals: max_keys - key_headroom(max_keys), max_bytes - byte_headroom(max_bytes).
-    headroom = f"min({MAX_KEY_HEADROOM}, max_keys / 16)"
+    headroom = "min(4096, max_keys / 16)"
     byte_goal = "(max_bytes - max_bytes / 16)"
     key_count = (
-        f"(SELECT CASE WHEN {_OVER_KEYS} THEN keys - max_keys + {headroom} ELSE 0 END FROM {b})"
+        f"(SELECT CASE WHEN {_V2_OVER_KEYS} THEN keys - max_keys + {headroom} ELSE 0 END FROM {b})"
     )
     byte_scan = (
         f"(SELECT CASE WHEN max_bytes IS NOT NULL AND bytes > {byte_goal} "
@@ -338,7 +525,7 @@ def _v1_evict_trigger_sql(t: str, event: str) -> str:
     # trigger switched off by the evicting flag: per-row accounting made an
     # eviction batch cost several times the scan that finds it.
     return f"""CREATE TRIGGER {t}_bounds_evict_{event.lower()} AFTER {event} ON {t}
-WHEN (SELECT policy <> 'none' AND ({_OVER_KEYS} OR {_OVER_BYTES}) FROM {b})
+WHEN (SELECT policy <> 'none' AND ({_V2_OVER_KEYS} OR {_V2_OVER_BYTES}) FROM {b})
 BEGIN
     INSERT INTO {e} (ns, key, size)
         SELECT ns, key, size FROM ({_v1_victims(t, mine, key_count)});
@@ -409,46 +596,56 @@ class BoundedSQLiteBackend(SQLiteBackend):
         if self._readonly:
             if limits is not None:
                 raise InvalidURLError("Limits cannot be set on a store opened readonly=True")
-            # Reads only: shape 1 (see _upgrade) reads the same.
+            # Reads only: shapes 1 and 2 (see _upgrade) read the same.
             return self._read_limits(conn)
         with self._transaction(conn):
-            fresh = not has_bounds(conn, t)
-            if fresh:
+            if not has_bounds(conn, t):
                 if limits is None:
                     raise IncompatibleStoreError(f"{self.path}: table {t} is not bounded")
                 conn.execute(bounds_table_sql(t))
                 conn.execute(reads_table_sql(t))
+                # No limit and no trigger yet: setting the limits below adds both.
                 conn.execute(
-                    f"INSERT INTO {t}_bounds SELECT 0, NULL, NULL, 'lru', count(*), "
-                    f"coalesce(sum({_SIZE}), 0), 0, 0 FROM {t}"
+                    f"INSERT INTO {t}_bounds SELECT 0, NULL, NULL, 'lru', count(*), NULL, 0, 0 "
+                    f"FROM {t}"
                 )
-                self._create_triggers(conn, "lru")
-            elif self._shape(conn) == 1:
-                self._upgrade(conn)
-            current = self._read_limits(conn)
-            self._check_shape(conn, current.policy)
+                current = Limits(None, None, "lru")
+            else:
+                shape = self._shape(conn)
+                if shape != 3:
+                    self._upgrade(conn, shape)
+                current = self._read_limits(conn)
+                self._check_shape(conn, current)
             if limits is not None and limits != current:
                 conn.execute(
                     f"UPDATE {t}_bounds SET max_keys = ?, max_bytes = ?, policy = ?",
                     (limits.max_keys, limits.max_bytes, limits.policy),
                 )
-                if limits.max_bytes is not None:
-                    # The bytes are not counted while no max_bytes is set (NULL).
+                # The bytes are counted exactly while a max_bytes is set, and
+                # not at all (NULL) otherwise.
+                if limits.max_bytes is None:
+                    conn.execute(f"UPDATE {t}_bounds SET bytes = NULL")
+                else:
                     conn.execute(
                         f"UPDATE {t}_bounds SET bytes = (SELECT coalesce(sum({_SIZE}), 0) "
                         f"FROM {t}) WHERE bytes IS NULL"
                     )
-                if _evict_order(limits.policy) != _evict_order(current.policy):
-                    self._create_triggers(conn, limits.policy)
+                if _layout(limits) != _layout(current):
+                    self._create_triggers(conn, limits)
                 current = limits
         return current
 
-    def _create_triggers(self, conn: sqlite3.Connection, policy: str) -> None:
-        """(Re)create every trigger, in the order that runs the totals before eviction."""
+    def _create_triggers(self, conn: sqlite3.Connection, limits: Limits) -> None:
+        """(Re)create the triggers of ``limits``' layout, in the order that counts before evicting.
+
+        Every name a layout may use is dropped first: a layout uses fewer
+        triggers than another (no UPDATE totals trigger without ``max_bytes``
+        or ``"none"``, no evict triggers under ``"none"``).
+        """
         t = self._table
-        for name in trigger_sql(t, policy):
+        for name in trigger_names(t):
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-        for sql in trigger_sql(t, policy).values():
+        for sql in trigger_sql(t, limits).values():
             conn.execute(sql)
 
     def _found(self, conn: sqlite3.Connection, names: Sequence[str]) -> dict[str, str | None]:
@@ -459,57 +656,78 @@ class BoundedSQLiteBackend(SQLiteBackend):
         return {name: sql for name, sql in rows}
 
     def _shape(self, conn: sqlite3.Connection) -> int:
-        """1 if the file holds shape 1 exactly (keyshelf before this one), else 2.
+        """1 or 2 if the file holds that earlier shape exactly, else 3 (this one's).
 
         Shape 1: policy-neutral evict triggers, a ``t_evicted`` table and
-        ``bytes NOT NULL``. Anything that is neither shape is refused by
-        :meth:`_check_shape`.
+        ``bytes NOT NULL``. Shape 2: the five triggers written for the policy
+        alone (:func:`_v2_trigger_sql`), the tables of shape 3. Anything that
+        is none of the three is refused by :meth:`_check_shape`.
         """
         t = self._table
-        want = {
-            f"{t}_bounds": _v1_bounds_table_sql(t),
-            f"{t}_reads": reads_table_sql(t),
-            f"{t}_evicted": _v1_evicted_table_sql(t),
-            **_v1_trigger_sql(t),
+        earlier = {
+            1: {
+                f"{t}_bounds": _v1_bounds_table_sql(t),
+                f"{t}_reads": reads_table_sql(t),
+                f"{t}_evicted": _v1_evicted_table_sql(t),
+                **_v1_trigger_sql(t),
+            },
+            2: {
+                f"{t}_bounds": bounds_table_sql(t),
+                f"{t}_reads": reads_table_sql(t),
+                **_v2_trigger_sql(t, self._read_limits(conn).policy),
+            },
         }
-        found = self._found(conn, tuple(want))
-        same = all(
-            found.get(name) is not None and _tokens(str(found[name])) == _tokens(sql)
-            for name, sql in want.items()
-        )
-        return 1 if same else 2
+        for shape, want in earlier.items():
+            found = self._found(conn, tuple(want))
+            if all(
+                found.get(name) is not None and _tokens(str(found[name])) == _tokens(sql)
+                for name, sql in want.items()
+            ):
+                return shape
+        return 3
 
-    def _upgrade(self, conn: sqlite3.Connection) -> None:
-        """Shape 1 -> 2, inside the open's transaction (all or nothing).
+    def _upgrade(self, conn: sqlite3.Connection, shape: int) -> None:
+        """Shape 1 or 2 -> 3, inside the open's transaction (all or nothing).
 
-        The totals row is copied as it is (its counts are exact), the empty
-        ``t_evicted`` dropped, and the triggers replaced by the policy's own.
-        A process of the previous keyshelf that still has the store open
-        keeps working: the triggers, in the file, bound its writes too. One
-        that opens it afterwards refuses it (the triggers are not the ones
-        it knows), which is an error, never a misread.
+        The totals row is kept as it is (its counts are exact; shape 1's
+        table is rebuilt to allow a NULL ``bytes``, and its empty
+        ``t_evicted`` dropped), ``bytes`` set to NULL when no ``max_bytes``
+        is set (shape 3 counts them only then), and the triggers replaced by
+        those of the store's layout. A process of the previous keyshelf that
+        still has the store open keeps working: the triggers, in the file,
+        bound its writes too. One that opens it afterwards refuses it (the
+        triggers are not the ones it knows), which is an error, never a
+        misread.
         """
         t = self._table
-        for name in _v1_trigger_sql(t):
-            conn.execute(f"DROP TRIGGER {name}")
-        conn.execute(f"DROP TABLE {t}_evicted")
-        conn.execute(f"ALTER TABLE {t}_bounds RENAME TO {t}_bounds_shape1")
-        conn.execute(bounds_table_sql(t))
-        conn.execute(f"INSERT INTO {t}_bounds SELECT * FROM {t}_bounds_shape1")
-        conn.execute(f"DROP TABLE {t}_bounds_shape1")
-        policy = conn.execute(f"SELECT policy FROM {t}_bounds").fetchone()[0]
-        self._create_triggers(conn, policy)
+        if shape == 1:
+            for name in _v1_trigger_sql(t):
+                conn.execute(f"DROP TRIGGER {name}")
+            conn.execute(f"DROP TABLE {t}_evicted")
+            conn.execute(f"ALTER TABLE {t}_bounds RENAME TO {t}_bounds_shape1")
+            conn.execute(bounds_table_sql(t))
+            conn.execute(f"INSERT INTO {t}_bounds SELECT * FROM {t}_bounds_shape1")
+            conn.execute(f"DROP TABLE {t}_bounds_shape1")
+        limits = self._read_limits(conn)
+        if limits.max_bytes is None:
+            conn.execute(f"UPDATE {t}_bounds SET bytes = NULL")
+        self._create_triggers(conn, limits)
 
-    def _check_shape(self, conn: sqlite3.Connection, policy: str) -> None:
+    def _check_shape(self, conn: sqlite3.Connection, limits: Limits) -> None:
         t = self._table
-        want = {
+        want: dict[str, str | None] = {
             f"{t}_bounds": bounds_table_sql(t),
             f"{t}_reads": reads_table_sql(t),
-            **trigger_sql(t, policy),
+            **dict.fromkeys(trigger_names(t)),  # None: a name this layout leaves unused
+            **trigger_sql(t, limits),
         }
         found = self._found(conn, tuple(want))
         for name, sql in want.items():
-            if found.get(name) is None or _tokens(str(found[name])) != _tokens(sql):
+            if sql is None:
+                wrong = name in found
+            else:
+                wrong = found.get(name) is None or _tokens(str(found[name])) != _tokens(sql)
+            if wrong:
                 raise IncompatibleStoreError(
                     f"{self.path}: {name} is missing or not keyshelf's; the bounded store "
                     f"is damaged (open it with table='...' to use other tables)"

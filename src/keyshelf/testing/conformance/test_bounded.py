@@ -19,8 +19,9 @@ import pytest
 
 import keyshelf
 
-# Headroom is 0 below 32 keys (docs/caching.md): every eviction is exact here.
-LIMIT = 10
+# Headroom is 0 below 8 keys (max_keys // 8, docs/caching.md): every eviction
+# is exact here.
+LIMIT = 7
 
 
 def _bounded(opener: Any, **limits: Any) -> Any:
@@ -111,16 +112,18 @@ def test_lru_keeps_recently_read_keys(opener: Any, clock: Any) -> None:
     kv = _bounded(opener, max_keys=LIMIT, eviction="lru")
     if kv is None:
         return
+    read = LIMIT // 2
     for i in range(LIMIT):
         kv.set(f"k{i}", i)
         _later(clock)
-    for i in range(5):
+    for i in range(read):
         assert kv.get(f"k{i}") == i
         _later(clock)
-    for i in range(5):
+    for i in range(LIMIT - read):
         kv.set(f"new{i}", i)
         _later(clock)
-    assert sorted(kv.keys()) == sorted([f"k{i}" for i in range(5)] + [f"new{i}" for i in range(5)])
+    kept = [f"k{i}" for i in range(read)] + [f"new{i}" for i in range(LIMIT - read)]
+    assert sorted(kv.keys()) == sorted(kept)
 
 
 def test_lfu_keeps_frequently_read_keys(opener: Any, clock: Any) -> None:
@@ -146,11 +149,12 @@ def test_fifo_evicts_the_oldest_even_if_read(opener: Any, clock: Any) -> None:
     kv = _bounded(opener, max_keys=LIMIT, eviction="fifo")
     if kv is None:
         return
-    for i in reversed(range(LIMIT)):  # k9 first: the oldest is not the first key
+    last = LIMIT - 1
+    for i in reversed(range(LIMIT)):  # the last key first: the oldest is not the first key
         kv.set(f"k{i}", i)
         _later(clock)
-    assert kv.get("k9") == 9
-    kv.set("k8", "overwritten: still as old as its insertion")
+    assert kv.get(f"k{last}") == last
+    kv.set(f"k{last - 1}", "overwritten: still as old as its insertion")
     _later(clock)
     kv.set("new", 1)
     _later(clock)
