@@ -12,6 +12,7 @@ separate revisions or "delete" instead of "expire".
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 import keyshelf
+from keyshelf.backends import _sqlite_feed
 from keyshelf.errors import ChangesCompactedError
 
 
@@ -151,3 +153,125 @@ def test_a_purge_racing_the_switch_on_records_expire(
         assert switched()
         assert _changes(kv) == [(1, "expire", "gone")]
         assert kv.dump() == {"kept": 2}
+
+
+# -- shape 1 (keyshelf before the current triggers): recognised and upgraded -------
+
+T = "keyshelf"
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _triggers(path: Path) -> dict[str, str]:
+    with contextlib.closing(_raw(path)) as raw:
+        rows = raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        return dict(rows.fetchall())
+
+
+def _to_shape_1(path: Path) -> None:
+    """Replace the feed's triggers by shape 1's, as keyshelf before them created them."""
+    with contextlib.closing(_raw(path)) as raw:
+        raw.execute("BEGIN IMMEDIATE")
+        for name in [*_sqlite_feed.trigger_sql(T), _sqlite_feed.prune_trigger_sql(T)[0]]:
+            raw.execute(f"DROP TRIGGER {name}")
+        for sql in _sqlite_feed._v1_trigger_sql(T).values():
+            raw.execute(sql)
+        raw.execute(_sqlite_feed._v1_prune_trigger_sql(T)[1])
+        raw.execute("COMMIT")
+
+
+def _shape_1_commit(path: Path, rows: dict[str, int]) -> None:
+    """A multi-key commit as keyshelf of shape 1 wrote it: under the ``grouping`` marker."""
+    f, c = _sqlite_feed.feed_table(T), _sqlite_feed.changes_table(T)
+    with contextlib.closing(_raw(path)) as raw:
+        (ns,) = raw.execute(f"SELECT ns FROM {T} LIMIT 1").fetchone()  # the store's view
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute(f"UPDATE {f} SET grouping = (SELECT coalesce(max(seq), 0) + 1 FROM {c})")
+        for key, value in rows.items():
+            raw.execute(
+                f"INSERT INTO {T} VALUES (?, ?, 'i', ?, NULL, NULL, 1, 1, 1) "
+                "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+                "version = version + 1",
+                (ns, key, value),
+            )
+        raw.execute(f"UPDATE {f} SET grouping = 0")
+        raw.execute("COMMIT")
+
+
+def _recorded(path: Path) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+    f, c = _sqlite_feed.feed_table(T), _sqlite_feed.changes_table(T)
+    with contextlib.closing(_raw(path)) as raw:
+        rows = raw.execute(f"SELECT * FROM {c} ORDER BY seq").fetchall()
+        return rows, raw.execute(f"SELECT * FROM {f}").fetchone()
+
+
+def _shape_1_store(path: Path, history: int) -> keyshelf.Store:
+    """A store written through shape 1's triggers (the handle stays open: no upgrade)."""
+    kv = keyshelf.open(f"sqlite:///{path}", history=history)
+    _to_shape_1(path)
+    assert set(_triggers(path)) == {*_sqlite_feed._v1_trigger_sql(T), f"{T}_changes_prune"}
+    kv.set("a", 1)
+    kv.set("b", 2, ttl=timedelta(hours=1))
+    kv.delete("a")
+    _shape_1_commit(path, {"x": 7, "y": 8})
+    # This keyshelf's commit on shape 1's triggers shares its revision too.
+    assert kv.atomic().set("c", 3).set("x", 9).commit().ok
+    return kv
+
+
+def test_a_store_of_shape_1_is_upgraded_at_open_and_keeps_every_change(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with _shape_1_store(path, history=1000) as kv:
+        before, settings = _recorded(path)
+        assert [(c.revision, c.type, c.key) for c in kv.backend.changes(None, 0, 100, 0)] == [
+            (1, "set", "a"), (2, "set", "b"), (3, "delete", "a"),
+            (4, "set", "x"), (4, "set", "y"), (6, "set", "c"), (6, "set", "x"),
+        ]  # fmt: skip
+    with keyshelf.open(f"sqlite:///{path}", readonly=True) as ro:  # reads it as it is
+        assert ro.revision() == 6
+    assert f"{T}_changes_prune" in _triggers(path)
+    with keyshelf.open(f"sqlite:///{path}") as kv:  # any writable open upgrades
+        current = {**_sqlite_feed.trigger_sql(T)}
+        current[_sqlite_feed.prune_trigger_sql(T)[0]] = _sqlite_feed.prune_trigger_sql(T)[1]
+        assert _triggers(path) == current
+        assert _recorded(path) == (before, settings)  # nothing recorded is lost
+        assert kv.revision() == 6
+        kv.set("d", 4)
+        assert kv.atomic().set("e", 5).delete("c").commit().ok
+        got = [(c.revision, c.type, c.key) for c in kv.backend.changes(None, 6, 100, 0)]
+        assert sorted(got) == [(8, "set", "d"), (9, "delete", "c"), (9, "set", "e")]
+        replay: dict[str, Any] = {}
+        count = len(kv.backend.changes(None, 0, 100, 0))
+        with kv.watch(since=0) as changes:
+            for n, change in enumerate(changes, 1):
+                if change.type == "set":
+                    replay[change.key] = change.value
+                else:
+                    replay.pop(change.key)
+                if n == count:
+                    break
+        assert replay == kv.dump() == {"b": 2, "x": 9, "y": 8, "d": 4, "e": 5}
+
+
+def test_an_upgraded_store_prunes_within_its_bound(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with _shape_1_store(path, history=10):
+        pass
+    c = _sqlite_feed.changes_table(T)
+    with keyshelf.open(f"sqlite:///{path}", history=10) as kv:
+        assert f"{T}_changes_prune" not in _triggers(path)
+        for i in range(1000):
+            kv.set(f"k{i % 30}", i) if i % 3 else kv.delete(f"k{(i + 1) % 30}")
+            if i % 50 == 0:
+                with contextlib.closing(_raw(path)) as raw:
+                    kept = raw.execute(f"SELECT count(*) FROM {c}").fetchone()[0]
+                assert kept <= 10 + _sqlite_feed.PRUNE_EVERY
+        with pytest.raises(ChangesCompactedError) as caught:
+            kv.backend.changes(None, 0, 10, 0)
+        newest = kv.revision()
+        assert caught.value.oldest > newest - 10 - _sqlite_feed.PRUNE_EVERY
+        assert [c.revision for c in kv.backend.changes(None, newest - 10, 100, 0)] == list(
+            range(newest - 9, newest + 1)
+        )

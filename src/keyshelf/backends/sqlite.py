@@ -295,6 +295,10 @@ class SQLiteBackend(Backend):
                 conn.execute("PRAGMA journal_mode=WAL")
             if state is not _State.READY and not self._readonly:
                 self._create_schema(conn)
+            elif not self._readonly and _sqlite_feed.needs_install(conn, self._table):
+                with self._transaction(conn):  # the feed's triggers of shape 1: replaced
+                    if _sqlite_feed.settings(conn, self._table) is not None:
+                        _sqlite_feed.install(conn, self._table)
             self._held = _inuse.identity(path)
             if self._held is not None:
                 _inuse.hold(self._held)
@@ -1166,11 +1170,11 @@ class SQLiteBackend(Backend):
         if not self._feed_on(conn):
             yield
             return
-        f, c = _sqlite_feed.feed_table(self._table), _sqlite_feed.changes_table(self._table)
-        # The seq the commit's first change will get (the write lock is held).
-        conn.execute(f"UPDATE {f} SET grouping = (SELECT coalesce(max(seq), 0) + 1 FROM {c})")
+        # The seq the commit's first change will get (the write lock is held);
+        # the changes get it as their revision before the transaction commits.
+        first = _sqlite_feed.group_start(conn, self._table)
         yield
-        conn.execute(f"UPDATE {f} SET grouping = 0")
+        _sqlite_feed.group_end(conn, self._table, first)
 
     def enable_changes(self, history_count: int | None, history_ms: int | None) -> None:
         t = self._table
