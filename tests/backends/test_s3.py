@@ -474,11 +474,15 @@ async def test_async_api_outage_and_recovery() -> None:
 # -- the benchmark ----------------------------------------------------------------
 
 
-def test_benchmark_smoke() -> None:
+def test_benchmark_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import bench_s3
 
+    # Each side runs whole blocks of BLOCK calls whatever `calls` asks: the
+    # default 20 made this smoke test 20 batches of 100 keys (~15 s on moto).
+    # Blocks of 2 still interleave both sides in every case.
+    monkeypatch.setattr(bench_s3, "BLOCK", 2)
     url = s3_server.endpoint()
-    rows = bench_s3.run(url, s3_server.BUCKET, s3_server.options(url), calls=20, keys=30)
+    rows = bench_s3.run(url, s3_server.BUCKET, s3_server.options(url), calls=4, keys=30)
     assert [row["case"] for row in rows] == ["get", "set", "mset 100 keys", "list 30 keys"]
     assert all(row["keyshelf_ms"] > 0 and row["raw_ms"] > 0 for row in rows)
     assert bench_s3.render(rows[0]).startswith("get")
