@@ -147,7 +147,8 @@ def prune_trigger_sql(t: str) -> tuple[str, str]:
     ``old``. Puts the settings row back, then drops the rows beyond the count
     bound, and old rows (among the oldest ``8 * PRUNE_EVERY``) beyond the age
     bound, never the newest row (its ``seq`` carries the revision on);
-    ``pruned`` keeps the highest revision dropped.
+    ``pruned`` keeps the highest revision dropped. Without an age bound the
+    window is not read (shape 1 read it on every prune: ~0.5 us per write).
     """
     f, c = feed_table(t), changes_table(t)
     name = f"{f}_prune"
@@ -167,7 +168,7 @@ BEGIN
     UPDATE {f} SET pruned = max(pruned, coalesce((
         SELECT max({REVISION}) FROM ({old_rows}) WHERE seq < {top}), 0))
         WHERE old.history_ms IS NOT NULL;
-    DELETE FROM {c} WHERE seq < {top} AND seq IN (
+    DELETE FROM {c} WHERE old.history_ms IS NOT NULL AND seq < {top} AND seq IN (
         SELECT seq FROM {window} WHERE at < {at} - old.history_ms);
 END""",
     )
