@@ -239,7 +239,22 @@ def test_huge_ints_beyond_the_str_digit_limit() -> None:
     assert roundtrip([huge, -huge]) == [huge, -huge]
 
 
-@pytest.mark.parametrize("digits", [1, 1999, 2000, 2001, 4300, 4301, 12345, 250_000])
+# 60,000 digits already splits five levels deep; 250,000 (seven levels, ~10 s
+# of str() and int() for the reference values alone) runs under make stress.
+@pytest.mark.parametrize(
+    "digits",
+    [
+        1,
+        1999,
+        2000,
+        2001,
+        4300,
+        4301,
+        12345,
+        60_000,
+        pytest.param(250_000, marks=pytest.mark.stress),
+    ],
+)
 def test_big_int_text_conversion_at_every_split(digits: int) -> None:
     # The conversions split numbers in halves above 2,000 digits / 6,000 bits;
     # sizes around those splits and the 4,300-digit limit of int() must be exact.
