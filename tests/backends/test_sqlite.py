@@ -87,6 +87,45 @@ def corrupt_files(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
+def test_switching_to_wal_does_not_wait_in_a_deadlock(tmp_path: Path) -> None:
+    # The switch to WAL holds a shared lock and wants an exclusive one, while
+    # a writer of the rollback-journal file holds its reserved lock and then
+    # commits, for which it needs every shared lock gone. SQLite refuses the
+    # switch at once ("database is locked": the previous code failed the open
+    # here; processes opening a fresh file together hit the same): the open
+    # must let go of its lock, wait for the writer and try again.
+    path = tmp_path / "rollback.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE other (x)")
+    setup.close()
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=20)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO other VALUES (1)")
+    committed = threading.Event()
+
+    def commit_soon() -> None:
+        threading.Event().wait(0.3)  # the open below is waiting by then
+        writer.execute("COMMIT")
+        committed.set()
+
+    thread = threading.Thread(target=commit_soon)
+    thread.start()
+    try:
+        with keyshelf.open(f"sqlite:///{path}", journal_mode="WAL", timeout=8) as kv:
+            kv.set("k", 1)
+            assert kv.get("k") == 1
+    finally:
+        thread.join()
+        writer.close()
+    assert committed.is_set()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert check.execute("SELECT count(*) FROM other").fetchone()[0] == 1
+    finally:
+        check.close()
+
+
 @pytest.mark.parametrize("kind", ["random", "text", "truncated", "header-only"])
 def test_foreign_and_corrupt_files_refused_unchanged(tmp_path: Path, kind: str) -> None:
     path = corrupt_files(tmp_path)[kind]

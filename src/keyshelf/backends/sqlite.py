@@ -28,6 +28,7 @@ import contextlib
 import enum
 import math
 import os
+import random
 import re
 import sqlite3
 import stat
@@ -290,9 +291,9 @@ class SQLiteBackend(Backend):
             if state is _State.ABSENT and not self._create:
                 raise self._not_found(f"has no keyshelf store (no table {self._table})")
             if journal_mode is not None:
-                conn.execute(f"PRAGMA journal_mode={journal_mode}")
+                self._switch_journal(conn, journal_mode)
             elif fresh and not self._readonly:
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._switch_journal(conn, "WAL")
             if state is not _State.READY and not self._readonly:
                 self._create_schema(conn)
             elif not self._readonly and _sqlite_feed.needs_install(conn, self._table):
@@ -308,6 +309,39 @@ class SQLiteBackend(Backend):
         except BaseException:
             self.close()
             raise
+
+    def _switch_journal(self, conn: sqlite3.Connection, mode: str) -> None:
+        """``PRAGMA journal_mode=mode``, retried with the connection holding no lock between tries.
+
+        Leaving a rollback journal for WAL takes an exclusive lock while the
+        statement holds a shared one. When another connection holds the
+        reserved lock (a writer, or another process opening the same fresh
+        file), neither can go on while the other keeps its lock: SQLite then
+        refuses the switch at once ("database is locked", its deadlock
+        avoidance) or, in other interleavings, waits in its busy handler
+        until the timeout (a test saw an open of a fresh file by four
+        processes fail after 60 s). So the statement runs with no busy wait,
+        and a refusal is retried here, after a short randomised sleep in
+        which this connection holds no lock and the other side can finish,
+        until the store's ``timeout``.
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.001
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    conn.execute(f"PRAGMA journal_mode={mode}").fetchall()
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                        raise
+                    if time.monotonic() + delay > deadline:
+                        raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.05)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
 
     def _not_found(self, why: str) -> StoreNotFoundError:
         return StoreNotFoundError(
