@@ -256,6 +256,38 @@ def _assert_triggers(schema: dict[str, str], limits: Limits) -> None:
         assert _tokens(schema[name]) == _tokens(sql), name
 
 
+def _check_upgraded(kv: Any, path: Path, policy: str, max_bytes: int | None) -> None:
+    """A store of 40 keys (7 evicted) just upgraded to shape 3 at open: what it holds and does.
+
+    Its triggers are shape 3's for its limits, its totals and eviction count
+    carried over; it goes on evicting (or refusing, under "none") with the
+    flushed reads kept; it closes, and opens again unchanged.
+    """
+    _assert_triggers(_schema(path), Limits(40, max_bytes, policy))
+    stats = kv.stats()
+    assert (stats["max_keys"], stats.get("max_bytes"), stats["evictions"]) == (40, max_bytes, 7)
+    size = None if max_bytes is None else kv.storage_size()["total"]
+    assert _counters(kv) == (40, size)
+    if policy == "none":
+        with pytest.raises(keyshelf.StoreFullError):
+            kv.set("more", 1)
+    else:
+        for i in range(30):
+            kv.set(f"new{i}", i)
+            assert kv.stats()["total_keys"] <= 40
+        assert kv.get("new29") == 29
+        # The upgrade kept the flushed reads: LRU and LFU keep the key read most
+        # (and last), FIFO evicts it with the oldest.
+        assert (kv.get("k00") is not None) == (policy != "fifo")
+        assert kv.stats()["evictions"] > 7
+    size = None if max_bytes is None else kv.storage_size()["total"]
+    assert _counters(kv) == (kv.stats()["total_keys"], size)
+    kv.close()
+    upgraded = _schema(path)
+    keyshelf.open(path).close()  # shape 3 opens as it is
+    assert _schema(path) == upgraded
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "none"])
 def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) -> None:
     path = tmp_path / "shape1.db"
@@ -270,25 +302,7 @@ def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) 
     assert "keyshelf_evicted" not in schema
     shape3 = _sqlite_bounds.bounds_table_sql("keyshelf")
     assert _tokens(schema["keyshelf_bounds"]) == _tokens(shape3)
-    _assert_triggers(schema, Limits(40, 10_000, policy))
-    stats = kv.stats()
-    assert (stats["max_keys"], stats["max_bytes"], stats["evictions"]) == (40, 10_000, 7)
-    assert _counters(kv) == (40, kv.storage_size()["total"])
-    if policy == "none":
-        with pytest.raises(keyshelf.StoreFullError):
-            kv.set("more", 1)
-    else:
-        for i in range(30):
-            kv.set(f"new{i}", i)
-            assert kv.stats()["total_keys"] <= 40
-        assert kv.get("new29") == 29
-        # The upgrade kept the flushed reads: LRU and LFU keep the key read most
-        # (and last), FIFO evicts it with the oldest.
-        assert (kv.get("k00") is not None) == (policy != "fifo")
-        assert kv.stats()["evictions"] > 7
-    assert _counters(kv) == (kv.stats()["total_keys"], kv.storage_size()["total"])
-    kv.close()
-    keyshelf.open(path).close()  # shape 3 opens as it is
+    _check_upgraded(kv, path, policy, 10_000)
 
 
 def test_sqlite_triggers_follow_a_change_of_policy(tmp_path: Path) -> None:
@@ -450,29 +464,7 @@ def test_a_shape2_sqlite_store_is_upgraded_at_open(
         assert ro.get("k01") == "v"
     assert path.read_bytes() == before
     kv = keyshelf.open(path)
-    _assert_triggers(_schema(path), Limits(40, max_bytes, policy))
-    stats = kv.stats()
-    assert (stats["max_keys"], stats.get("max_bytes"), stats["evictions"]) == (40, max_bytes, 7)
-    size = None if max_bytes is None else kv.storage_size()["total"]
-    assert _counters(kv) == (40, size)
-    if policy == "none":
-        with pytest.raises(keyshelf.StoreFullError):
-            kv.set("more", 1)
-    else:
-        for i in range(30):
-            kv.set(f"new{i}", i)
-            assert kv.stats()["total_keys"] <= 40
-        assert kv.get("new29") == 29
-        # The upgrade kept the flushed reads: LRU and LFU keep the key read most
-        # (and last), FIFO evicts it with the oldest.
-        assert (kv.get("k00") is not None) == (policy != "fifo")
-        assert kv.stats()["evictions"] > 7
-    size = None if max_bytes is None else kv.storage_size()["total"]
-    assert _counters(kv) == (kv.stats()["total_keys"], size)
-    kv.close()
-    upgraded = _schema(path)
-    keyshelf.open(path).close()  # shape 3 opens as it is
-    assert _schema(path) == upgraded
+    _check_upgraded(kv, path, policy, max_bytes)
 
 
 @pytest.mark.parametrize("policy", ["lru", "fifo", "none"])
