@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
 
 from ._show import show
@@ -24,12 +24,17 @@ from .errors import (
 from .expiry import MAX_TTL_SECONDS, Clock, expires_at, now_ms, ttl_seconds
 from .keys import check_key, check_keys, check_namespace
 from .patterns import Matcher, compile_pattern
-from .records import KEEP, Meta, Value
+from .records import KEEP, LazyItems, Meta, Value
 
 B = TypeVar("B")
 
 DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 MISSING: Any = object()
+
+
+#: Keys from which an ``mset`` of a plain dict may reach a backend unencoded
+#: (:meth:`StoreCore._batch_items`): a batch this large is a bulk load.
+LAZY_MIN = 1000
 
 
 class StoreCore(Generic[B]):
@@ -132,6 +137,22 @@ class StoreCore(Generic[B]):
                 raise self._too_large(key, size)
             append((key, (tag, payload)))
         return out
+
+    def _batch_items(self, mapping: object) -> Sequence[tuple[str, Value]]:
+        """The items of an ``mset``: encoded now, or (see :class:`LazyItems`) as they are written.
+
+        Lazily only for a plain dict of at least :data:`LAZY_MIN` keys given
+        to a backend that asks for it (``lazy_batches``: PostgreSQL's sync
+        backend, whose ``COPY`` then encodes while the server takes the rows
+        already sent). Keys are checked here either way, before any I/O.
+        """
+        if (
+            type(mapping) is dict
+            and len(mapping) >= LAZY_MIN
+            and getattr(self._backend, "lazy_batches", False)
+        ):
+            return LazyItems(check_keys(list(mapping)), mapping, self._encode)
+        return self._encode_items(mapping)
 
     def _matcher(self, pattern: object) -> Matcher:
         return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ decision here plus one store method: no backend changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from ._bigint import int_from_text
@@ -37,6 +37,48 @@ INT64_MAX = 2**63 - 1
 
 Value = tuple[str, Payload]
 """An encoded value: (type tag, payload)."""
+
+
+class LazyItems(Sequence[tuple[str, Value]]):
+    """The items of a batch whose values are encoded when first read, each once.
+
+    Given by the store to a backend that asks for it (``lazy_batches``) for a
+    large ``mset`` of a plain dict: its keys are checked and unique
+    (:attr:`keys`, the dict's order), its values not yet encoded, so that the
+    backend can encode them while it streams the rows already written (the
+    PostgreSQL ``COPY``) instead of before. Reading a value may raise what
+    encoding raises (``SerializationError``, ``ValueTooLargeError``): a
+    backend that takes lazy batches writes them in one transaction that such
+    an error rolls back, so the batch stays all or nothing.
+    """
+
+    __slots__ = ("_encode", "_encoded", "_values", "keys")
+
+    def __init__(
+        self, keys: list[str], values: dict[str, object], encode: Callable[[str, object], Value]
+    ) -> None:
+        self.keys = keys
+        self._values = values
+        self._encode = encode
+        self._encoded: dict[str, Value] = {}
+
+    def value(self, key: str) -> Value:
+        """The encoded value of ``key`` (one of :attr:`keys`)."""
+        found = self._encoded.get(key)
+        if found is None:
+            found = self._encoded[key] = self._encode(key, self._values[key])
+        return found
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self) -> Iterator[tuple[str, Value]]:
+        value = self.value
+        return ((key, value(key)) for key in self.keys)
+
+    def __getitem__(self, index: int) -> tuple[str, Value]:  # type: ignore[override]
+        key = self.keys[index]
+        return key, self.value(key)
 
 
 class Record(NamedTuple):

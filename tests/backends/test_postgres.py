@@ -776,6 +776,60 @@ def test_bulk_copy_refusal_writes_nothing(where: tuple[str, str]) -> None:
         assert store.size() == 0
 
 
+def test_a_bulk_mset_encodes_while_it_copies_and_stays_all_or_nothing(
+    where: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sync API hands a large plain dict to the backend unencoded
+    # (LazyItems): each value is encoded as COPY writes its row. A value that
+    # cannot be encoded, met half-way, must still leave nothing written and
+    # raise what the eager path raises; with a bad ttl too, the value's error
+    # comes first, as when every value is encoded before anything else.
+    from keyshelf.backends import _postgres_async, _postgres_sync
+    from keyshelf.records import LazyItems
+
+    seen: list[type] = []
+    for cls in (_postgres_sync.PostgresBackend, _postgres_async.AsyncPostgresBackend):
+        real = cls.put_many
+
+        def noting(self: Any, ns: str, items: Any, *rest: Any, _real: Any = real) -> Any:
+            seen.append(type(items))
+            return _real(self, ns, items, *rest)
+
+        monkeypatch.setattr(cls, "put_many", noting)
+    url, schema = where
+    batch: dict[str, object] = {f"k{i:05d}": {"n": i} for i in range(3000)}
+    with keyshelf.open(url, schema=schema, max_value_size=64) as kv:
+        kv.mset(batch)
+        assert seen == [LazyItems]
+        assert kv.size() == 3000 and kv.get("k02999") == {"n": 2999}
+        kv.clear()
+        for bad, error in (
+            (object(), keyshelf.SerializationError),
+            ("x" * 65, keyshelf.ValueTooLargeError),
+        ):
+            broken = {**batch, "k01500": bad}
+            with pytest.raises(error):
+                kv.mset(broken)
+            assert kv.size() == 0
+            with pytest.raises(error):
+                kv.mset(broken, ttl=-5)
+            assert kv.size() == 0
+        with pytest.raises(keyshelf.InvalidTTLError):
+            kv.mset(batch, ttl=-5)
+        assert kv.size() == 0
+        kv.mset(dict(list(batch.items())[:999]))  # below the lazy size: encoded first
+        assert seen[-1] is list and kv.size() == 999
+
+    async def load_async() -> None:
+        async with keyshelf.open_async(url, schema=schema) as akv:
+            await akv.clear()
+            await akv.mset(batch)
+            assert await akv.size() == 3000
+
+    asyncio.run(load_async())
+    assert seen[-1] is list  # the async API encodes every value first
+
+
 def test_auto_cleanup_purges_through_the_expiry_index(where: tuple[str, str]) -> None:
     url, schema = where
     with keyshelf.open(url, schema=schema, auto_cleanup=True, cleanup_interval=0.2) as kv:

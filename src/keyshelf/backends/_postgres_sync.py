@@ -58,7 +58,7 @@ Guarantees:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from math import copysign
 from time import monotonic
@@ -90,6 +90,7 @@ from ..records import (
     ExpireOp,
     IncrementOp,
     Keep,
+    LazyItems,
     Meta,
     MultiDecision,
     Op,
@@ -291,6 +292,12 @@ class PostgresBackend(base.Backend):
     """keyshelf's table in a PostgreSQL database, through a psycopg connection pool."""
 
     multi_key_atomic = True
+    #: A large ``mset`` may come as a :class:`LazyItems`: the ``COPY`` of a
+    #: bulk load then encodes each value as it writes its row. The sync
+    #: backend only (this class's generated twin drops the "Async" of its
+    #: name): here each row's write is awaited, and other tasks would run
+    #: between the encoding of two values.
+    lazy_batches = not __qualname__.startswith("Async")
 
     def __init__(self, config: Config, *, prepared: bool = False) -> None:
         """Build the pool, unopened; no I/O.
@@ -435,18 +442,25 @@ class PostgresBackend(base.Backend):
         key exists (even expired), that transaction is rolled back and the
         batch is upserted as usual.
         """
-        # Last value wins for a repeated key.
-        latest = dict(items)
-        keys = sorted(latest)
+        value: Callable[[str], Value]
+        if isinstance(items, LazyItems):
+            # Unique keys, values encoded as the rows are written (see there).
+            keys = sorted(items.keys)
+            value = items.value
+        else:
+            latest = dict(items)  # last value wins for a repeated key
+            keys = sorted(latest)
+            value = latest.__getitem__
         ttl = None if expires_at is None else expires_at - now
         if len(keys) >= _COPY_MIN:
             if self._copy_skip > 0:
                 self._copy_skip -= 1
-            elif self._copy_new(ns, keys, latest, ttl):
+            elif self._copy_new(ns, keys, value, ttl):
                 return
             else:
                 self._copy_skip = _COPY_BACKOFF
-        rows = [(key, latest[key][0], *columns(*latest[key])) for key in keys]
+        encoded = [value(key) for key in keys]
+        rows = [(key, found[0], *columns(*found)) for key, found in zip(keys, encoded, strict=True)]
         params = (
             ns,
             ttl,
@@ -461,9 +475,13 @@ class PostgresBackend(base.Backend):
             conn.execute(self._sql.put_many, params, prepare=True)
 
     def _copy_new(
-        self, ns: str, keys: list[str], values: dict[str, Value], ttl: int | None
+        self, ns: str, keys: list[str], value: Callable[[str], Value], ttl: int | None
     ) -> bool:
-        """COPY rows of new keys in one transaction; False (nothing written) if one exists."""
+        """COPY rows of new keys in one transaction; False (nothing written) if one exists.
+
+        ``value(key)`` may encode the value only now (a lazy batch): an error
+        it raises leaves the transaction, which rolls back, so nothing is written.
+        """
         sql = self._sql
         with self._connection("mset") as conn:
             try:
@@ -477,7 +495,7 @@ class PostgresBackend(base.Backend):
                         at = server_now
                         row: tuple[Any, ...]
                         for key in keys:
-                            tag, payload = values[key]
+                            tag, payload = value(key)
                             # columns(), unrolled for the common payloads.
                             kind = type(payload)
                             if kind is int and INT64_MIN <= payload <= INT64_MAX:  # type: ignore[operator]
