@@ -33,7 +33,7 @@ MISSING: Any = object()
 
 
 #: Keys from which an ``mset`` of a plain dict may reach a backend unencoded
-#: (:meth:`StoreCore._batch_items`): a batch this large is a bulk load.
+#: (:meth:`StoreCore._batch`): a batch this large is a bulk load.
 LAZY_MIN = 1000
 
 
@@ -138,21 +138,34 @@ class StoreCore(Generic[B]):
             append((key, (tag, payload)))
         return out
 
-    def _batch_items(self, mapping: object) -> Sequence[tuple[str, Value]]:
-        """The items of an ``mset``: encoded now, or (see :class:`LazyItems`) as they are written.
+    def _batch(
+        self, mapping: object, ttl: object
+    ) -> tuple[Sequence[tuple[str, Value]], int, int | None]:
+        """An ``mset``'s items, its ``now`` and expiry: everything checked before any I/O.
 
-        Lazily only for a plain dict of at least :data:`LAZY_MIN` keys given
-        to a backend that asks for it (``lazy_batches``: PostgreSQL's sync
-        backend, whose ``COPY`` then encodes while the server takes the rows
-        already sent). Keys are checked here either way, before any I/O.
+        The values are encoded now, or (see :class:`LazyItems`) as they are
+        written: lazily only for a plain dict of at least :data:`LAZY_MIN`
+        keys given to a backend that asks for it (``lazy_batches``:
+        PostgreSQL's sync backend, whose ``COPY`` then encodes while the
+        server takes the rows already sent). Keys are checked here either
+        way. The errors are the same either way: a value that cannot be
+        encoded is reported before a bad ``ttl``, and the first such value in
+        the batch's order.
         """
-        if (
+        if not (
             type(mapping) is dict
             and len(mapping) >= LAZY_MIN
             and getattr(self._backend, "lazy_batches", False)
         ):
-            return LazyItems(check_keys(list(mapping)), mapping, self._encode)
-        return self._encode_items(mapping)
+            items = self._encode_items(mapping)
+            return (items, *self._times(ttl))
+        lazy = LazyItems(check_keys(list(mapping)), mapping, self._encode)
+        try:
+            now, expires = self._times(ttl)
+        except Exception:
+            lazy.encode_all()  # a value's error comes first, as when eager
+            raise
+        return lazy, now, expires
 
     def _matcher(self, pattern: object) -> Matcher:
         return compile_pattern(pattern, self._separator)  # type: ignore[arg-type]

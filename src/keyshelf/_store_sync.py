@@ -39,13 +39,7 @@ from .errors import (
 )
 from .expiry import now_ms
 from .keys import check_key, check_keys, check_namespace
-from .records import (
-    LazyItems,
-    decide_delete_if,
-    decide_expire_if,
-    decide_getdel,
-    decide_getset,
-)
+from .records import decide_delete_if, decide_expire_if, decide_getdel, decide_getset
 from .transfer import Destination, Progress, Source
 
 TTLArg = int | float | timedelta | None
@@ -227,13 +221,7 @@ class Store(StoreCore[Backend]):
 
     def mset(self, mapping: Mapping[str, Any], ttl: TTLArg = None) -> bool:
         """Set every pair in one transaction (all or nothing), with one shared TTL."""
-        items = self._batch_items(mapping)
-        try:
-            now, expires = self._times(ttl)
-        except Exception:
-            if isinstance(items, LazyItems):
-                list(items)  # a value that cannot be encoded is reported first, as when eager
-            raise
+        items, now, expires = self._batch(mapping, ttl)
         if items:
             self._backend.put_many(self._ns, items, expires, now)
         return True

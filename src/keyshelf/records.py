@@ -63,10 +63,29 @@ class LazyItems(Sequence[tuple[str, Value]]):
         self._encoded: dict[str, Value] = {}
 
     def value(self, key: str) -> Value:
-        """The encoded value of ``key`` (one of :attr:`keys`)."""
+        """The encoded value of ``key`` (one of :attr:`keys`).
+
+        A value that cannot be encoded raises what encoding every value first
+        would have: the error of the first bad value in the batch's order,
+        whichever the backend read first (the same error on every backend).
+        """
         found = self._encoded.get(key)
         if found is None:
-            found = self._encoded[key] = self._encode(key, self._values[key])
+            try:
+                found = self._encode_one(key)
+            except Exception:
+                self.encode_all()
+                raise
+        return found
+
+    def encode_all(self) -> None:
+        """Encode what is not yet encoded, in the batch's order (raises at the first bad value)."""
+        for key in self.keys:
+            if key not in self._encoded:
+                self._encode_one(key)
+
+    def _encode_one(self, key: str) -> Value:
+        found = self._encoded[key] = self._encode(key, self._values[key])
         return found
 
     def __len__(self) -> int:

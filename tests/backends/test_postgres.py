@@ -817,6 +817,18 @@ def test_a_bulk_mset_encodes_while_it_copies_and_stays_all_or_nothing(
         with pytest.raises(keyshelf.InvalidTTLError):
             kv.mset(batch, ttl=-5)
         assert kv.size() == 0
+        # Two bad values, the batch's first one last in key order (COPY's):
+        # the error is the one encoding every value first gives, on any backend.
+        two_bad = {"k02999": object(), **batch}
+        two_bad["k02999"], two_bad["k00001"] = object(), "x" * 65
+        assert next(iter(two_bad)) == "k02999"
+        memory = keyshelf.open("memory://", max_value_size=64)
+        with memory, pytest.raises(keyshelf.SerializationError) as eager:
+            memory.mset(two_bad)
+        with pytest.raises(keyshelf.SerializationError) as lazy:
+            kv.mset(two_bad)
+        assert str(lazy.value) == str(eager.value)
+        assert kv.size() == 0
         kv.mset(dict(list(batch.items())[:999]))  # below the lazy size: encoded first
         assert seen[-1] is list and kv.size() == 999
 
