@@ -459,8 +459,7 @@ class PostgresBackend(base.Backend):
                 return
             else:
                 self._copy_skip = _COPY_BACKOFF
-        encoded = [value(key) for key in keys]
-        rows = [(key, found[0], *columns(*found)) for key, found in zip(keys, encoded, strict=True)]
+        rows = [(key, tag, *columns(tag, payload)) for key in keys for tag, payload in [value(key)]]
         params = (
             ns,
             ttl,

@@ -282,11 +282,10 @@ def install(conn: sqlite3.Connection, t: str) -> None:
     """
     found = _triggers(conn, t)
     for name, (sql, old) in _wanted(t).items():
-        have = found.get(name)
-        if have is None and name not in found:
+        if name not in found:
             if sql:
                 conn.execute(sql)
-        elif old is not None and _same(have, old):
+        elif old is not None and _same(found[name], old):
             conn.execute(f"DROP TRIGGER {name}")
             if sql:
                 conn.execute(sql)
