@@ -405,6 +405,45 @@ def test_layout_key_names(kv: Any, raw: Any, where: tuple[str, dict[str, Any]]) 
     assert kv.list_namespaces() == ["default", "odd{ns}%:x"]
 
 
+def test_packed_arguments_carry_any_key_and_value(kv: Any, raw: Any, where: Any) -> None:
+    # set, increment and mset pack several fields into one argument (a
+    # "now|px|flags|t" head, a batch's t/v items as struct '>Bc0I4c0'):
+    # separators, NULs and every byte value must survive, in keys, values,
+    # tags and metadata, and a batch above 255 keys too.
+    prefix = where[1]["prefix"]
+    every_byte = bytes(range(256))
+    values: dict[str, Any] = {
+        "a|b": every_byte,
+        "|": "x|y|z",
+        "nul-value": "\x00|\x00",
+        "empty-str": "",
+        "ключ": "ünïcödé|",
+        "inf": float("inf"),
+        "negzero": -0.0,
+        "big": 2**63 - 1,
+        "small": -(2**63),
+        "none": None,
+        "flag": True,
+        "json": {"k|": [1, "|", None]},
+        "empty": b"",
+    }
+    batch = {**values, **{f"k{i:03d}|": i * every_byte[:7] for i in range(300)}}
+    kv.mset(batch)
+    got = kv.mget(list(batch))
+    assert got == batch
+    assert all(type(got[k]) is type(v) for k, v in batch.items())
+    assert raw.hget(f"{prefix}:{{default}}:a|b", "v") == every_byte
+    kv.set("m|1", "v|1", metadata={"who": "a|b"}, ttl=50)
+    assert kv.set("m|1", "v|2", nx=True) is False
+    assert kv.set("m|1", "v|3", xx=True, keep_ttl=True) is True
+    record = kv.get_entry("m|1")
+    assert record.value == "v|3" and record.metadata == {"who": "a|b"}
+    assert record.version == 2 and record.expires_at is not None
+    assert kv.increment("c|1", 5) == 5 and kv.increment("c|1", -7) == -2
+    assert kv.increment("c|1", 0.5) == -1.5
+    assert kv.keys("*|*") == sorted(k for k in [*batch, "m|1", "c|1"] if "|" in k)
+
+
 def test_a_namespace_lives_in_one_cluster_slot(kv: Any, raw: Any, where: Any) -> None:
     from redis.crc import key_slot
 

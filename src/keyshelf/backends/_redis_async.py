@@ -254,7 +254,11 @@ class AsyncRedisBackend(AsyncBackend):
         self._ready = not self._closed
 
     async def _eval(
-        self, script: rc.Script, keys: Sequence[str], args: Sequence[Any], client: Any = None
+        self,
+        script: rc.Script,
+        keys: Sequence[str | bytes],
+        args: Sequence[Any],
+        client: Any = None,
     ) -> Any:
         """Run ``script`` by its SHA (one round trip: scripts are loaded at open).
 
@@ -265,9 +269,19 @@ class AsyncRedisBackend(AsyncBackend):
         """
         target = self._client if client is None else client
         if self._settings.cluster and script.name in rc.FEED_SCRIPTS:
-            await self._feed_mark(keys[-2])
+            feed = keys[-2]
+            await self._feed_mark(feed.decode() if isinstance(feed, bytes) else feed)
+        count = len(keys)
         try:
-            return await target.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            # The digest and count go as bytes: redis-py converts every other
+            # argument in Python, and arguments are most of a call's cost.
+            return await target.execute_command(
+                "EVALSHA",
+                script.digest,
+                rc.NUMKEYS[count] if count < 256 else count,
+                *keys,
+                *args,
+            )
         except redis_errors.NoScriptError:
             if client is None:
                 await self.load_scripts()
@@ -360,7 +374,8 @@ class AsyncRedisBackend(AsyncBackend):
         if len(unique) == 1:
             t, v = await self._client.execute_command("HMGET", base + unique[0], "t", "v")
             return {} if t is None else {unique[0]: rc.from_redis(t, v)}
-        reply = await self._eval(rc.GET_MANY, [base + key for key in unique], ())
+        bbase = space.bbase
+        reply = await self._eval(rc.GET_MANY, [bbase + key.encode() for key in unique], ())
         found: dict[str, Value] = {}
         for i, key in enumerate(unique):
             t = reply[2 * i]
@@ -405,12 +420,12 @@ class AsyncRedisBackend(AsyncBackend):
         else:
             mode, stored_meta = "s", meta or b""
         px = "keep" if keep_ttl else rc.px_for(expires_at, now)
-        cond = "nx" if nx else "xx" if xx else ""
+        head = f"{now}|{px}|{mode}{'nx' if nx else 'xx' if xx else ''}|{t}"
         try:
             done = await self._eval(
                 rc.PUT,
-                (space.base + key, space.catalog, space.expiring, space.feed, space.log),
-                (key, t, v, now, px, mode, stored_meta, cond, space.base),
+                (space.bbase + key.encode(), *space.bnames),
+                (head, v, stored_meta) if stored_meta else (head, v),
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "set") from exc
@@ -422,15 +437,14 @@ class AsyncRedisBackend(AsyncBackend):
         if not self._ready:
             await self._prepare()
         space = self._layout.space(ns)
-        base = space.base
-        keys = [space.catalog, space.expiring]
-        args: list[Any] = [now, rc.px_for(expires_at, now), base]
-        for key, value in items:
-            t, v = rc.to_redis(value)
-            keys.append(base + key)
-            args += (key, t, v)
+        base = space.bbase
+        catalog, expiring, feed, log = space.bnames
+        keys = [catalog, expiring]
+        keys += [base + key.encode() for key, _value in items]
+        keys += (feed, log)
+        head = f"{now}|{rc.px_for(expires_at, now)}"
         try:
-            await self._eval(rc.PUT_MANY, [*keys, space.feed, space.log], args)
+            await self._eval(rc.PUT_MANY, keys, (head, rc.pack_items(items)))
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "mset") from exc
 
@@ -510,8 +524,8 @@ class AsyncRedisBackend(AsyncBackend):
         try:
             reply = await self._eval(
                 rc.INCREMENT,
-                (space.base + key, space.catalog, space.feed, space.log),
-                (key, text, kind, now),
+                (space.bbase + key.encode(), space.bnames[0], *space.bnames[2:]),
+                (f"{now}|{kind}|{text}",),
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "increment") from exc

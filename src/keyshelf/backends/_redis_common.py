@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
+from collections.abc import Iterable
 from importlib.resources import files
 from typing import Any, NamedTuple
 
@@ -156,6 +158,46 @@ def px_for(expires_at: int | None, now: int) -> str:
     return str(max(expires_at - now, 0))
 
 
+def _field_bytes(v: Any) -> bytes:
+    """A hash field's bytes as redis-py would send them (floats and ints by ``repr``)."""
+    if type(v) is bytes:
+        return v
+    if type(v) is str:
+        return v.encode()
+    return repr(v).encode()
+
+
+_TAG_HEADS: dict[str, bytes] = {}
+_LENGTH = struct.Struct(">I").pack
+
+
+def _tag_head(t: str) -> bytes:
+    head = _TAG_HEADS.get(t)
+    if head is None:
+        data = t.encode()
+        if len(data) > 255:
+            raise SerializationError(f"Codec tag too long for Redis: {t!r:.40}")
+        head = bytes((len(data),)) + data
+        if len(_TAG_HEADS) < 1024:
+            _TAG_HEADS[t] = head
+    return head
+
+
+def pack_items(items: Iterable[tuple[str, Value]]) -> bytes:
+    """The ``items`` argument of :data:`PUT_MANY`: each value's ``t`` and ``v``
+    fields as Lua's ``struct.unpack('>Bc0I4c0')`` reads them, in order.
+
+    One argument for a whole batch: redis-py's cost is per argument, far
+    above the script's cost to unpack (docs/redis.md).
+    """
+    parts: list[bytes] = []
+    for _key, value in items:
+        t, v = to_redis(value)
+        data = _field_bytes(v)
+        parts += (_tag_head(t), _LENGTH(len(data)), data)
+    return b"".join(parts)
+
+
 def at_for(expires_at: int | None) -> str:
     """Absolute ``PEXPIREAT`` instant (ms) of a copied record; "" = none."""
     return "" if expires_at is None else str(expires_at)
@@ -171,12 +213,18 @@ def at_for(expires_at: int | None) -> str:
 # ``_size.lua``) and its own file, read once when this module is imported.
 
 
+#: ``numkeys`` of EVALSHA as bytes, for the usual counts (see :data:`Script.digest`).
+NUMKEYS = tuple(str(n).encode() for n in range(256))
+
+
 class Script(NamedTuple):
     """A Lua script, loaded when a store opens and run by EVALSHA."""
 
     name: str
     source: str
     sha: str
+    #: ``sha`` as the bytes sent (redis-py passes bytes through untouched).
+    digest: bytes = b""
 
 
 _LUA = files("keyshelf.backends").joinpath("lua")
@@ -191,7 +239,8 @@ _PRELUDE = _lua("_prelude")
 
 def _script(name: str, *helpers: str) -> Script:
     source = "".join([_PRELUDE, *map(_lua, helpers), _lua(name)])
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    return Script(name, source, sha, sha.encode())
 
 
 GET_RECORD = _script("get_record")

@@ -57,6 +57,10 @@ class Space(NamedTuple):
     expiring: str  # ZSET of the keys with an expiry, "#ttl"
     feed: str  # HASH of the change feed (revision, retention): "<prefix>:#feed"
     log: str  # STREAM of recorded changes: "<prefix>:#log"
+    #: ``base`` and (catalog, expiring, feed, log) as the bytes sent: the hot
+    #: paths pass bytes, which redis-py sends without converting them.
+    bbase: bytes = b""
+    bnames: tuple[bytes, bytes, bytes, bytes] = (b"", b"", b"", b"")
 
 
 def glob_escape(text: str) -> str:
@@ -90,7 +94,13 @@ class Layout:
                 feed, log = head + "#feed", head + "#log"
             else:
                 feed, log = self.feed, self.log
-            found = Space(head + ":", head + "#keys", head + "#ttl", feed, log)
+            names = (head + "#keys", head + "#ttl", feed, log)
+            found = Space(
+                head + ":",
+                *names,
+                (head + ":").encode(),
+                tuple(name.encode() for name in names),  # type: ignore[arg-type]
+            )
             self._spaces[ns] = found
         return found
 

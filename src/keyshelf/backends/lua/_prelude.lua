@@ -115,6 +115,15 @@ end
 local function feed_expired(data)
   if FEED_ON then feed_add(data, 'e', nil, nil) end
 end
+-- A namespace's data key is base .. key and its index base minus ':' plus
+-- '#keys' (docs in _redis_layout.py), so both are derived from the index's
+-- name instead of being sent with every call.
+local function base_of(index)
+  return string.sub(index, 1, -6) .. ':'
+end
+local function member_of(data, index)
+  return string.sub(data, #index - 3)
+end
 local function zadd_all(key, score, members)
   local args = {}
   for _, m in ipairs(members) do

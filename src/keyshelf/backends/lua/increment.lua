@@ -1,8 +1,8 @@
--- KEYS data, index, feed, log. ARGV key, delta, delta kind ("ii" int, "ff" float,
--- "sF" special float), now.
+-- KEYS data, index, feed, log. ARGV head "now|delta kind|delta" (delta kind
+-- "ii" int, "ff" float, "sF" special float; one argument: see put.lua).
 -- -> {0, t, v} done; {1} not numeric; {2, v} int overflow; {3} use the slow path.
 local data = KEYS[1]
-local delta, dkind, now = ARGV[2], ARGV[3], ARGV[4]
+local now, dkind, delta = string.match(ARGV[1], '^([^|]*)|([^|]*)|(.*)$')
 feed_init(KEYS[3], KEYS[4])
 local cur = redis.call('HMGET', data, 't', 'v', 'n')
 local before = {cur[1], cur[2]}
@@ -11,7 +11,7 @@ if not t then
   local nt, nv = dkind, delta
   if dkind ~= 'ii' then nt, nv = float_fields(num(dkind, delta)) end
   redis.call('HSET', data, 't', nt, 'v', nv, 'c', now, 'u', now, 'n', 1)
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  redis.call('ZADD', KEYS[2], 0, member_of(data, KEYS[2]))
   feed_note(data, before)
   return {0, nt, nv}
 end
@@ -28,7 +28,7 @@ if t == 'ii' and dkind == 'ii' then
     nt, nv = 'ii', string.format('%d', sum)
     redis.call('HSET', data, 'v', nv, 'u', now, 'n', version)
     feed_note(data, before)
-  return {0, nt, nv}
+    return {0, nt, nv}
   end
   local r = redis.pcall('HINCRBY', data, 'v', delta)
   if type(r) == 'table' and r.err then return {2, cur[2]} end
@@ -40,4 +40,4 @@ end
 nt, nv = float_fields(num(t, cur[2]) + num(dkind, delta))
 redis.call('HSET', data, 't', nt, 'v', nv, 'u', now, 'n', version)
 feed_note(data, before)
-  return {0, nt, nv}
+return {0, nt, nv}

@@ -1,20 +1,26 @@
--- KEYS index, ttl, data keys, feed, log. ARGV now, px ("" none), base, then key, t, v
--- per item. Keeps each live key's user metadata.
+-- KEYS index, ttl, data keys, feed, log. ARGV head "now|px" (px "" none),
+-- items: per data key, in order, its t and v packed as struct '>Bc0I4c0'
+-- (t's length in one byte, t, v's length in four, v). One argument for the
+-- whole batch instead of three per key: the client's cost is per argument
+-- (docs/redis.md). Keeps each live key's user metadata.
 local index, ttl = KEYS[1], KEYS[2]
-local now, px = ARGV[1], ARGV[2]
+local now, px = string.match(ARGV[1], '^([^|]*)|(.*)$')
+local items = ARGV[2]
 local fresh, all, befores = {}, {}, {}
 local last = #KEYS - 2
+local skip = #index - 3
 feed_init(KEYS[last + 1], KEYS[last + 2])
+local pos, t, v = 1, nil, nil
 for i = 3, last do
   local data = KEYS[i]
-  local a = 3 * (i - 2) + 1
-  local member = ARGV[a]
+  t, v, pos = struct.unpack('>Bc0I4c0', items, pos)
+  local member = string.sub(data, skip)
   befores[i] = feed_before(data)
   if redis.call('HINCRBY', data, 'n', 1) == 1 then
-    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'c', now, 'u', now)
+    redis.call('HSET', data, 't', t, 'v', v, 'c', now, 'u', now)
     fresh[#fresh + 1] = member
   else
-    redis.call('HSET', data, 't', ARGV[a + 1], 'v', ARGV[a + 2], 'u', now)
+    redis.call('HSET', data, 't', t, 'v', v, 'u', now)
   end
   all[#all + 1] = member
   if px ~= '' then redis.call('PEXPIRE', data, px) end
@@ -41,6 +47,6 @@ end
 if px ~= '' then
   local clock = now_ms()
   zadd_all(ttl, clock + tonumber(px), all)
-  if #fresh > 0 then tidy(index, ttl, ARGV[3], clock, #fresh + 4) end
+  if #fresh > 0 then tidy(index, ttl, base_of(index), clock, #fresh + 4) end
 end
 return 1
