@@ -78,6 +78,25 @@ class LazyItems(Sequence[tuple[str, Value]]):
                 raise
         return found
 
+    def reader(self) -> Callable[[str], Value]:
+        """:meth:`value` without its cache, for a backend that reads each value once.
+
+        The ``COPY`` of a bulk load reads every value exactly once, so keeping
+        each encoded value for a second read would cost it more than it
+        saves (a second read, after a ``COPY`` that gave way to an upsert,
+        encodes again). Errors are :meth:`value`'s.
+        """
+        values, encode = self._values, self._encode
+
+        def read(key: str) -> Value:
+            try:
+                return encode(key, values[key])
+            except Exception:
+                self.encode_all()
+                raise
+
+        return read
+
     def encode_all(self) -> None:
         """Encode what is not yet encoded, in the batch's order (raises at the first bad value)."""
         for key in self.keys:
