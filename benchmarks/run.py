@@ -428,6 +428,15 @@ ISSUE18_TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("memory", "set", "cachetools TTLCache", 2.0),
     ("memory", "set with TTL", "cachetools TTLCache", 2.0),
     ("memory", "mset 100", "cachetools TTLCache", 2.0),
+    ("redis", "get hit", "raw redis-py", 1.1),
+    ("redis", "set", "raw redis-py", 1.25),
+    ("redis", "set with TTL", "raw redis-py", 1.25),
+    ("redis", "increment", "raw redis-py", 1.25),
+    ("redis", "mget 100", "raw redis-py", 1.3),
+    ("redis", "mset 100", "raw redis-py", 1.5),
+    ("postgres", "get hit", "raw psycopg", 1.15),
+    ("postgres", "set", "raw psycopg", 1.2),
+    ("postgres", "mget 100", "raw psycopg", 1.2),
 )
 
 

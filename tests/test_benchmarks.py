@@ -158,6 +158,13 @@ def test_runner_servers_smoke(
     assert "### Redis backend" in printed
     assert "### PostgreSQL bulk load of 2,000 new keys" in printed
     assert "PostgreSQL bulk via mset keys/s ÷ raw COPY" in printed
+    # Every Redis and PostgreSQL row of issue 18 is judged against its own limit.
+    limits = {t["what"]: t["limit"] for t in report["targets"]}
+    assert limits["issue 18: Redis set ÷ raw redis-py"] == 1.25
+    assert limits["issue 18: Redis mset 100 ÷ raw redis-py"] == 1.5
+    assert limits["issue 18: Redis mget 100 ÷ raw redis-py"] == 1.3
+    assert limits["issue 18: PostgreSQL get hit ÷ raw psycopg"] == 1.15
+    assert limits["issue 18: PostgreSQL mget 100 ÷ raw psycopg"] == 1.2
 
 
 def test_stream_group_smoke(
