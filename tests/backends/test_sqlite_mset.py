@@ -11,7 +11,9 @@ leaves nothing of the earlier ones.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,69 @@ def test_async_mset_across_statements(tmp_path: Path) -> None:
     assert [repr(got[f"k{i}"]) for i in range(ROWS_MAX + 5)] == [
         repr(_value(i)) for i in range(ROWS_MAX + 5)
     ]
+
+
+def _state(path: Path) -> dict[str, list[Any]]:
+    """Every row of keyshelf's tables but the change times SQLite's own clock gives removals."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        state = {}
+        for table in tables:
+            columns = [c[1] for c in conn.execute(f"PRAGMA table_info({table})")]
+            kept = [c for c in columns if not (table.endswith("_changes") and c == "at")]
+            state[table] = conn.execute(
+                f"SELECT {', '.join(kept)} FROM {table} ORDER BY 1, 2"
+            ).fetchall()
+        return state
+    finally:
+        conn.close()
+
+
+def _one_row_at_a_time(backend: Any, ns: str, items: Any, expires: Any, now: int) -> None:
+    """What put_many ran before multi-row statements: executemany of the one-row upsert."""
+    rows = [(ns, key, tag, payload, expires, now) for key, (tag, payload) in items]
+    conn = backend._connection()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(backend._sql.put_many, rows)
+    conn.execute("COMMIT")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"history": 10_000},
+        {"history": 10_000, "max_keys": 150, "eviction": "lru"},
+        {"history": 10_000, "max_keys": 150, "max_bytes": 3000, "eviction": "fifo"},
+        {"max_keys": 200, "eviction": "lfu"},
+    ],
+)
+def test_same_rows_changes_and_evictions_as_one_row_at_a_time(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    """Multi-row statements leave every table (data, feed, bounds) as executemany did."""
+    paths = [tmp_path / "multi.db", tmp_path / "single.db"]
+    stores = [keyshelf.open(f"sqlite:///{path}", **options) for path in paths]
+    try:
+        for n, store in enumerate(stores):
+            backend = store.backend
+            put = backend.put_many if n == 0 else partial(_one_row_at_a_time, backend)
+            now = 1_000_000
+            for step in range(6):
+                # Overlapping batches of new and present keys, some with a TTL that
+                # has run out by the next batch, some with metadata kept.
+                keys = [f"k{(step * 97 + i * 31) % 400:03d}" for i in range(60 + 70 * step)]
+                items = [(key, ("s", f"{key}-{step}" * (1 + i % 3))) for i, key in enumerate(keys)]
+                expires = now + 500 if step % 2 else None
+                put("default", items, expires, now)
+                backend.put("default", keys[0], ("i", step), None, b"{}", now + 1)
+                now += 1000
+        assert _state(paths[0]) == _state(paths[1])
+    finally:
+        for store in stores:
+            store.close()
