@@ -8,6 +8,7 @@ but the calls to their backend.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Self, TypeVar
@@ -22,6 +23,7 @@ from .errors import (
     ValueTooLargeError,
 )
 from .expiry import MAX_TTL_SECONDS, Clock, expires_at, now_ms, ttl_seconds
+from .keys import _valid_cache as _valid_keys
 from .keys import check_key, check_keys, check_namespace
 from .patterns import Matcher, compile_pattern
 from .records import KEEP, LazyItems, Meta, Value
@@ -30,6 +32,8 @@ B = TypeVar("B")
 
 DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 MISSING: Any = object()
+
+_floor = math.floor
 
 
 #: Keys from which an ``mset`` of a plain dict may reach a backend unencoded
@@ -198,7 +202,8 @@ class StoreCore(Generic[B]):
         self, key: object, value: object, ttl: object, metadata: object, keep_ttl: bool
     ) -> tuple[str, Value, Meta, int, int | None]:
         """Validate and encode everything ``set`` needs before any I/O."""
-        checked = check_key(key)
+        # check_key's cache hit inlined: a key written before skips the call.
+        checked = key if type(key) is str and key in _valid_keys else check_key(key)
         # _encode, inlined: every set runs it.
         tag, payload = self._codec.encode(value)
         size = len(payload) if type(payload) is bytes else payload_size(tag, payload)
@@ -211,7 +216,7 @@ class StoreCore(Generic[B]):
             if ttl is None:
                 ttl = meta_ttl
             meta = self._codec.encode_metadata(user)
-        now = now_ms(self._clock)  # _times inlined
+        now = _floor(self._clock() * 1000)  # _times and now_ms inlined
         if ttl is None:
             return checked, encoded, meta, now, None
         if keep_ttl:
