@@ -72,8 +72,11 @@ def _bounded(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     def write(self: BoundedMemoryBackend, *args: Any, **kwargs: Any) -> Any:
         # Tracker.write() spelled out: a generator-based context manager
         # doubled the cost of a memory write.
+        # The lock is taken without `with` for the reason MemoryBackend.put gives.
         tracker = self._tracker
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             outermost = tracker.begin()
             try:
                 result = method(self, *args, **kwargs)
@@ -86,6 +89,8 @@ def _bounded(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
             finally:
                 tracker.end()
             return result
+        finally:
+            lock.release()
 
     return write
 
