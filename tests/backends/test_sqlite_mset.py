@@ -1,12 +1,13 @@
 """SQLite ``mset``: multi-row statements that write exactly what one row at a time wrote.
 
 ``put_many`` writes a batch with statements of up to ``ROWS_MAX`` rows
-(sizes ``ROWS_MAX`` then powers of two) inside one transaction. These tests
-cross the statements' boundaries: every value comes back with its exact type,
-a live key keeps its metadata and ``created_at`` and gets ``version + 1``, an
-expired one starts again, the change feed records the keys in the batch's
-order with consecutive revisions, and a batch refused in a later statement
-leaves nothing of the earlier ones.
+(``ROWS_MAX``, then a multiple of ``ROWS_STEP``, then the rest) inside one
+transaction. These tests cross the statements' boundaries: every value comes
+back with its exact type, a live key keeps its metadata and ``created_at``
+and gets ``version + 1``, an expired one starts again, the change feed
+records the keys in the batch's order with consecutive revisions, a batch
+refused in a later statement leaves nothing of the earlier ones, and every
+table ends as ``executemany`` of the one-row upsert left it.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from keyshelf.errors import StoreFullError
 
 
 def test_chunks_cover_the_batch_with_few_distinct_sizes() -> None:
+    seen: set[int] = set()
     for n in [*range(0, 2 * ROWS_MAX + 3), 10_000, 123_457]:
         sizes = _chunks(n)
         assert sum(sizes) == n
         assert all(0 < size <= ROWS_MAX for size in sizes)
-        assert len(set(sizes)) <= 9  # ROWS_MAX and the powers of two below it
-    assert _chunks(100) == [64, 32, 4]
+        assert len(sizes) <= n // ROWS_MAX + 2
+        seen.update(sizes)
+    assert len(seen) == 31  # ROWS_MAX, the multiples of ROWS_STEP below it, 1 to 15
+    assert (_chunks(3), _chunks(100), _chunks(300)) == ((3,), (96, 4), (256, 32, 12))
 
 
 def _value(i: int) -> Any:
