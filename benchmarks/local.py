@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 
 import keyshelf
-from keyshelf.backends.sqlite import SQLiteBackend
+from keyshelf.backends.sqlite import SQLiteBackend, _chunks
 
 from .timing import Op
 from .workload import PATTERN, PREFIX, SESSION, TTL, keys_for
@@ -415,11 +415,17 @@ class RawSQLite(Contestant):
         return math.floor(time.time() * 1000)
 
     def put_rows(self, items: Any, expires: int | None = None) -> None:
-        now = self.now()
-        rows = [(self.NS, key, *_encode(value), expires, now) for key, value in items]
-        conn = self.conn
+        """keyshelf's mset statements: multi-row upserts of the sizes it uses."""
+        flat: list[Any] = []
+        for key, value in items:
+            flat += (key, *_encode(value))
+        head = [self.NS, self.now(), expires]
+        conn, sql = self.conn, self.sql
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(self.sql.put_many, rows)
+        start = 0
+        for n in _chunks(len(flat) // 3):
+            conn.execute(sql.put_rows(n), head + flat[start : start + 3 * n])
+            start += 3 * n
         conn.execute("COMMIT")
 
     def load(self) -> None:
@@ -451,9 +457,13 @@ class RawSQLite(Contestant):
             return execute(sql.increment, (ns, "counter", 1, now())).fetchone()[0]
 
         def delete(i: int) -> bool:
-            t = now()
-            rows = execute(sql.delete_one, (ns, k.delete(i))).fetchall()
-            return any(exp is None or exp > t for _, exp in rows)
+            # keyshelf's statements: the live row, else an expired one.
+            params = (ns, k.delete(i), now())
+            if execute(sql.delete_live, params).rowcount:
+                return True
+            if execute(sql.stored, params[:2]).fetchone() is not None:
+                execute(sql.delete_expired, params)
+            return False
 
         many = sql.get_many(100)
 
