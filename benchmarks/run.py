@@ -128,10 +128,12 @@ def run_group(
     warmup: int,
     log: Callable[[str], None],
     only_ops: Collection[str] | None = None,
+    by_call: bool = False,
 ) -> Group:
     """Time every operation on every contestant (each offers ``ops()``).
 
     ``only_ops``: time these operations only (``--ops``); None times all.
+    ``by_call``: contestants take turns call by call (:func:`timing.compare`).
     """
     all_ops = {c.name: c.ops() for c in contestants}
     order = []
@@ -146,7 +148,9 @@ def run_group(
     for op in order:
         entries = [(name, ops[op]) for name, ops in all_ops.items() if op in ops]
         started = time.perf_counter()
-        group.results[op] = compare(entries, rounds=rounds, calls=calls, warmup=warmup)
+        group.results[op] = compare(
+            entries, rounds=rounds, calls=calls, warmup=warmup, by_call=by_call
+        )
         mine = group.results[op][group.ours].median_us
         others = ", ".join(
             f"{name} {s.median_us:.2f}"
@@ -296,7 +300,9 @@ def bench_redis(args: argparse.Namespace, url: str, log: Callable[[str], None]) 
             _Fixed("raw redis-py", {_name(n): Op(_nullary(t)) for n, (_, t) in cases.items()}),
         ]
         group = Group("Redis backend", "keyshelf redis", ["raw redis-py"])
-        return run_group(group, contestants, **_timing(args), log=log, only_ops=args.ops)
+        return run_group(
+            group, contestants, **_timing(args), log=log, only_ops=args.ops, by_call=True
+        )
     finally:
         kv.close()
         r.close()
@@ -314,7 +320,9 @@ def bench_postgres(args: argparse.Namespace, url: str, log: Callable[[str], None
             _Fixed("raw psycopg", {_name(n): Op(_nullary(t)) for n, _, t in cases}),
         ]
         group = Group("PostgreSQL backend", "keyshelf postgres", ["raw psycopg"])
-        return run_group(group, contestants, **_timing(args), log=log, only_ops=args.ops)
+        return run_group(
+            group, contestants, **_timing(args), log=log, only_ops=args.ops, by_call=True
+        )
     finally:
         bench.close()
 

@@ -9,7 +9,8 @@ Every benchmark in this folder measures the same way:
 * :func:`compare` runs one operation on every contestant for several rounds,
   rotating which contestant goes first each round, so that load from other
   processes on a shared machine hits every side alike; each round is a warm-up
-  followed by ``calls`` individually timed calls;
+  followed by ``calls`` individually timed calls (for the server backends,
+  the contestants take those calls in turns, one call each);
 * a :class:`Summary` keeps every sample: the median and p99 over all rounds,
   and the spread (lowest and highest per-round median).
 """
@@ -101,7 +102,12 @@ def time_calls(op: Op, calls: int, warmup: int, offset: int = 0) -> list[int]:
 
 
 def compare(
-    ops: Sequence[tuple[str, Op]], *, rounds: int, calls: int, warmup: int
+    ops: Sequence[tuple[str, Op]],
+    *,
+    rounds: int,
+    calls: int,
+    warmup: int,
+    by_call: bool = False,
 ) -> dict[str, Summary]:
     """Run one operation on every contestant, interleaved by rounds.
 
@@ -109,17 +115,51 @@ def compare(
     ``r mod n`` so that each one goes first equally often. Every round of a
     contestant continues its iteration numbers (keys differ between rounds
     where an operation creates or deletes keys).
+
+    ``by_call``: within a round, the contestants take turns call by call
+    (:func:`time_turns`) instead of one block of calls each. For operations
+    that wait on a server: an idle machine's round trip drifts by tens of
+    percent from one block of 2,000 calls to the next (CPU sleep states and
+    clock changes), which a block-by-block comparison would read as a ratio.
     """
     results = {name: Summary() for name, _ in ops}
     offsets = dict.fromkeys(results, 0)
     for r in range(rounds):
         order = list(ops[r % len(ops) :]) + list(ops[: r % len(ops)])
+        if by_call and all(op.calls is None and op.prepare is None for _, op in order):
+            for name, samples in time_turns(order, calls, warmup, offsets).items():
+                results[name].add_round(samples)
+                offsets[name] += calls + warmup
+            continue
         for name, op in order:
             n = op.calls or calls
             w = op.warmup if op.warmup is not None else warmup
             results[name].add_round(time_calls(op, n, w, offsets[name]))
             offsets[name] += n + w
     return results
+
+
+def time_turns(
+    order: Sequence[tuple[str, Op]], calls: int, warmup: int, offsets: dict[str, int]
+) -> dict[str, list[int]]:
+    """Warm every contestant up, then time ``calls`` calls of each, taking turns call by call."""
+    for name, op in order:
+        for i in range(warmup):
+            op.run(offsets[name] + i)
+    runs = [(op.run, offsets[name] + warmup) for name, op in order]
+    samples = [[0] * calls for _ in order]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as in time_calls
+    try:
+        for i in range(calls):
+            for (run, start), mine in zip(runs, samples, strict=True):
+                t0 = clock()
+                run(start + i)
+                mine[i] = clock() - t0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: mine for (name, _), mine in zip(order, samples, strict=True)}
 
 
 def ratio(ours: float, theirs: float) -> float:

@@ -529,6 +529,8 @@ class AsyncRedisBackend(AsyncBackend):
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "increment") from exc
+        if type(reply) is bytes:  # an int result, sent bare
+            return int(reply)
         code = reply[0]
         if code == 0:
             result = numeric(*rc.from_redis(reply[1], reply[2]))

@@ -524,6 +524,8 @@ class RedisBackend(Backend):
             )
         except _DRIVER_ERRORS as exc:
             raise self._fail(exc, "increment") from exc
+        if type(reply) is bytes:  # an int result, sent bare
+            return int(reply)
         code = reply[0]
         if code == 0:
             result = numeric(*rc.from_redis(reply[1], reply[2]))
