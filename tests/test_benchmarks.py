@@ -194,3 +194,21 @@ def test_stream_group_smoke(
     }
     whats = {target["what"] for target in report["targets"]}
     assert "SQLite iter_keys(prefix) ÷ keys(prefix)" in whats
+
+
+def test_compare_by_call_takes_turns() -> None:
+    # by_call: within a round the contestants alternate call by call (warm-ups
+    # first), each with its own iteration numbers; rounds still rotate.
+    from benchmarks.timing import Op, compare
+
+    seen: list[tuple[str, int]] = []
+
+    def op(name: str) -> Op:
+        return Op(lambda i: seen.append((name, i)))
+
+    results = compare([("a", op("a")), ("b", op("b"))], rounds=2, calls=3, warmup=1, by_call=True)
+    assert seen == [
+        ("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3),
+        ("b", 4), ("a", 4), ("b", 5), ("a", 5), ("b", 6), ("a", 6), ("b", 7), ("a", 7),
+    ]  # fmt: skip
+    assert [len(results[name].samples) for name in "ab"] == [6, 6]
