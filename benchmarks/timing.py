@@ -17,10 +17,11 @@ Every benchmark in this folder measures the same way:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,9 +82,7 @@ def time_calls(op: Op, calls: int, warmup: int, offset: int = 0) -> list[int]:
         run(offset + i)
     samples = [0] * calls
     start = offset + warmup
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection would land on whichever side happens to be running
-    try:
+    with _gc_paused():
         if prepare is None:
             for i in range(calls):
                 t0 = clock()
@@ -95,10 +94,19 @@ def time_calls(op: Op, calls: int, warmup: int, offset: int = 0) -> list[int]:
                 t0 = clock()
                 run(start + i)
                 samples[i] = clock() - t0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return samples
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection inside: one would land on whichever side happens to be running."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def compare(
@@ -148,17 +156,12 @@ def time_turns(
             op.run(offsets[name] + i)
     runs = [(op.run, offsets[name] + warmup) for name, op in order]
     samples = [[0] * calls for _ in order]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as in time_calls
-    try:
+    with _gc_paused():
         for i in range(calls):
             for (run, start), mine in zip(runs, samples, strict=True):
                 t0 = clock()
                 run(start + i)
                 mine[i] = clock() - t0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return {name: mine for (name, _), mine in zip(order, samples, strict=True)}
 
 

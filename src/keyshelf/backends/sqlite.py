@@ -1427,6 +1427,21 @@ ROWS_STEP = 16
 
 
 @functools.lru_cache(maxsize=1024)
+def _batch_update(live: str) -> str:
+    """A batch upsert's conflict clause: a live key keeps its metadata and
+    ``created_at`` and gets ``version + 1``; ``live`` is the row's liveness
+    test with the statement's ``now`` parameter."""
+    return f"""
+            ON CONFLICT (ns, key) DO UPDATE SET
+                type = excluded.type,
+                value = excluded.value,
+                expires_at = excluded.expires_at,
+                meta = CASE WHEN {live} THEN meta ELSE NULL END,
+                created_at = CASE WHEN {live} THEN created_at ELSE excluded.created_at END,
+                updated_at = excluded.updated_at,
+                version = CASE WHEN {live} THEN version + 1 ELSE 1 END"""
+
+
 def _chunks(n: int) -> tuple[int, ...]:
     """Sizes of the statements that write ``n`` rows: ROWS_MAX, a multiple of ROWS_STEP, the rest.
 
@@ -1497,24 +1512,8 @@ class _Statements:
         live2 = _LIVE.format(now="?2")
         self.put_many = f"""
             INSERT INTO {t} {columns}
-            VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, 1)
-            ON CONFLICT (ns, key) DO UPDATE SET
-                type = excluded.type,
-                value = excluded.value,
-                expires_at = excluded.expires_at,
-                meta = CASE WHEN {live6} THEN meta ELSE NULL END,
-                created_at = CASE WHEN {live6} THEN created_at ELSE excluded.created_at END,
-                updated_at = excluded.updated_at,
-                version = CASE WHEN {live6} THEN version + 1 ELSE 1 END"""
-        self._put_rows_update = f"""
-            ON CONFLICT (ns, key) DO UPDATE SET
-                type = excluded.type,
-                value = excluded.value,
-                expires_at = excluded.expires_at,
-                meta = CASE WHEN {live2} THEN meta ELSE NULL END,
-                created_at = CASE WHEN {live2} THEN created_at ELSE excluded.created_at END,
-                updated_at = excluded.updated_at,
-                version = CASE WHEN {live2} THEN version + 1 ELSE 1 END"""
+            VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?6, 1){_batch_update(live6)}"""
+        self._put_rows_update = _batch_update(live2)
         # An upsert, not INSERT OR REPLACE: a replaced row is an UPDATE, so
         # triggers (the change feed's, a bounded store's) see one change.
         self.replace = f"""
