@@ -230,11 +230,13 @@ def test_postgres_retries_a_key_created_behind_the_statement(tmp_path: Path) -> 
             worker.start()
             watcher = psycopg.connect(url, autocommit=True)
             try:
-                # Wait (polling the server, no fixed sleep) until the commit blocks on "x".
+                # Wait (polling the server, no fixed sleep) until the commit blocks on
+                # "x": this test's statement (its table's name), not another suite's.
                 for _ in range(6000):
                     row = watcher.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE '%%WITH i AS%%'"
+                        "AND query LIKE '%%WITH i AS%%' AND strpos(query, %s) > 0",
+                        (table,),
                     ).fetchone()
                     if row and row[0]:
                         break
