@@ -1426,7 +1426,6 @@ ROWS_MAX = 256
 ROWS_STEP = 16
 
 
-@functools.lru_cache(maxsize=1024)
 def _batch_update(live: str) -> str:
     """A batch upsert's conflict clause: a live key keeps its metadata and
     ``created_at`` and gets ``version + 1``; ``live`` is the row's liveness
@@ -1442,6 +1441,7 @@ def _batch_update(live: str) -> str:
                 version = CASE WHEN {live} THEN version + 1 ELSE 1 END"""
 
 
+@functools.lru_cache(maxsize=1024)
 def _chunks(n: int) -> tuple[int, ...]:
     """Sizes of the statements that write ``n`` rows: ROWS_MAX, a multiple of ROWS_STEP, the rest.
 
