@@ -40,19 +40,21 @@ Value = tuple[str, Payload]
 
 
 class LazyItems(Sequence[tuple[str, Value]]):
-    """The items of a batch whose values are encoded when first read, each once.
+    """The items of a batch whose values are encoded as they are read.
 
     Given by the store to a backend that asks for it (``lazy_batches``) for a
     large ``mset`` of a plain dict: its keys are checked and unique
     (:attr:`keys`, the dict's order), its values not yet encoded, so that the
     backend can encode them while it streams the rows already written (the
-    PostgreSQL ``COPY``) instead of before. Reading a value may raise what
-    encoding raises (``SerializationError``, ``ValueTooLargeError``): a
-    backend that takes lazy batches writes them in one transaction that such
-    an error rolls back, so the batch stays all or nothing.
+    PostgreSQL ``COPY``) instead of before. Nothing is kept: the ``COPY``
+    reads each value once, and a second read (an upsert after a ``COPY``
+    that gave way) encodes again. Reading a value may raise what encoding
+    raises (``SerializationError``, ``ValueTooLargeError``): a backend that
+    takes lazy batches writes them in one transaction that such an error
+    rolls back, so the batch stays all or nothing.
     """
 
-    __slots__ = ("_encode", "_encoded", "_values", "keys")
+    __slots__ = ("_encode", "_values", "keys")
 
     def __init__(
         self, keys: list[str], values: dict[str, object], encode: Callable[[str, object], Value]
@@ -60,7 +62,6 @@ class LazyItems(Sequence[tuple[str, Value]]):
         self.keys = keys
         self._values = values
         self._encode = encode
-        self._encoded: dict[str, Value] = {}
 
     def value(self, key: str) -> Value:
         """The encoded value of ``key`` (one of :attr:`keys`).
@@ -69,43 +70,17 @@ class LazyItems(Sequence[tuple[str, Value]]):
         would have: the error of the first bad value in the batch's order,
         whichever the backend read first (the same error on every backend).
         """
-        found = self._encoded.get(key)
-        if found is None:
-            try:
-                found = self._encode_one(key)
-            except Exception:
-                self.encode_all()
-                raise
-        return found
-
-    def reader(self) -> Callable[[str], Value]:
-        """:meth:`value` without its cache, for a backend that reads each value once.
-
-        The ``COPY`` of a bulk load reads every value exactly once, so keeping
-        each encoded value for a second read would cost it more than it
-        saves (a second read, after a ``COPY`` that gave way to an upsert,
-        encodes again). Errors are :meth:`value`'s.
-        """
-        values, encode = self._values, self._encode
-
-        def read(key: str) -> Value:
-            try:
-                return encode(key, values[key])
-            except Exception:
-                self.encode_all()
-                raise
-
-        return read
+        try:
+            return self._encode(key, self._values[key])
+        except Exception:
+            self.encode_all()
+            raise
 
     def encode_all(self) -> None:
-        """Encode what is not yet encoded, in the batch's order (raises at the first bad value)."""
+        """Encode every value in the batch's order (raises at the first bad value)."""
+        encode, values = self._encode, self._values
         for key in self.keys:
-            if key not in self._encoded:
-                self._encode_one(key)
-
-    def _encode_one(self, key: str) -> Value:
-        found = self._encoded[key] = self._encode(key, self._values[key])
-        return found
+            encode(key, values[key])
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -450,7 +450,7 @@ class AsyncPostgresBackend(_base_async.AsyncBackend):
         if isinstance(items, LazyItems):
             # Unique keys, values encoded as the rows are written (see there).
             keys = sorted(items.keys)
-            value = items.reader()
+            value = items.value
         else:
             latest = dict(items)  # last value wins for a repeated key
             keys = sorted(latest)
