@@ -288,15 +288,20 @@ def _check_upgraded(kv: Any, path: Path, policy: str, max_bytes: int | None) -> 
     assert _schema(path) == upgraded
 
 
+def _check_read_only_leaves_it(path: Path) -> None:
+    """A read-only open reads an old-shape store as it is and changes no byte of it."""
+    before = path.read_bytes()
+    with keyshelf.open(f"sqlite:///{path}?readonly=true") as ro:
+        assert ro.stats()["max_keys"] == 40 and ro.stats()["evictions"] == 7
+        assert ro.get("k01") == "v"
+    assert path.read_bytes() == before
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu", "fifo", "none"])
 def test_a_shape1_sqlite_store_is_upgraded_at_open(tmp_path: Path, policy: str) -> None:
     path = tmp_path / "shape1.db"
     _shape1(path, 40, 10_000, policy)
-    before = path.read_bytes()
-    with keyshelf.open(f"sqlite:///{path}?readonly=true") as ro:  # reads it as it is
-        assert ro.stats()["max_keys"] == 40 and ro.stats()["evictions"] == 7
-        assert ro.get("k01") == "v"
-    assert path.read_bytes() == before
+    _check_read_only_leaves_it(path)
     kv = keyshelf.open(path)
     schema = _schema(path)
     assert "keyshelf_evicted" not in schema
@@ -458,11 +463,7 @@ def test_a_shape2_sqlite_store_is_upgraded_at_open(
 ) -> None:
     path = tmp_path / "shape2.db"
     _shape2(path, 40, max_bytes, policy)
-    before = path.read_bytes()
-    with keyshelf.open(f"sqlite:///{path}?readonly=true") as ro:  # reads it as it is
-        assert ro.stats()["max_keys"] == 40 and ro.stats()["evictions"] == 7
-        assert ro.get("k01") == "v"
-    assert path.read_bytes() == before
+    _check_read_only_leaves_it(path)
     kv = keyshelf.open(path)
     _check_upgraded(kv, path, policy, max_bytes)
 

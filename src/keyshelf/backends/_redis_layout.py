@@ -59,8 +59,8 @@ class Space(NamedTuple):
     log: str  # STREAM of recorded changes: "<prefix>:#log"
     #: ``base`` and (catalog, expiring, feed, log) as the bytes sent: the hot
     #: paths pass bytes, which redis-py sends without converting them.
-    bbase: bytes = b""
-    bnames: tuple[bytes, bytes, bytes, bytes] = (b"", b"", b"", b"")
+    bbase: bytes
+    bnames: tuple[bytes, bytes, bytes, bytes]
 
 
 def glob_escape(text: str) -> str:

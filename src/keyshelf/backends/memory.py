@@ -174,24 +174,15 @@ class MemoryBackend(Backend):
                 table = self._table(ns)
             records = table.records
             stored = records.get(key)
-            if stored is None:
-                if xx:
-                    return False
-                stored_meta = None if type(meta) is Keep else meta
-                table.put(
-                    key, _new(Record, (value[0], value[1], expires_at, stored_meta, now, now, 1))
-                )
-                if expires_at is not None:
-                    self._push_expiry(expires_at, ns, key)
-                return True
-            _, _, old_expires, old_meta, created, _, version = stored
-            if old_expires is not None and old_expires <= now:
-                # Expired: absent, as RecordTable.live has it; a fresh record.
+            old_expires = None if stored is None else stored[2]
+            if stored is None or (old_expires is not None and old_expires <= now):
+                # Absent or expired (absent, as RecordTable.live has it): a fresh record.
                 if xx:
                     return False
                 stored_meta = None if type(meta) is Keep else meta
                 record = _new(Record, (value[0], value[1], expires_at, stored_meta, now, now, 1))
             else:
+                _, _, _, old_meta, created, _, version = stored
                 if nx:
                     return False
                 if keep_ttl:
@@ -201,7 +192,7 @@ class MemoryBackend(Backend):
                 record = _new(
                     Record, (value[0], value[1], expires_at, meta, created, now, version + 1)
                 )
-            if table.watch is None and table.feed is None:
+            if stored is not None and table.watch is None and table.feed is None:
                 records[key] = record  # a replaced key: no hook to run, the index has it
             else:
                 table.put(key, record)
